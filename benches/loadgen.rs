@@ -1,0 +1,2056 @@
+//! Load generator for the OpenWatchParty WebSocket dialect (driven by `benches/bench.sh`).
+//!
+//! One process, one thread, one hand-written mio poll loop driving every client connection,
+//! so it can be pointed at any implementation of the protocol (`--url ws://127.0.0.1:3000/ws`).
+//! Loopback targets only. Every run is bounded by its counts, `--duration` and a hard
+//! `--deadline` (seconds); progress goes to stderr and exactly one JSON summary line is printed
+//! last on stdout. `--server-pid PID` enables the server-side figures (null without it).
+//!
+//! Scenarios (`--scenario NAME`):
+//!   idle   --conns N [--rooms K]          memory per idle connection, one ping each (answered
+//!                                         within 1 s?), then how long the server stays busy
+//!                                         after every connection closes at once
+//!   fanout --rooms R --members M --hz H --duration S
+//!                                         host player_event + chat at H Hz per room; delivery
+//!                                         latency and server CPU per delivered message
+//!   churn  --rate C --rooms R --members M --duration S [--hz H] [--dwell-ms D]
+//!                                         C clients/s connect, join a random busy room, leave,
+//!                                         disconnect; join latency and errors
+//!   burst  --conns N                      N connect() calls issued at once; connect→hello spread
+//!   slow   --conns N --rooms R --duration S [--readers G] [--chat-bytes B] [--rcvbuf BYTES]
+//!                                         N room members that never read; server RSS, eviction
+//!   floor  --conns C --frame-bytes 150,1000 --count N [--reader-cpu K]
+//!                                         CPU cost of one loopback write() of a WebSocket-sized
+//!                                         frame, measured in this process; needs no server
+//!
+//! Common flags: `--url`, `--server-pid`, `--duration`, `--deadline`, `--max-in-flight`
+//! (handshakes outstanding at once while connecting, default 500).
+//!
+//! File descriptors: without the libc crate this program cannot raise RLIMIT_NOFILE itself;
+//! run `ulimit -n 65536` (or the hard limit) first, as bench.sh does.
+
+use std::borrow::Cow;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::fs;
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::process::{Command, Stdio};
+use std::str::FromStr;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mio::event::Event;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Map, Value};
+use slab::Slab;
+use socket2::{Domain, Protocol, Socket, Type};
+use tungstenite::protocol::{Role, WebSocketConfig};
+use tungstenite::{Message, WebSocket};
+
+/// The sample key/accept pair of RFC 6455 §1.3: a fixed key is fine for a load generator,
+/// and checking the accept value still proves the server computed it.
+const WS_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+const WS_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+const EADDRINUSE: i32 = 98;
+const EADDRNOTAVAIL: i32 = 99;
+const EINPROGRESS: i32 = 115;
+
+const MS: u64 = 1_000_000;
+const SEC: u64 = 1_000_000_000;
+
+/// The OpenWatchParty server drops a connection's frames beyond 30 per second.
+const OWP_RATE_LIMIT: f64 = 30.0;
+
+type Summary = Map<String, Value>;
+
+/// Inserts `"key": json!(value)` pairs into a summary map.
+macro_rules! put {
+    ($map:expr, $($key:literal => $value:expr),+ $(,)?) => {
+        $( $map.insert($key.to_string(), json!($value)); )+
+    };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Command line, clock, exits
+
+const KNOWN_FLAGS: &[&str] = &[
+    "scenario",
+    "url",
+    "server-pid",
+    "conns",
+    "rooms",
+    "members",
+    "hz",
+    "duration",
+    "deadline",
+    "rate",
+    "dwell-ms",
+    "readers",
+    "room-cap",
+    "chat-bytes",
+    "rcvbuf",
+    "max-in-flight",
+    "frame-bytes",
+    "count",
+    "reader-cpu",
+    "port",
+];
+
+struct Args(HashMap<String, String>);
+
+impl Args {
+    fn from_env() -> Args {
+        let mut map = HashMap::new();
+        let mut it = std::env::args().skip(1);
+        while let Some(arg) = it.next() {
+            // `cargo bench` passes `--bench` to every `harness = false` target.
+            if arg == "--bench" {
+                continue;
+            }
+            let Some(flag) = arg.strip_prefix("--") else {
+                die(&format!("unexpected argument {arg:?}"))
+            };
+            let (key, value) = match flag.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => {
+                    let value = it.next();
+                    (
+                        flag.to_string(),
+                        value.unwrap_or_else(|| die(&format!("--{flag} needs a value"))),
+                    )
+                }
+            };
+            if !KNOWN_FLAGS.contains(&key.as_str()) {
+                die(&format!("unknown flag --{key}"));
+            }
+            map.insert(key, value);
+        }
+        Args(map)
+    }
+
+    fn opt<T: FromStr>(&self, key: &str) -> Option<T> {
+        let value = self.0.get(key)?;
+        Some(
+            value
+                .parse()
+                .unwrap_or_else(|_| die(&format!("bad value for --{key}: {value:?}"))),
+        )
+    }
+
+    fn get<T: FromStr>(&self, key: &str, default: T) -> T {
+        self.opt(key).unwrap_or(default)
+    }
+}
+
+static T0: OnceLock<Instant> = OnceLock::new();
+static SCENARIO: OnceLock<String> = OnceLock::new();
+
+/// Monotonic ns since the generator started; every latency is a difference of two of these.
+fn now_ns() -> u64 {
+    T0.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// Wall-clock ms, for the envelope's `ts` (the server requires a non-negative integer).
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// ns → seconds, rounded to µs for readable output.
+fn secs(ns: u64) -> f64 {
+    (ns as f64 / 1e3).round() / 1e6
+}
+
+/// ns → ms, rounded to µs.
+fn ms(ns: u64) -> f64 {
+    (ns as f64 / 1e3).round() / 1e3
+}
+
+/// Rounds ns to µs with one decimal.
+fn us(ns: u64) -> f64 {
+    (ns as f64 / 100.0).round() / 10.0
+}
+
+fn log(msg: &str) {
+    eprintln!("[{:7.2}s] {msg}", secs(now_ns()));
+}
+
+/// Setup failure: a message on stderr and exit code 2.
+fn die(msg: &str) -> ! {
+    eprintln!("loadgen: {msg}");
+    std::process::exit(2)
+}
+
+/// Run-time bound exceeded: still end stdout with one JSON line, so drivers see why.
+fn abort_run(reason: &str) -> ! {
+    let scenario = SCENARIO.get().map_or("?", String::as_str);
+    println!("{}", json!({ "scenario": scenario, "error": reason }));
+    log(&format!("aborted: {reason}"));
+    std::process::exit(3)
+}
+
+/// Small xorshift generator seeded from the OS: only picks rooms for churning clients.
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Rng {
+        Rng(getrandom::u64().unwrap_or(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n.max(1) as u64) as usize
+    }
+}
+
+struct Progress {
+    label: &'static str,
+    total: usize,
+    last_ns: u64,
+}
+
+impl Progress {
+    fn new(label: &'static str, total: usize) -> Progress {
+        Progress {
+            label,
+            total,
+            last_ns: now_ns(),
+        }
+    }
+
+    fn tick(&mut self, done: usize) {
+        if now_ns() - self.last_ns >= SEC {
+            self.last_ns = now_ns();
+            log(&format!("{}: {done}/{}", self.label, self.total));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc readers and latency statistics
+
+#[derive(Clone, Copy, Default)]
+struct Mem {
+    rss_kib: u64,
+    anon_kib: u64,
+    hwm_kib: u64,
+}
+
+fn read_mem(pid: Option<u32>) -> Option<Mem> {
+    let text = fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    let kib = |name: &str| -> Option<u64> {
+        let line = text.lines().find(|l| l.starts_with(name))?;
+        line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some(Mem {
+        rss_kib: kib("VmRSS:")?,
+        anon_kib: kib("RssAnon:").unwrap_or(0),
+        hwm_kib: kib("VmHWM:").unwrap_or(0),
+    })
+}
+
+fn first_u64(text: &str) -> Option<u64> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// CPU time of all threads of `pid` in ns. Per-task schedstat is ns-exact, while
+/// /proc/PID/stat counts whole clock ticks (10 ms), so the latter is only the fallback.
+fn proc_cpu_ns(pid: Option<u32>) -> Option<u64> {
+    let pid = pid?;
+    let mut total = None;
+    if let Ok(dir) = fs::read_dir(format!("/proc/{pid}/task")) {
+        for entry in dir.flatten() {
+            let Ok(text) = fs::read_to_string(entry.path().join("schedstat")) else {
+                continue;
+            };
+            if let Some(ns) = first_u64(&text) {
+                total = Some(total.unwrap_or(0) + ns);
+            }
+        }
+    }
+    total.or_else(|| stat_cpu_ns(pid))
+}
+
+fn stat_cpu_ns(pid: u32) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and ')': count fields after the last ')'.
+    let fields: Vec<&str> = text[text.rfind(')')? + 1..].split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks * SEC / clk_tck())
+}
+
+fn clk_tck() -> u64 {
+    static TCK: OnceLock<u64> = OnceLock::new();
+    *TCK.get_or_init(|| {
+        let out = Command::new("getconf").arg("CLK_TCK").output().ok();
+        let text = out.and_then(|o| String::from_utf8(o.stdout).ok());
+        text.and_then(|t| t.trim().parse().ok())
+            .filter(|&t| t > 0)
+            .unwrap_or(100)
+    })
+}
+
+/// CPU time of the calling thread in ns (this program is single-threaded).
+fn self_cpu_ns() -> u64 {
+    let text = fs::read_to_string("/proc/thread-self/schedstat").ok();
+    text.and_then(|t| first_u64(&t))
+        .unwrap_or_else(|| die("cannot read /proc/thread-self/schedstat"))
+}
+
+#[derive(Default)]
+struct Lat(Vec<u64>);
+
+impl Lat {
+    fn add(&mut self, ns: u64) {
+        self.0.push(ns);
+    }
+
+    /// Nearest-rank percentile of the sorted samples.
+    fn pct(&self, p: f64) -> Option<u64> {
+        let n = self.0.len();
+        let rank = ((p / 100.0) * n as f64).ceil() as usize;
+        (n > 0).then(|| self.0[rank.clamp(1, n) - 1])
+    }
+
+    /// Writes `<prefix>p50_us` … `<prefix>max_us` (null when there are no samples).
+    fn report(&mut self, prefix: &str, out: &mut Summary) {
+        self.0.sort_unstable();
+        let points = [
+            ("p50", 50.0),
+            ("p90", 90.0),
+            ("p99", 99.0),
+            ("p999", 99.9),
+            ("max", 100.0),
+        ];
+        for (name, p) in points {
+            out.insert(format!("{prefix}{name}_us"), json!(self.pct(p).map(us)));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Target and source addresses
+
+struct Target {
+    addr: SocketAddr,
+    request: Vec<u8>,
+}
+
+/// Parses `ws://HOST:PORT/PATH`; refuses anything that is not an IPv4 loopback address.
+fn parse_target(url: &str) -> Target {
+    let rest = url
+        .strip_prefix("ws://")
+        .unwrap_or_else(|| die("--url must start with ws://"));
+    let (authority, path) = rest
+        .find('/')
+        .map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse().unwrap_or_else(|_| die("bad port in --url"))),
+        None => (authority, 80u16),
+    };
+    let ip = if host == "localhost" {
+        Ipv4Addr::LOCALHOST
+    } else {
+        host.parse()
+            .unwrap_or_else(|_| die("--url host must be an IPv4 address or localhost"))
+    };
+    if !ip.is_loopback() {
+        die(&format!(
+            "refusing non-loopback target {ip}: this tool only loads local servers"
+        ));
+    }
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    Target {
+        addr: SocketAddr::V4(SocketAddrV4::new(ip, port)),
+        request: request.into_bytes(),
+    }
+}
+
+/// Spreads client sockets over 127.0.0.1-255: one source address has only ~28k ephemeral
+/// ports, and earlier runs leave theirs in TIME_WAIT.
+struct SrcPool {
+    octet: u8,
+    used: u32,
+}
+
+impl SrcPool {
+    const PER_ADDR: u32 = 20_000;
+
+    fn new() -> SrcPool {
+        // Start where the previous run (another pid) most likely did not.
+        SrcPool {
+            octet: (std::process::id() % 255 + 1) as u8,
+            used: 0,
+        }
+    }
+
+    fn advance(&mut self) {
+        self.octet = if self.octet == 255 { 1 } else { self.octet + 1 };
+        self.used = 0;
+    }
+
+    fn bind(&mut self, sock: &Socket) -> io::Result<()> {
+        for _ in 0..255 {
+            if self.used >= Self::PER_ADDR {
+                self.advance();
+            }
+            let addr = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, self.octet), 0);
+            match sock.bind(&addr.into()) {
+                Ok(()) => {
+                    self.used += 1;
+                    return Ok(());
+                }
+                Err(e) if matches!(e.raw_os_error(), Some(EADDRINUSE | EADDRNOTAVAIL)) => {
+                    self.advance()
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::other("no free source port on 127.0.0.1-255"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inbound messages
+
+/// Identifies a client connection; `gen` guards against slab keys being reused.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+struct Cid {
+    key: usize,
+    gen: u32,
+}
+
+/// What a connection is for; the index is the scenario's own (room or client number).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Part {
+    Host(u32),
+    Guest(u32),
+    Client(u32),
+}
+
+enum Msg {
+    Hello,
+    RoomState(String),
+    /// A relayed `player_event` or `chat_message`, with the send time encoded by a host.
+    Delivery(Option<u64>),
+    Pong,
+    Error(String),
+    Other,
+}
+
+enum Ev {
+    Msg(Msg),
+    /// Closed by the server or failed; the reason is tallied in `Counters::gone`.
+    Gone,
+}
+
+struct Note {
+    cid: Cid,
+    part: Part,
+    at_ns: u64,
+    ev: Ev,
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    room: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    payload: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct PositionPayload {
+    position: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct ChatPayload<'a> {
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct ErrorPayload {
+    message: Option<String>,
+}
+
+/// Finds `"type":"<word>"` in the first or last 160 bytes. Broadcasts such as `room_list` can be
+/// many KiB and are sent to every client; recognising them without a full parse keeps the
+/// generator from becoming the bottleneck. Only our own names and texts appear in payloads,
+/// and none contain that key, so a hit is the envelope's.
+fn quick_type(text: &str) -> Option<&str> {
+    const KEY: &[u8] = b"\"type\":\"";
+    let bytes = text.as_bytes();
+    let windows = [
+        (0, bytes.len().min(160)),
+        (bytes.len().saturating_sub(160), bytes.len()),
+    ];
+    for (from, to) in windows {
+        let hay = &bytes[from..to];
+        if let Some(at) = hay.windows(KEY.len()).position(|w| w == KEY) {
+            let start = from + at + KEY.len();
+            let len = bytes[start..].iter().position(|&b| b == b'"')?;
+            return text.get(start..start + len);
+        }
+    }
+    None
+}
+
+fn classify(text: &str) -> Option<Msg> {
+    if let Some("room_list" | "participants_update" | "client_left" | "state_update") =
+        quick_type(text)
+    {
+        return Some(Msg::Other);
+    }
+    let env: Envelope = serde_json::from_str(text).ok()?;
+    let raw = env.payload.map_or("null", RawValue::get);
+    Some(match env.kind.as_ref() {
+        "client_hello" => Msg::Hello,
+        "room_state" => Msg::RoomState(env.room?.into_owned()),
+        "player_event" => {
+            let p: PositionPayload = serde_json::from_str(raw).ok()?;
+            Msg::Delivery(
+                p.position
+                    .filter(|s| *s >= 0.0)
+                    .map(|s| (s * 1e9).round() as u64),
+            )
+        }
+        "chat_message" => {
+            let p: ChatPayload = serde_json::from_str(raw).ok()?;
+            Msg::Delivery(p.text.and_then(|t| chat_sent_ns(&t)))
+        }
+        "pong" => Msg::Pong,
+        "error" => {
+            let p: Option<ErrorPayload> = serde_json::from_str(raw).ok();
+            Msg::Error(p.and_then(|p| p.message).unwrap_or_default())
+        }
+        _ => Msg::Other,
+    })
+}
+
+/// Chat texts are `t<send ns>` optionally followed by a space and padding.
+fn chat_sent_ns(text: &str) -> Option<u64> {
+    text.strip_prefix('t')?.split(' ').next()?.parse().ok()
+}
+
+/// A client→server message. The envelope's `ts` must be an integer (wall-clock ms).
+fn envelope(kind: &str, room: &str, payload: Value) -> String {
+    json!({ "type": kind, "room": room, "payload": payload, "ts": unix_ms() }).to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client connections
+
+enum Io {
+    /// TCP connect in progress, or the upgrade request/response under way.
+    Upgrading {
+        stream: TcpStream,
+        sent: usize,
+        resp: Vec<u8>,
+    },
+    Open(Box<WebSocket<TcpStream>>),
+    /// Placeholder while the stream moves from one state to the next.
+    Moving,
+}
+
+struct Conn {
+    io: Io,
+    gen: u32,
+    part: Part,
+    /// False for clients that deliberately stopped reading (the slow scenario).
+    reading: bool,
+}
+
+#[derive(Default)]
+struct Counters {
+    dial_failed: u64,
+    parse_failed: u64,
+    gone: HashMap<&'static str, u64>,
+    server_errors: HashMap<String, u64>,
+    first_dial_error: Option<String>,
+}
+
+struct Net {
+    poll: Poll,
+    conns: Slab<Conn>,
+    target: Target,
+    src: SrcPool,
+    config: WebSocketConfig,
+    next_gen: u32,
+    notes: Vec<Note>,
+    counts: Counters,
+}
+
+fn would_block(e: &tungstenite::Error) -> bool {
+    matches!(e, tungstenite::Error::Io(io) if io.kind() == io::ErrorKind::WouldBlock)
+}
+
+/// Parses the upgrade response; `Some(head length)` once it is complete and valid.
+fn parse_101(buf: &[u8]) -> Result<Option<usize>, &'static str> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    match resp.parse(buf) {
+        Ok(httparse::Status::Partial) => Ok(None),
+        Ok(httparse::Status::Complete(len)) => {
+            if resp.code != Some(101) {
+                return Err("upgrade refused");
+            }
+            let accept = resp
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-accept"));
+            if accept.map(|h| h.value) != Some(WS_ACCEPT.as_bytes()) {
+                return Err("bad Sec-WebSocket-Accept");
+            }
+            Ok(Some(len))
+        }
+        Err(_) => Err("malformed upgrade response"),
+    }
+}
+
+/// Drives connect → request → 101 on a non-blocking socket, reading until WouldBlock.
+fn upgrade_io(
+    stream: &mut TcpStream,
+    sent: &mut usize,
+    resp: &mut Vec<u8>,
+    request: &[u8],
+) -> Result<Option<usize>, &'static str> {
+    if *sent < request.len() {
+        if let Ok(Some(_)) | Err(_) = stream.take_error() {
+            return Err("connect failed");
+        }
+        match stream.peer_addr() {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(None), // still connecting
+            Err(_) => return Err("connect failed"),
+        }
+        while *sent < request.len() {
+            match stream.write(&request[*sent..]) {
+                Ok(0) => return Err("connect failed"),
+                Ok(n) => *sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Err("connect failed"),
+            }
+        }
+    }
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return Err("closed during upgrade"),
+            Ok(n) => {
+                resp.extend_from_slice(&buf[..n]);
+                if let Some(len) = parse_101(resp)? {
+                    return Ok(Some(len));
+                }
+                if resp.len() > 16 * 1024 {
+                    return Err("upgrade response too large");
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Err("connection error during upgrade"),
+        }
+    }
+}
+
+impl Net {
+    fn new(target: Target) -> Net {
+        // Small eager read buffers so that 19,000 clients fit easily; write eagerly.
+        let config = WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(0);
+        Net {
+            poll: Poll::new().unwrap_or_else(|e| die(&format!("epoll: {e}"))),
+            conns: Slab::new(),
+            target,
+            src: SrcPool::new(),
+            config,
+            next_gen: 0,
+            notes: Vec::new(),
+            counts: Counters::default(),
+        }
+    }
+
+    /// Starts a non-blocking connect from the next source address.
+    fn dial(&mut self, part: Part, rcvbuf: Option<usize>) -> io::Result<Cid> {
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+        sock.set_nonblocking(true)?;
+        // Our own Nagle delay must not show up as server latency.
+        sock.set_tcp_nodelay(true)?;
+        if let Some(bytes) = rcvbuf {
+            // Before connect: the window scale is fixed by the SYN.
+            sock.set_recv_buffer_size(bytes)?;
+        }
+        self.src.bind(&sock)?;
+        match sock.connect(&self.target.addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        let mut stream = TcpStream::from_std(sock.into());
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        self.poll
+            .registry()
+            .register(&mut stream, Token(key), interest)?;
+        self.next_gen = self.next_gen.wrapping_add(1);
+        let io = Io::Upgrading {
+            stream,
+            sent: 0,
+            resp: Vec::new(),
+        };
+        entry.insert(Conn {
+            io,
+            gen: self.next_gen,
+            part,
+            reading: true,
+        });
+        Ok(Cid {
+            key,
+            gen: self.next_gen,
+        })
+    }
+
+    fn dial_failed(&mut self, err: &io::Error) {
+        self.counts.dial_failed += 1;
+        if self.counts.first_dial_error.is_none() {
+            log(&format!("dial failed: {err}"));
+            self.counts.first_dial_error = Some(err.to_string());
+        }
+    }
+
+    fn live(&mut self, cid: Cid) -> Option<&mut Conn> {
+        self.conns.get_mut(cid.key).filter(|c| c.gen == cid.gen)
+    }
+
+    /// Handles one readiness event. Events are hints: every operation runs to WouldBlock.
+    fn on_ready(&mut self, key: usize, ev: &Event) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return; // a late event for a connection already closed
+        };
+        let result = match (&conn.io, conn.reading) {
+            (Io::Upgrading { .. }, _) => self.advance_upgrade(key),
+            (Io::Open(_), true) => self.flush(key).and_then(|()| self.read_open(key)),
+            // Not reading: the only news we can get is an error or hang-up (eviction).
+            (Io::Open(_), false)
+                if ev.is_error() || ev.is_write_closed() || ev.is_read_closed() =>
+            {
+                Err("evicted")
+            }
+            (Io::Open(_), false) => self.flush(key),
+            (Io::Moving, _) => Ok(()),
+        };
+        if let Err(why) = result {
+            self.gone(key, why);
+        }
+    }
+
+    fn advance_upgrade(&mut self, key: usize) -> Result<(), &'static str> {
+        let conn = &mut self.conns[key];
+        let Io::Upgrading { stream, sent, resp } = &mut conn.io else {
+            return Ok(());
+        };
+        let Some(head_len) = upgrade_io(stream, sent, resp, &self.target.request)? else {
+            return Ok(());
+        };
+        let Io::Upgrading { stream, resp, .. } = std::mem::replace(&mut conn.io, Io::Moving) else {
+            unreachable!("state checked above")
+        };
+        let leftover = resp[head_len..].to_vec();
+        let ws = WebSocket::from_partially_read(stream, leftover, Role::Client, Some(self.config));
+        conn.io = Io::Open(Box::new(ws));
+        // The leftover may hold whole frames and the socket more data; edge-triggered readiness
+        // will not be reported again, so drain now.
+        self.read_open(key)
+    }
+
+    fn read_open(&mut self, key: usize) -> Result<(), &'static str> {
+        let conn = &mut self.conns[key];
+        let (cid, part) = (Cid { key, gen: conn.gen }, conn.part);
+        let Io::Open(ws) = &mut conn.io else {
+            return Ok(());
+        };
+        loop {
+            match ws.read() {
+                Ok(Message::Text(text)) => {
+                    let at_ns = now_ns();
+                    match classify(text.as_str()) {
+                        Some(msg) => {
+                            if let Msg::Error(m) = &msg {
+                                *self.counts.server_errors.entry(m.clone()).or_default() += 1;
+                            }
+                            self.notes.push(Note {
+                                cid,
+                                part,
+                                at_ns,
+                                ev: Ev::Msg(msg),
+                            });
+                        }
+                        None => self.counts.parse_failed += 1,
+                    }
+                }
+                Ok(_) => {} // ping, pong, close: tungstenite answers them itself
+                Err(e) if would_block(&e) => return Ok(()),
+                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                    return Err("closed by server")
+                }
+                Err(tungstenite::Error::Io(_)) => return Err("connection error"),
+                Err(_) => return Err("websocket protocol error"),
+            }
+        }
+    }
+
+    fn flush(&mut self, key: usize) -> Result<(), &'static str> {
+        let Io::Open(ws) = &mut self.conns[key].io else {
+            return Ok(());
+        };
+        match ws.flush() {
+            Ok(()) => Ok(()),
+            Err(e) if would_block(&e) => Ok(()), // queued; the next writable event flushes
+            Err(_) => Err("write failed"),
+        }
+    }
+
+    /// Queues one text frame and tries to write it; false if the connection is gone.
+    fn send(&mut self, cid: Cid, text: String) -> bool {
+        let Some(conn) = self.live(cid) else {
+            return false;
+        };
+        let Io::Open(ws) = &mut conn.io else {
+            return false;
+        };
+        match ws.write(Message::text(text)).and_then(|()| ws.flush()) {
+            Ok(()) => true,
+            Err(e) if would_block(&e) => true,
+            Err(_) => {
+                self.gone(cid.key, "write failed");
+                false
+            }
+        }
+    }
+
+    /// Removes a connection that failed or was closed by the peer, and reports it.
+    fn gone(&mut self, key: usize, why: &'static str) {
+        if let Some(conn) = self.conns.try_remove(key) {
+            *self.counts.gone.entry(why).or_default() += 1;
+            let cid = Cid { key, gen: conn.gen };
+            self.notes.push(Note {
+                cid,
+                part: conn.part,
+                at_ns: now_ns(),
+                ev: Ev::Gone,
+            });
+        }
+    }
+
+    /// Closes a connection on purpose (dropping the socket also removes it from epoll).
+    fn close(&mut self, cid: Cid) {
+        if self.live(cid).is_some() {
+            self.conns.remove(cid.key);
+        }
+    }
+
+    fn close_all(&mut self) -> usize {
+        let n = self.conns.len();
+        self.conns.clear();
+        n
+    }
+
+    /// Stops reading a client: its receive buffer fills and the server has to deal with it.
+    fn stop_reading(&mut self, cid: Cid) {
+        let registry = self.poll.registry();
+        let Some(conn) = self.conns.get_mut(cid.key).filter(|c| c.gen == cid.gen) else {
+            return;
+        };
+        if let Io::Open(ws) = &mut conn.io {
+            conn.reading = false;
+            let _ = registry.reregister(ws.get_mut(), Token(cid.key), Interest::WRITABLE);
+        }
+    }
+
+    /// Reads and discards whatever a non-reading client has buffered: `Some(true)` once the
+    /// server has closed it, `Some(false)` while it is still open.
+    fn probe_closed(&mut self, cid: Cid) -> Option<bool> {
+        let Io::Open(ws) = &mut self.live(cid)?.io else {
+            return Some(false);
+        };
+        let mut scratch = [0u8; 16 * 1024];
+        for _ in 0..64 {
+            match ws.get_mut().read(&mut scratch) {
+                Ok(0) => return Some(true),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Some(true),
+            }
+        }
+        Some(false)
+    }
+
+    fn report(&self, out: &mut Summary) {
+        let c = &self.counts;
+        put!(out,
+            "dial_failed" => c.dial_failed,
+            "first_dial_error" => c.first_dial_error,
+            "conns_lost" => c.gone,
+            "server_errors" => c.server_errors,
+            "parse_failed" => c.parse_failed,
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Busy rooms: host ticks and delivery accounting
+
+struct Room {
+    host: Cid,
+    id: String,
+    /// Members including the host, as joined during setup.
+    members: u32,
+}
+
+#[derive(Default)]
+struct Load {
+    rooms: Vec<Room>,
+    period_ns: u64,
+    chat_pad: String,
+    /// (due ns, room index, chat?) — a player_event, then a chat half a period later.
+    queue: BinaryHeap<Reverse<(u64, usize, bool)>>,
+    playing: Vec<bool>,
+    /// Sends in [start, end) are counted and timed.
+    window: (u64, u64),
+    sent: u64,
+    expected: u64,
+    delivered: u64,
+    received_in_window: u64,
+    late_ticks: u64,
+    lat: Lat,
+}
+
+impl Load {
+    /// Schedules every host's ticks, spread evenly over one period.
+    fn start(&mut self, hz: f64) {
+        let now = now_ns();
+        let n = self.rooms.len() as u64;
+        self.period_ns = (1e9 / hz) as u64;
+        self.playing = vec![false; self.rooms.len()];
+        for i in 0..n {
+            self.queue.push(Reverse((
+                now + i * self.period_ns / n.max(1),
+                i as usize,
+                false,
+            )));
+        }
+    }
+
+    fn stop(&mut self) {
+        self.queue.clear();
+    }
+
+    fn next_due(&self) -> u64 {
+        self.queue
+            .peek()
+            .map_or(u64::MAX, |Reverse((due, _, _))| *due)
+    }
+
+    fn fire_due(&mut self, net: &mut Net, now: u64) {
+        let half = self.period_ns / 2;
+        while let Some(&Reverse((due, i, chat))) = self.queue.peek() {
+            if due > now {
+                break;
+            }
+            self.queue.pop();
+            // When the generator falls behind, skip ahead instead of bursting to catch up.
+            let next = if now - due > self.period_ns {
+                self.late_ticks += 1;
+                now + half
+            } else {
+                due + half
+            };
+            self.send_tick(net, i, chat);
+            self.queue.push(Reverse((next, i, !chat)));
+        }
+    }
+
+    fn send_tick(&mut self, net: &mut Net, i: usize, chat: bool) {
+        let room = &self.rooms[i];
+        let t = now_ns();
+        let (kind, payload) = if chat {
+            let text = if self.chat_pad.is_empty() {
+                format!("t{t}")
+            } else {
+                format!("t{t} {}", self.chat_pad)
+            };
+            ("chat_message", json!({ "text": text }))
+        } else {
+            self.playing[i] = !self.playing[i];
+            let (action, state) = if self.playing[i] {
+                ("play", "playing")
+            } else {
+                ("pause", "paused")
+            };
+            // The server relays only action/position/play_state, so the send time rides in
+            // `position` (seconds; f64 keeps sub-µs precision over hours).
+            let payload =
+                json!({ "action": action, "position": t as f64 / 1e9, "play_state": state });
+            ("player_event", payload)
+        };
+        if !net.send(room.host, envelope(kind, &room.id, payload)) {
+            return; // host gone: the server closed its room too
+        }
+        if (self.window.0..self.window.1).contains(&t) {
+            self.sent += 1;
+            // player_event goes to everyone but the host; chat to everyone including it.
+            self.expected += u64::from(if chat { room.members } else { room.members - 1 });
+        }
+    }
+
+    /// Consumes deliveries to room members; other notes are left to the scenario.
+    fn absorb(&mut self, note: &Note) -> bool {
+        if matches!(note.part, Part::Client(_)) {
+            return false;
+        }
+        let Ev::Msg(Msg::Delivery(sent_ns)) = &note.ev else {
+            return false;
+        };
+        let window = self.window.0..self.window.1;
+        if window.contains(&note.at_ns) {
+            self.received_in_window += 1;
+        }
+        if let Some(sent) = *sent_ns {
+            if window.contains(&sent) {
+                self.delivered += 1;
+                self.lat.add(note.at_ns.saturating_sub(sent));
+            }
+        }
+        true
+    }
+
+    fn report(&mut self, out: &mut Summary) {
+        put!(out,
+            "sent" => self.sent,
+            "expected" => self.expected,
+            "delivered" => self.delivered,
+            "lost" => self.expected.saturating_sub(self.delivered),
+            "gen_late_ticks" => self.late_ticks,
+        );
+        self.lat.report("", out);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The loop and setup helpers
+
+struct Opened {
+    cid: Cid,
+    /// From issuing connect() to receiving `client_hello`.
+    connect_ns: u64,
+    hello_at_ns: u64,
+}
+
+struct Bench {
+    net: Net,
+    events: Events,
+    load: Load,
+    pid: Option<u32>,
+    deadline_ns: u64,
+    max_in_flight: usize,
+}
+
+impl Bench {
+    /// `run_ns` is the scenario's own running time; the default hard deadline adds setup
+    /// time for every connection the flags ask for, plus a minute for drains and closes.
+    fn new(args: &Args, run_ns: u64, conns: usize) -> Bench {
+        let url: String = args.get("url", "ws://127.0.0.1:3000/ws".to_string());
+        let pid: Option<u32> = args.opt("server-pid");
+        if let Some(pid) = pid {
+            if fs::metadata(format!("/proc/{pid}")).is_err() {
+                die(&format!("--server-pid {pid}: no such process"));
+            }
+        }
+        let default_s = run_ns / SEC + 60 + conns as u64 / 100;
+        let deadline_s: u64 = args.get("deadline", default_s);
+        Bench {
+            net: Net::new(parse_target(&url)),
+            events: Events::with_capacity(1024),
+            load: Load::default(),
+            pid,
+            deadline_ns: now_ns() + deadline_s * SEC,
+            max_in_flight: args.get("max-in-flight", 500usize).max(1),
+        }
+    }
+
+    /// One turn: fire due host ticks, wait for readiness until `until_ns` or the next tick,
+    /// handle it. Returns the notes the busy-room accounting did not consume.
+    fn step(&mut self, until_ns: u64) -> Vec<Note> {
+        let now = now_ns();
+        if now >= self.deadline_ns {
+            abort_run("hard deadline exceeded");
+        }
+        self.load.fire_due(&mut self.net, now);
+        let wake = until_ns.min(self.load.next_due()).min(self.deadline_ns);
+        let timeout = Duration::from_nanos(wake.saturating_sub(now_ns()));
+        match self.net.poll.poll(&mut self.events, Some(timeout)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => die(&format!("poll failed: {e}")),
+        }
+        for ev in self.events.iter() {
+            self.net.on_ready(ev.token().0, ev);
+        }
+        self.load.fire_due(&mut self.net, now_ns());
+        let mut notes = std::mem::take(&mut self.net.notes);
+        notes.retain(|n| !self.load.absorb(n));
+        notes
+    }
+
+    /// Keeps the loop (and the host ticks) running until `until_ns`, ignoring other notes.
+    fn run_until(&mut self, until_ns: u64) {
+        while now_ns() < until_ns {
+            self.step(until_ns);
+        }
+    }
+
+    fn connect_timeout(n: usize) -> u64 {
+        30 * SEC + n as u64 * 5 * MS
+    }
+
+    /// Opens `n` clients, at most `in_flight` without a `client_hello` yet, and waits for
+    /// every hello. Clients that fail or time out are `None` (and closed).
+    fn open_clients(
+        &mut self,
+        n: usize,
+        part: impl Fn(usize) -> Part,
+        rcvbuf: Option<usize>,
+        in_flight: usize,
+    ) -> Vec<Option<Opened>> {
+        let mut out: Vec<Option<Opened>> = (0..n).map(|_| None).collect();
+        let mut pending: HashMap<Cid, (usize, u64)> = HashMap::new();
+        let (mut next, mut settled) = (0, 0);
+        let deadline = now_ns() + Self::connect_timeout(n);
+        let mut progress = Progress::new("connect", n);
+        while settled < n && now_ns() < deadline {
+            while next < n && pending.len() < in_flight {
+                let t = now_ns();
+                match self.net.dial(part(next), rcvbuf) {
+                    Ok(cid) => drop(pending.insert(cid, (next, t))),
+                    Err(e) => {
+                        self.net.dial_failed(&e);
+                        settled += 1;
+                    }
+                }
+                next += 1;
+            }
+            for note in self.step(deadline) {
+                let Some(&(i, t)) = pending.get(&note.cid) else {
+                    continue;
+                };
+                match note.ev {
+                    Ev::Msg(Msg::Hello) => {
+                        let connect_ns = note.at_ns.saturating_sub(t);
+                        out[i] = Some(Opened {
+                            cid: note.cid,
+                            connect_ns,
+                            hello_at_ns: note.at_ns,
+                        });
+                    }
+                    Ev::Gone => {}
+                    Ev::Msg(_) => continue,
+                }
+                pending.remove(&note.cid);
+                settled += 1;
+            }
+            progress.tick(settled);
+        }
+        for cid in pending.into_keys() {
+            *self
+                .net
+                .counts
+                .gone
+                .entry("no client_hello in time")
+                .or_default() += 1;
+            self.net.close(cid);
+        }
+        out
+    }
+
+    /// Sends each request and waits for the first reply satisfying `want`, at most
+    /// `in_flight` outstanding. An `error` reply, a lost connection or the timeout is `None`;
+    /// otherwise (latency ns, reply).
+    fn request_all(
+        &mut self,
+        reqs: Vec<(Cid, String)>,
+        want: fn(&Msg) -> bool,
+        in_flight: usize,
+        timeout_ns: u64,
+    ) -> Vec<Option<(u64, Msg)>> {
+        let n = reqs.len();
+        let mut out: Vec<Option<(u64, Msg)>> = (0..n).map(|_| None).collect();
+        let mut pending: HashMap<Cid, (usize, u64)> = HashMap::new();
+        let mut reqs = reqs.into_iter().enumerate();
+        let mut settled = 0;
+        let deadline = now_ns() + timeout_ns;
+        let mut unsent = n;
+        while settled < n && now_ns() < deadline {
+            // Batches of 256 with a poll in between: replies are read while sending goes on,
+            // so a reply's latency is the server's, not the length of our own send loop.
+            let mut batch = 0;
+            while pending.len() < in_flight && batch < 256 {
+                let Some((i, (cid, text))) = reqs.next() else {
+                    break;
+                };
+                (unsent, batch) = (unsent - 1, batch + 1);
+                let t = now_ns();
+                if self.net.send(cid, text) {
+                    pending.insert(cid, (i, t));
+                } else {
+                    settled += 1;
+                }
+            }
+            let more_to_send = unsent > 0 && pending.len() < in_flight;
+            for note in self.step(if more_to_send { 0 } else { deadline }) {
+                let Some(&(i, t)) = pending.get(&note.cid) else {
+                    continue;
+                };
+                match note.ev {
+                    Ev::Msg(msg) if want(&msg) => {
+                        out[i] = Some((note.at_ns.saturating_sub(t), msg))
+                    }
+                    Ev::Msg(Msg::Error(_)) | Ev::Gone => {}
+                    Ev::Msg(_) => continue,
+                }
+                pending.remove(&note.cid);
+                settled += 1;
+            }
+        }
+        out
+    }
+
+    /// Creates `rooms` rooms with one host and `guests` joined guests each. Rooms whose host
+    /// could not connect or create are left out; missing guests lower `members`.
+    fn build_rooms(&mut self, rooms: usize, guests: usize) -> Vec<Room> {
+        log(&format!(
+            "setting up {rooms} rooms x {} members",
+            guests + 1
+        ));
+        let hosts = self.open_clients(rooms, |i| Part::Host(i as u32), None, self.max_in_flight);
+        let hosts: Vec<Cid> = hosts.into_iter().flatten().map(|o| o.cid).collect();
+        let reqs = hosts.iter().enumerate().map(|(i, &cid)| {
+            let payload = json!({ "start_pos": 0, "user_name": format!("h{i}") });
+            (cid, envelope("create_room", "", payload))
+        });
+        let is_state = |m: &Msg| matches!(m, Msg::RoomState(_));
+        let replies = self.request_all(reqs.collect(), is_state, self.max_in_flight, 30 * SEC);
+        let mut out: Vec<Room> = Vec::new();
+        for (host, reply) in hosts.into_iter().zip(replies) {
+            match reply {
+                Some((_, Msg::RoomState(id))) => out.push(Room {
+                    host,
+                    id,
+                    members: 1,
+                }),
+                _ => self.net.close(host),
+            }
+        }
+        if guests == 0 || out.is_empty() {
+            return out;
+        }
+        let part = |j: usize| Part::Guest((j / guests) as u32);
+        let opened = self.open_clients(out.len() * guests, part, None, self.max_in_flight);
+        let (mut reqs, mut room_of) = (Vec::new(), Vec::new());
+        for (j, o) in opened.iter().enumerate() {
+            let Some(o) = o else { continue };
+            let payload = json!({ "user_name": format!("g{j}") });
+            reqs.push((o.cid, envelope("join_room", &out[j / guests].id, payload)));
+            room_of.push(j / guests);
+        }
+        let replies = self.request_all(reqs, is_state, self.max_in_flight, 30 * SEC);
+        for (room, reply) in room_of.into_iter().zip(replies) {
+            if reply.is_some() {
+                out[room].members += 1;
+            }
+        }
+        out
+    }
+
+    /// Sends one `ping` to each client at once; latency is timed from each client's own send.
+    fn ping_sweep(&mut self, cids: &[Cid], out: &mut Summary) {
+        log(&format!("pinging {} clients", cids.len()));
+        let reqs = cids
+            .iter()
+            .map(|&c| (c, envelope("ping", "", json!({ "client_ts": unix_ms() }))));
+        let pong = |m: &Msg| matches!(m, Msg::Pong);
+        let replies = self.request_all(reqs.collect(), pong, usize::MAX, 2 * SEC);
+        let mut lat = Lat(replies.iter().flatten().map(|r| r.0).collect());
+        put!(out,
+            "ping_sent" => cids.len(),
+            "ping_answered" => lat.0.len(),
+            "ping_within_1s" => lat.0.iter().filter(|&&ns| ns <= SEC).count(),
+        );
+        lat.report("ping_", out);
+    }
+
+    /// Closes every connection at once, then samples the server's CPU every 10 ms until it
+    /// has been below 10% busy for 200 ms. Returns (busy seconds, CPU seconds).
+    fn close_all_timed(&mut self, out: &mut Summary) {
+        let cpu0 = proc_cpu_ns(self.pid);
+        let t_close = now_ns();
+        let closed = self.net.close_all();
+        put!(out, "closed" => closed, "close_calls_ms" => ms(now_ns() - t_close));
+        let (mut busy_s, mut cpu_s) = (None, None);
+        if let Some(cpu0) = cpu0 {
+            let (mut last_t, mut last_cpu) = (t_close, cpu0);
+            let (mut busy_until, mut busy_cpu) = (t_close, cpu0);
+            while now_ns() - busy_until < 200 * MS && now_ns() - t_close < 60 * SEC {
+                std::thread::sleep(Duration::from_millis(10));
+                let Some(cpu) = proc_cpu_ns(self.pid) else {
+                    break;
+                }; // server exited
+                let now = now_ns();
+                if (cpu - last_cpu) * 10 > now - last_t {
+                    (busy_until, busy_cpu) = (now, cpu);
+                }
+                (last_t, last_cpu) = (now, cpu);
+            }
+            busy_s = Some(secs(busy_until - t_close));
+            cpu_s = Some(secs(busy_cpu - cpu0));
+        }
+        put!(out, "close_busy_s" => busy_s, "close_cpu_s" => cpu_s);
+    }
+
+    fn base_summary(&self, scenario: &str) -> Summary {
+        let mut out = Summary::new();
+        put!(out, "scenario" => scenario, "server_pid" => self.pid);
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios
+
+fn kib_per(after: Option<u64>, before: Option<u64>, n: usize) -> Option<f64> {
+    let delta = after? as f64 - before? as f64;
+    (n > 0).then(|| (delta / n as f64 * 100.0).round() / 100.0)
+}
+
+fn scenario_idle(args: &Args) -> Summary {
+    let n: usize = args.get("conns", 1000);
+    let rooms: usize = args.get::<usize>("rooms", 0).min(n);
+    let mut b = Bench::new(args, 0, n);
+    let mem0 = read_mem(b.pid);
+    let t0 = now_ns();
+    let hosts = if rooms > 0 {
+        b.build_rooms(rooms, 0)
+    } else {
+        Vec::new()
+    };
+    log(&format!("opening {} idle clients", n - rooms));
+    let opened = b.open_clients(n - rooms, |i| Part::Client(i as u32), None, b.max_in_flight);
+    let connect_s = secs(now_ns() - t0);
+    let cids: Vec<Cid> = hosts
+        .iter()
+        .map(|r| r.host)
+        .chain(opened.iter().flatten().map(|o| o.cid))
+        .collect();
+    // Let the server finish its broadcasts and the kernel its queues before reading RSS.
+    b.run_until(now_ns() + SEC);
+    let mem1 = read_mem(b.pid);
+    let mut out = b.base_summary("idle");
+    put!(out,
+        "conns" => n,
+        "rooms" => hosts.len(),
+        "held" => cids.len(),
+        "connect_s" => connect_s,
+        "rss_before_kib" => mem0.map(|m| m.rss_kib),
+        "rss_after_kib" => mem1.map(|m| m.rss_kib),
+        "anon_before_kib" => mem0.map(|m| m.anon_kib),
+        "anon_after_kib" => mem1.map(|m| m.anon_kib),
+        "kib_per_conn_rss" => kib_per(mem1.map(|m| m.rss_kib), mem0.map(|m| m.rss_kib), cids.len()),
+        "kib_per_conn_anon" => kib_per(mem1.map(|m| m.anon_kib), mem0.map(|m| m.anon_kib), cids.len()),
+    );
+    b.ping_sweep(&cids, &mut out);
+    b.net.report(&mut out);
+    log(&format!("closing {} clients at once", cids.len()));
+    b.close_all_timed(&mut out);
+    out
+}
+
+/// Warms up for 1 s, measures `dur_ns` of host ticks, then drains for up to 2 s.
+/// Returns (server CPU ns in the window, loadgen CPU ns in the window).
+fn measure_rooms(b: &mut Bench, dur_ns: u64) -> (Option<u64>, u64) {
+    b.run_until(now_ns() + SEC);
+    let start = now_ns();
+    let end = start + dur_ns;
+    b.load.window = (start, end);
+    let (cpu0, self0) = (proc_cpu_ns(b.pid), self_cpu_ns());
+    log(&format!("measuring for {:.1} s", secs(dur_ns)));
+    b.run_until(end);
+    let (cpu1, self1) = (proc_cpu_ns(b.pid), self_cpu_ns());
+    b.load.stop();
+    let drain_end = now_ns() + 2 * SEC;
+    while b.load.delivered < b.load.expected && now_ns() < drain_end {
+        b.step(drain_end);
+    }
+    (cpu1.zip(cpu0).map(|(a, z)| a - z), self1 - self0)
+}
+
+/// Server-side and generator-side figures of a measured window of room traffic.
+fn report_window(b: &Bench, out: &mut Summary, dur_ns: u64, server_cpu: Option<u64>, own_cpu: u64) {
+    let received = b.load.received_in_window;
+    let per_delivery = server_cpu
+        .filter(|_| received > 0)
+        .map(|c| us(c / received));
+    let mem = read_mem(b.pid);
+    put!(out,
+        "deliveries_per_s" => (received as f64 / secs(dur_ns)).round(),
+        "server_cpu_us_per_delivery" => per_delivery,
+        "server_cpu_pct" => server_cpu.map(|c| (c as f64 / dur_ns as f64 * 1000.0).round() / 10.0),
+        "server_rss_peak_kib" => mem.map(|m| m.hwm_kib),
+        "server_rss_end_kib" => mem.map(|m| m.rss_kib),
+        "loadgen_cpu_pct" => (own_cpu as f64 / dur_ns as f64 * 1000.0).round() / 10.0,
+    );
+}
+
+fn check_rate(hz: f64) {
+    if 2.0 * hz > OWP_RATE_LIMIT {
+        log(&format!(
+            "warning: {hz} Hz means {} frames/s per host, above OpenWatchParty's 30/s",
+            2.0 * hz
+        ));
+    }
+}
+
+fn scenario_fanout(args: &Args) -> Summary {
+    let rooms: usize = args.get("rooms", 100);
+    let members: usize = args.get::<usize>("members", 10).max(2);
+    let hz: f64 = args.get("hz", 10.0);
+    let dur_ns = (args.get("duration", 10.0) * 1e9) as u64;
+    check_rate(hz);
+    let mut b = Bench::new(args, dur_ns + 3 * SEC, rooms * members);
+    b.load.rooms = b.build_rooms(rooms, members - 1);
+    b.load.start(hz);
+    let (server_cpu, own_cpu) = measure_rooms(&mut b, dur_ns);
+    let mut out = b.base_summary("fanout");
+    put!(out,
+        "rooms" => b.load.rooms.len(),
+        "members" => members,
+        "hz" => hz,
+        "duration_s" => secs(dur_ns),
+    );
+    b.load.report(&mut out);
+    report_window(&b, &mut out, dur_ns, server_cpu, own_cpu);
+    b.net.report(&mut out);
+    out
+}
+
+// --- churn
+
+#[derive(PartialEq)]
+enum Stage {
+    Connecting,
+    Joining { sent_ns: u64 },
+    Dwelling,
+}
+
+struct Churner {
+    stage: Stage,
+    deadline_ns: u64,
+}
+
+#[derive(Default)]
+struct Churn {
+    dwell_ns: u64,
+    live: HashMap<Cid, Churner>,
+    started: u64,
+    completed: u64,
+    failed: u64,
+    timeouts: u64,
+    join: Lat,
+}
+
+impl Churn {
+    fn on_note(&mut self, net: &mut Net, rooms: &[Room], rng: &mut Rng, note: Note) {
+        let Some(c) = self.live.get_mut(&note.cid) else {
+            return;
+        };
+        match (&c.stage, note.ev) {
+            (Stage::Connecting, Ev::Msg(Msg::Hello)) => {
+                let room = &rooms[rng.below(rooms.len())];
+                let join = envelope("join_room", &room.id, json!({ "user_name": "churn" }));
+                c.stage = Stage::Joining { sent_ns: now_ns() };
+                c.deadline_ns = now_ns() + 5 * SEC;
+                net.send(note.cid, join);
+            }
+            (Stage::Joining { sent_ns }, Ev::Msg(Msg::RoomState(_))) => {
+                self.join.add(note.at_ns.saturating_sub(*sent_ns));
+                c.stage = Stage::Dwelling;
+                c.deadline_ns = now_ns() + self.dwell_ns;
+            }
+            (_, Ev::Msg(Msg::Error(_))) | (_, Ev::Gone) => {
+                self.failed += 1;
+                self.live.remove(&note.cid);
+                net.close(note.cid);
+            }
+            _ => {}
+        }
+    }
+
+    /// Leaves and disconnects clients whose dwell ended; gives up on stuck ones.
+    fn expire(&mut self, net: &mut Net, now: u64) {
+        let (completed, timeouts) = (&mut self.completed, &mut self.timeouts);
+        self.live.retain(|&cid, c| {
+            if c.deadline_ns > now {
+                return true;
+            }
+            if c.stage == Stage::Dwelling {
+                if net.send(cid, envelope("leave_room", "", json!({}))) {
+                    *completed += 1;
+                }
+            } else {
+                *timeouts += 1;
+            }
+            net.close(cid);
+            false
+        });
+    }
+
+    fn next_deadline(&self) -> u64 {
+        self.live
+            .values()
+            .map(|c| c.deadline_ns)
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+}
+
+/// Spawns churners at `rate`/s until `end_ns`, then lets the last ones finish (≤ 6 s).
+fn run_churn(b: &mut Bench, churn: &mut Churn, rate: f64, end_ns: u64) {
+    let period = (1e9 / rate) as u64;
+    let mut next_spawn = now_ns();
+    let mut rng = Rng::new();
+    let finish_by = end_ns + 6 * SEC;
+    while now_ns() < end_ns || (!churn.live.is_empty() && now_ns() < finish_by) {
+        while next_spawn <= now_ns() && next_spawn < end_ns {
+            next_spawn += period;
+            churn.started += 1;
+            match b.net.dial(Part::Client(churn.started as u32), None) {
+                Ok(cid) => {
+                    let c = Churner {
+                        stage: Stage::Connecting,
+                        deadline_ns: now_ns() + 5 * SEC,
+                    };
+                    churn.live.insert(cid, c);
+                }
+                Err(e) => {
+                    b.net.dial_failed(&e);
+                    churn.failed += 1;
+                }
+            }
+        }
+        let spawn_at = if next_spawn < end_ns {
+            next_spawn
+        } else {
+            finish_by
+        };
+        let wake = spawn_at.min(churn.next_deadline()).min(finish_by);
+        for note in b.step(wake) {
+            churn.on_note(&mut b.net, &b.load.rooms, &mut rng, note);
+        }
+        churn.expire(&mut b.net, now_ns());
+    }
+}
+
+fn scenario_churn(args: &Args) -> Summary {
+    let rate: f64 = args.get("rate", 20.0);
+    let rooms: usize = args.get("rooms", 20);
+    let members: usize = args.get::<usize>("members", 5).max(2);
+    let hz: f64 = args.get("hz", 2.0);
+    let dwell_ns = args.get::<u64>("dwell-ms", 500) * MS;
+    let dur_ns = (args.get("duration", 10.0) * 1e9) as u64;
+    if rate <= 0.0 || hz <= 0.0 {
+        die("--rate and --hz must be positive");
+    }
+    check_rate(hz);
+    let mut b = Bench::new(args, dur_ns + 10 * SEC, rooms * members);
+    b.load.rooms = b.build_rooms(rooms, members - 1);
+    if b.load.rooms.is_empty() {
+        die("no room could be set up");
+    }
+    b.load.start(hz);
+    b.run_until(now_ns() + SEC);
+    let start = now_ns();
+    b.load.window = (start, start + dur_ns);
+    let (cpu0, self0) = (proc_cpu_ns(b.pid), self_cpu_ns());
+    log(&format!("churning at {rate}/s for {:.1} s", secs(dur_ns)));
+    let mut churn = Churn {
+        dwell_ns,
+        ..Churn::default()
+    };
+    run_churn(&mut b, &mut churn, rate, start + dur_ns);
+    let (cpu1, self1) = (proc_cpu_ns(b.pid), self_cpu_ns());
+    let mut out = b.base_summary("churn");
+    put!(out,
+        "rate" => rate, "rooms" => b.load.rooms.len(), "members" => members, "hz" => hz,
+        "duration_s" => secs(dur_ns), "dwell_ms" => dwell_ns / MS,
+        "cycles_started" => churn.started, "cycles_completed" => churn.completed,
+        "cycles_per_s" => churn.completed as f64 / secs(dur_ns),
+        "errors" => churn.failed, "timeouts" => churn.timeouts,
+        "server_cpu_pct" => cpu1.zip(cpu0).map(|(a, z)| ((a - z) as f64 / (now_ns() - start) as f64 * 1000.0).round() / 10.0),
+        "loadgen_cpu_pct" => ((self1 - self0) as f64 / (now_ns() - start) as f64 * 1000.0).round() / 10.0,
+        "server_rss_peak_kib" => read_mem(b.pid).map(|m| m.hwm_kib),
+    );
+    churn.join.report("join_", &mut out);
+    let mut bg = Summary::new();
+    b.load.report(&mut bg);
+    out.insert("background".into(), Value::Object(bg));
+    b.net.report(&mut out);
+    out
+}
+
+fn scenario_burst(args: &Args) -> Summary {
+    let n: usize = args.get("conns", 1000);
+    let mut b = Bench::new(args, 0, n);
+    log(&format!("issuing {n} connects at once"));
+    let t0 = now_ns();
+    let opened = b.open_clients(n, |i| Part::Client(i as u32), None, n);
+    let ok: Vec<&Opened> = opened.iter().flatten().collect();
+    let last_hello = ok.iter().map(|o| o.hello_at_ns).max();
+    let mut lat = Lat(ok.iter().map(|o| o.connect_ns).collect());
+    let mut out = b.base_summary("burst");
+    put!(out,
+        "conns" => n,
+        "hello" => ok.len(),
+        "failed" => n - ok.len(),
+        "all_hello_ms" => last_hello.map(|t| ms(t - t0)),
+        // A SYN dropped on listen-backlog overflow is retransmitted after ~1 s.
+        "over_900ms" => lat.0.iter().filter(|&&ns| ns > 900 * MS).count(),
+    );
+    lat.report("", &mut out);
+    b.net.report(&mut out);
+    b.net.close_all();
+    out
+}
+
+// --- slow consumers
+
+#[derive(Default)]
+struct SlowTrack {
+    live: HashSet<Cid>,
+    evicted: u64,
+    first_evict_ns: Option<u64>,
+    last_evict_ns: Option<u64>,
+    samples: Vec<(u64, u64)>,
+    next_sample_ns: u64,
+}
+
+impl SlowTrack {
+    fn on_notes(&mut self, notes: Vec<Note>) {
+        for note in notes {
+            if matches!(note.ev, Ev::Gone) && self.live.remove(&note.cid) {
+                self.evicted += 1;
+                self.first_evict_ns.get_or_insert(note.at_ns);
+                self.last_evict_ns = Some(note.at_ns);
+            }
+        }
+    }
+
+    fn sample(&mut self, pid: Option<u32>, load: &Load) {
+        let now = now_ns();
+        if now < self.next_sample_ns {
+            return;
+        }
+        self.next_sample_ns = now + 250 * MS;
+        let rss = read_mem(pid).map(|m| m.rss_kib);
+        if let Some(rss) = rss {
+            self.samples.push((now, rss));
+        }
+        if self.samples.len() % 4 == 0 {
+            let (d, e) = (load.delivered, load.expected);
+            let msg = format!("rss {rss:?} KiB, evicted {}, readers got {d}/{e}", self.evicted);
+            log(&msg);
+        }
+    }
+
+    /// Runs the loop until `until_ns`, sampling RSS every 250 ms.
+    fn run(&mut self, b: &mut Bench, until_ns: u64) {
+        while now_ns() < until_ns {
+            self.sample(b.pid, &b.load);
+            let notes = b.step(until_ns.min(self.next_sample_ns));
+            self.on_notes(notes);
+        }
+    }
+
+    /// Drains the non-readers still open for up to 1 s to find the ones the server already
+    /// closed behind their full buffers; closes the rest ourselves. Returns how many were
+    /// found closed.
+    fn sweep(&mut self, b: &mut Bench) -> u64 {
+        let mut found = 0;
+        let end = now_ns() + SEC;
+        while !self.live.is_empty() && now_ns() < end {
+            let mut closed = Vec::new();
+            for &cid in &self.live {
+                if b.net.probe_closed(cid) != Some(false) {
+                    closed.push(cid);
+                }
+            }
+            for cid in closed {
+                self.live.remove(&cid);
+                b.net.close(cid);
+                found += 1;
+            }
+            let notes = b.step(now_ns() + 20 * MS);
+            self.on_notes(notes);
+        }
+        for cid in self.live.drain() {
+            b.net.close(cid);
+        }
+        found
+    }
+}
+
+/// Opens `n` clients with small receive buffers, joins them round-robin to the rooms and
+/// stops reading them. Returns the ones that joined.
+fn open_non_readers(b: &mut Bench, n: usize, rcvbuf: usize) -> Vec<Cid> {
+    log(&format!("opening {n} non-reading clients"));
+    let opened = b.open_clients(n, |i| Part::Client(i as u32), Some(rcvbuf), b.max_in_flight);
+    let rooms = &b.load.rooms;
+    let reqs: Vec<(Cid, String)> = opened
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(j, o)| {
+            let payload = json!({ "user_name": format!("s{j}") });
+            (
+                o.cid,
+                envelope("join_room", &rooms[j % rooms.len()].id, payload),
+            )
+        })
+        .collect();
+    let cids: Vec<Cid> = reqs.iter().map(|r| r.0).collect();
+    let is_state = |m: &Msg| matches!(m, Msg::RoomState(_));
+    let replies = b.request_all(reqs, is_state, b.max_in_flight, 30 * SEC);
+    let mut joined = Vec::new();
+    for (cid, reply) in cids.into_iter().zip(replies) {
+        if reply.is_some() {
+            b.net.stop_reading(cid);
+            joined.push(cid);
+        } else {
+            b.net.close(cid);
+        }
+    }
+    joined
+}
+
+fn scenario_slow(args: &Args) -> Summary {
+    let n: usize = args.get("conns", 2000);
+    let readers: usize = args.get("readers", 2);
+    let cap: usize = args.get("room-cap", 20);
+    let hz: f64 = args.get("hz", 10.0);
+    let chat_bytes: usize = args.get::<usize>("chat-bytes", 400).min(480);
+    let dur_ns = (args.get("duration", 20.0) * 1e9) as u64;
+    check_rate(hz);
+    let per_room = cap.saturating_sub(1 + readers).max(1);
+    // Rooms hold at most `cap` members (20 in OpenWatchParty): add rooms rather than fail joins.
+    let rooms = args.get::<usize>("rooms", 50).max(n.div_ceil(per_room));
+    let mut b = Bench::new(args, dur_ns + 20 * SEC, n + rooms * (readers + 1));
+    b.load.rooms = b.build_rooms(rooms, readers);
+    if b.load.rooms.is_empty() {
+        die("no room could be set up");
+    }
+    b.load.chat_pad = "x".repeat(chat_bytes);
+    b.load.start(hz);
+    b.run_until(now_ns() + 2 * SEC);
+    b.load.window = (now_ns(), u64::MAX);
+    let rss_start = read_mem(b.pid).map(|m| m.rss_kib);
+    let joined = open_non_readers(&mut b, n, args.get("rcvbuf", 4096));
+    let t_stop = now_ns();
+    let mut track = SlowTrack {
+        live: joined.iter().copied().collect(),
+        ..SlowTrack::default()
+    };
+    log(&format!(
+        "{} non-readers joined; running {:.1} s",
+        joined.len(),
+        secs(dur_ns)
+    ));
+    track.run(&mut b, t_stop + dur_ns);
+    let evicted_during = track.evicted;
+    let found_closed = track.sweep(&mut b);
+    let last_gone = if found_closed > 0 || joined.len() as u64 > evicted_during {
+        now_ns()
+    } else {
+        track.last_evict_ns.unwrap_or(t_stop)
+    };
+    track.run(&mut b, last_gone + 5 * SEC + 250 * MS);
+    let after = track
+        .samples
+        .iter()
+        .find(|s| s.0 >= last_gone + 5 * SEC)
+        .map(|s| s.1);
+    let mut out = b.base_summary("slow");
+    put!(out,
+        "conns" => n, "joined" => joined.len(), "rooms" => b.load.rooms.len(),
+        "readers_per_room" => readers, "hz" => hz, "chat_bytes" => chat_bytes,
+        "duration_s" => secs(dur_ns),
+        "evicted_during_run" => evicted_during,
+        "found_closed_at_end" => found_closed,
+        "first_evict_s" => track.first_evict_ns.map(|t| secs(t.saturating_sub(t_stop))),
+        "last_evict_s" => track.last_evict_ns.map(|t| secs(t.saturating_sub(t_stop))),
+        "rss_start_kib" => rss_start,
+        "rss_peak_kib" => track.samples.iter().map(|s| s.1).max(),
+        "rss_hwm_kib" => read_mem(b.pid).map(|m| m.hwm_kib),
+        "rss_after_5s_kib" => after,
+        "rss_after_ratio" => after.zip(rss_start).map(|(a, s)| (a as f64 / s as f64 * 100.0).round() / 100.0),
+    );
+    let mut readers_out = Summary::new();
+    b.load.report(&mut readers_out);
+    out.insert("readers".into(), Value::Object(readers_out));
+    b.net.report(&mut out);
+    out
+}
+
+// --- floor: the CPU cost of one loopback write
+
+/// A server→client text frame of exactly `total` bytes (header included), shaped like a
+/// relayed chat message.
+fn ws_frame(total: usize) -> Vec<u8> {
+    let total = total.clamp(16, 65_535);
+    let mut frame = vec![0x81u8];
+    let body_len = if total <= 127 { total - 2 } else { total - 4 };
+    if total <= 127 {
+        frame.push(body_len as u8);
+    } else {
+        frame.push(126);
+        frame.extend_from_slice(&(body_len as u16).to_be_bytes());
+    }
+    let (head, tail) = (
+        &b"{\"type\":\"chat_message\",\"payload\":{\"text\":\""[..],
+        &b"\"}}"[..],
+    );
+    if body_len >= head.len() + tail.len() {
+        frame.extend_from_slice(head);
+        frame.resize(frame.len() + body_len - head.len() - tail.len(), b'x');
+        frame.extend_from_slice(tail);
+    } else {
+        frame.resize(total, b'x');
+    }
+    frame
+}
+
+fn spawn_floor_reader(port: u16, conns: usize, cpu: Option<u32>) -> std::process::Child {
+    let exe = std::env::current_exe().unwrap_or_else(|e| die(&format!("current_exe: {e}")));
+    let mut cmd = match cpu {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpu.to_string()).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    cmd.args(["--scenario", "floor-reader", "--port", &port.to_string()])
+        .args(["--conns", &conns.to_string()])
+        .stdout(Stdio::null());
+    cmd.spawn()
+        .unwrap_or_else(|e| die(&format!("cannot start the reader process: {e}")))
+}
+
+fn accept_n(listener: &std::net::TcpListener, n: usize) -> Vec<std::net::TcpStream> {
+    listener
+        .set_nonblocking(true)
+        .unwrap_or_else(|e| die(&format!("listener: {e}")));
+    let deadline = now_ns() + 30 * SEC;
+    let mut socks = Vec::with_capacity(n);
+    while socks.len() < n {
+        match listener.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false)
+                    .unwrap_or_else(|e| die(&format!("socket: {e}")));
+                // Like a WebSocket server sending small frames: one segment per write.
+                s.set_nodelay(true)
+                    .unwrap_or_else(|e| die(&format!("socket: {e}")));
+                socks.push(s);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if now_ns() > deadline {
+                    die(&format!(
+                        "reader connected only {} of {n} sockets",
+                        socks.len()
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => die(&format!("accept: {e}")),
+        }
+    }
+    socks
+}
+
+/// Writes `count` frames round-robin; returns (own CPU ns, wall ns). Blocking sockets: a
+/// full buffer waits off-CPU, so the CPU figure is the cost of the write calls alone.
+fn timed_writes(socks: &mut [std::net::TcpStream], frame: &[u8], count: usize) -> (u64, u64) {
+    let (cpu0, wall0) = (self_cpu_ns(), now_ns());
+    for i in 0..count {
+        let n = socks.len();
+        if let Err(e) = socks[i % n].write_all(frame) {
+            die(&format!("write to the reader failed: {e}"));
+        }
+    }
+    (self_cpu_ns() - cpu0, now_ns() - wall0)
+}
+
+fn scenario_floor(args: &Args) -> Summary {
+    let conns: usize = args.get::<usize>("conns", 1000).max(1);
+    let count: usize = args.get::<usize>("count", 200_000).max(1);
+    let sizes: Vec<usize> = args
+        .get("frame-bytes", "150,1000".to_string())
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse()
+                .unwrap_or_else(|_| die("bad --frame-bytes list"))
+        })
+        .collect();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap_or_else(|e| die(&format!("cannot listen on 127.0.0.1: {e}")));
+    let port = listener
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or_else(|e| die(&e.to_string()));
+    let mut child = spawn_floor_reader(port, conns, args.opt("reader-cpu"));
+    let mut socks = accept_n(&listener, conns);
+    let mut out = Summary::new();
+    put!(out, "scenario" => "floor", "conns" => conns, "count" => count);
+    for (i, &size) in sizes.iter().enumerate() {
+        let frame = ws_frame(size);
+        log(&format!(
+            "floor: {count} writes of {} bytes over {conns} sockets",
+            frame.len()
+        ));
+        timed_writes(&mut socks, &frame, (count / 10).max(conns)); // warm-up
+        let (cpu, wall) = timed_writes(&mut socks, &frame, count);
+        let cpu_us = (cpu as f64 / count as f64).round() / 1000.0;
+        let wall_us = (wall as f64 / count as f64).round() / 1000.0;
+        out.insert(format!("cpu_us_per_write_{}", frame.len()), json!(cpu_us));
+        out.insert(format!("wall_us_per_write_{}", frame.len()), json!(wall_us));
+        if i == 0 {
+            put!(out, "frame_bytes" => frame.len(), "cpu_us_per_write" => cpu_us);
+        }
+    }
+    drop(socks);
+    reap(&mut child);
+    out
+}
+
+/// Waits up to 10 s for the reader to see every EOF and exit; kills it otherwise.
+fn reap(child: &mut std::process::Child) {
+    let deadline = now_ns() + 10 * SEC;
+    while now_ns() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    log("reader did not exit; killing it");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Hidden child of `floor`: connects the sockets and drains them until every one is closed.
+fn floor_reader(args: &Args) {
+    let port: u16 = args.opt("port").unwrap_or_else(|| die("--port required"));
+    let conns: usize = args.get("conns", 1000);
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut poll = Poll::new().unwrap_or_else(|e| die(&format!("epoll: {e}")));
+    let mut streams: Vec<Option<TcpStream>> = Vec::with_capacity(conns);
+    for i in 0..conns {
+        let s =
+            std::net::TcpStream::connect(addr).unwrap_or_else(|e| die(&format!("connect: {e}")));
+        s.set_nonblocking(true)
+            .unwrap_or_else(|e| die(&format!("socket: {e}")));
+        let mut s = TcpStream::from_std(s);
+        let registered = poll
+            .registry()
+            .register(&mut s, Token(i), Interest::READABLE);
+        registered.unwrap_or_else(|e| die(&format!("register: {e}")));
+        streams.push(Some(s));
+    }
+    let mut events = Events::with_capacity(1024);
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut open, deadline) = (conns, now_ns() + 900 * SEC);
+    while open > 0 && now_ns() < deadline {
+        if let Err(e) = poll.poll(&mut events, Some(Duration::from_secs(1))) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                die(&format!("poll: {e}"));
+            }
+        }
+        for ev in events.iter() {
+            let i = ev.token().0;
+            let Some(s) = streams.get_mut(i).and_then(Option::as_mut) else {
+                continue;
+            };
+            let done = loop {
+                match s.read(&mut buf) {
+                    Ok(0) => break true,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break true,
+                }
+            };
+            if done {
+                streams[i] = None;
+                open -= 1;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const USAGE: &str = "usage: loadgen --scenario idle|fanout|churn|burst|slow|floor [flags] \
+                     (see the header of benches/loadgen.rs)";
+
+fn main() {
+    now_ns(); // start the monotonic clock
+    let args = Args::from_env();
+    let Some(scenario) = args.opt::<String>("scenario") else {
+        // `cargo bench` runs every bench target without flags: nothing to do then.
+        eprintln!("{USAGE}");
+        return;
+    };
+    SCENARIO.get_or_init(|| scenario.clone());
+    let summary = match scenario.as_str() {
+        "idle" => scenario_idle(&args),
+        "fanout" => scenario_fanout(&args),
+        "churn" => scenario_churn(&args),
+        "burst" => scenario_burst(&args),
+        "slow" => scenario_slow(&args),
+        "floor" => scenario_floor(&args),
+        "floor-reader" => return floor_reader(&args),
+        other => die(&format!("unknown scenario {other:?}; {USAGE}")),
+    };
+    log("done");
+    println!("{}", Value::Object(summary));
+}

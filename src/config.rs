@@ -1,0 +1,387 @@
+//! Settings: every limit and deadline, named with its unit last, each settable by an
+//! environment variable and by the matching `--flag`. `SETTINGS` is the single table from which
+//! parsing, `--help` and the README's settings list are made, so they cannot drift apart.
+
+use std::fmt;
+use std::net::IpAddr;
+
+/// Everything the server can be told at startup.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Address to bind (`HOST`).
+    pub host: IpAddr,
+    /// TCP port (`PORT`); 0 picks a free one.
+    pub port: u16,
+    /// Allowed `Origin` values for WebSocket upgrades; `None` means any (`*`).
+    pub allowed_origins: Option<Vec<String>>,
+    /// Log level.
+    pub log_level: crate::log::Level,
+    /// Open connections allowed at once; more get 503.
+    pub connections_max: usize,
+    /// Transport limits and deadlines (the shell).
+    pub net: NetConfig,
+    /// Protocol and room rules (the core).
+    pub core: CoreConfig,
+}
+
+/// Limits the shell enforces.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetConfig {
+    /// Largest WebSocket message or frame accepted, in bytes; larger closes with 1009.
+    pub message_bytes_max: usize,
+    /// Largest HTTP request head, in bytes; larger gets 431.
+    pub request_head_bytes_max: usize,
+    /// Time allowed for a complete HTTP request; later gets 408.
+    pub handshake_timeout_ms: u64,
+    /// Silence after which a connection is closed; a WebSocket Ping goes out at half of it.
+    pub idle_timeout_ms: u64,
+    /// Time allowed for a closing handshake before the socket is dropped.
+    pub close_timeout_ms: u64,
+    /// Bytes queued for one client before it is evicted as a slow consumer.
+    pub outbox_bytes_max: usize,
+    /// tungstenite's read chunk, allocated per connection.
+    pub read_buffer_bytes: usize,
+    /// Messages read from one connection per loop turn before others get their turn.
+    pub messages_per_turn_max: usize,
+    /// Connections accepted per loop turn.
+    pub accepts_per_turn_max: usize,
+    /// Delay before accepting again after the process ran out of descriptors.
+    pub accept_retry_ms: u64,
+}
+
+/// Rules the core enforces.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CoreConfig {
+    /// Rooms that may exist at once.
+    pub rooms_max: usize,
+    /// Members per room, host included.
+    pub room_members_max: usize,
+    /// Messages per connection per second.
+    pub messages_per_second_max: u32,
+    /// `client_log` messages per connection per second (a separate budget).
+    pub client_logs_per_second_max: u32,
+    /// Lead time of a scheduled play.
+    pub play_schedule_ms: u64,
+    /// Lead time of a scheduled pause, seek or buffering.
+    pub control_schedule_ms: u64,
+    /// Longest wait for unready members before a pending play starts anyway.
+    pub ready_wait_ms_max: u64,
+    /// Minimum spacing of room_list pushes.
+    pub room_list_interval_ms: u64,
+    /// state_update relays suppressed for this long after a player_event.
+    pub command_cooldown_ms: u64,
+    /// Minimum spacing of relayed state_updates.
+    pub state_update_interval_ms: u64,
+    /// What a stock OpenWatchParty client adds to a joiner's position (its SYNC_LEAD_MS).
+    pub sync_lead_ms: u64,
+    /// Whether JWT authentication is on (reported by /health; always off in this version).
+    pub auth_enabled: bool,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            message_bytes_max: 64 << 10,
+            request_head_bytes_max: 8 << 10,
+            handshake_timeout_ms: 5_000,
+            idle_timeout_ms: 60_000,
+            close_timeout_ms: 2_000,
+            outbox_bytes_max: 256 << 10,
+            read_buffer_bytes: 1 << 10,
+            messages_per_turn_max: 32,
+            accepts_per_turn_max: 256,
+            accept_retry_ms: 100,
+        }
+    }
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            rooms_max: 1_000,
+            room_members_max: 20,
+            messages_per_second_max: 30,
+            client_logs_per_second_max: 10,
+            play_schedule_ms: 1_000,
+            control_schedule_ms: 300,
+            ready_wait_ms_max: 2_000,
+            room_list_interval_ms: 250,
+            command_cooldown_ms: 2_000,
+            state_update_interval_ms: 500,
+            sync_lead_ms: 300,
+            auth_enabled: false,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: IpAddr::from([0, 0, 0, 0]),
+            port: 3_000,
+            allowed_origins: Some(vec![
+                "http://localhost:8096".to_string(),
+                "https://localhost:8096".to_string(),
+            ]),
+            log_level: crate::log::Level::Info,
+            connections_max: 10_000,
+            net: NetConfig::default(),
+            core: CoreConfig::default(),
+        }
+    }
+}
+
+/// One setting: its environment name, help text and how to apply a value.
+pub struct Setting {
+    /// Environment variable; the flag is its lower-case, dashed form.
+    pub env: &'static str,
+    /// One line for `--help`.
+    pub help: &'static str,
+    /// Default as text.
+    pub default: &'static str,
+    apply: fn(&mut Config, &str) -> Result<(), String>,
+}
+
+macro_rules! number {
+    ($($field:ident).+) => {
+        |config: &mut Config, text: &str| {
+            config.$($field).+ = text.trim().parse().map_err(|_| format!("not a number: {text:?}"))?;
+            Ok(())
+        }
+    };
+}
+
+/// Every setting, in the order `--help` lists them.
+pub const SETTINGS: &[Setting] = &[
+    Setting { env: "PORT", help: "TCP port; 0 picks a free one", default: "3000", apply: number!(port) },
+    Setting { env: "HOST", help: "address to bind; :: for dual stack", default: "0.0.0.0", apply: |c, t| {
+        c.host = t.trim().parse().map_err(|_| format!("not an IP address: {t:?}"))?;
+        Ok(())
+    } },
+    Setting { env: "ALLOWED_ORIGINS", help: "comma-separated Origin allow-list, exact match; * allows any", default: "http://localhost:8096,https://localhost:8096", apply: |c, t| {
+        c.allowed_origins = parse_origins(t);
+        Ok(())
+    } },
+    Setting { env: "LOG_LEVEL", help: "error, warn, info, debug or trace (RUST_LOG is read too)", default: "info", apply: |c, t| {
+        c.log_level = crate::log::Level::parse(t).ok_or_else(|| format!("unknown log level: {t:?}"))?;
+        Ok(())
+    } },
+    Setting { env: "MAX_CONNECTIONS", help: "open connections at once; more get HTTP 503", default: "soft descriptor limit - 64, at most 10000", apply: number!(connections_max) },
+    Setting { env: "ROOMS_MAX", help: "rooms that may exist at once", default: "1000", apply: number!(core.rooms_max) },
+    Setting { env: "ROOM_MEMBERS_MAX", help: "members per room, host included", default: "20", apply: number!(core.room_members_max) },
+    Setting { env: "RATE_LIMIT_PER_SEC", help: "messages per connection per second", default: "30", apply: number!(core.messages_per_second_max) },
+    Setting { env: "CLIENT_LOG_PER_SEC", help: "client_log messages per connection per second (own budget)", default: "10", apply: number!(core.client_logs_per_second_max) },
+    Setting { env: "PLAY_SCHEDULE_MS", help: "lead time of a scheduled play", default: "1000", apply: number!(core.play_schedule_ms) },
+    Setting { env: "CONTROL_SCHEDULE_MS", help: "lead time of a scheduled pause/seek/buffering", default: "300", apply: number!(core.control_schedule_ms) },
+    Setting { env: "MAX_READY_WAIT_MS", help: "longest wait for unready members before a play starts", default: "2000", apply: number!(core.ready_wait_ms_max) },
+    Setting { env: "ROOM_LIST_INTERVAL_MS", help: "minimum spacing of room_list pushes", default: "250", apply: number!(core.room_list_interval_ms) },
+    Setting { env: "COMMAND_COOLDOWN_MS", help: "state_update relays suppressed after a player_event", default: "2000", apply: number!(core.command_cooldown_ms) },
+    Setting { env: "STATE_UPDATE_INTERVAL_MS", help: "minimum spacing of relayed state_updates", default: "500", apply: number!(core.state_update_interval_ms) },
+    Setting { env: "SYNC_LEAD_MS", help: "lead the stock client adds to a joiner's position", default: "300", apply: number!(core.sync_lead_ms) },
+    Setting { env: "IDLE_TIMEOUT_MS", help: "silence before a connection is closed (Ping at half)", default: "60000", apply: number!(net.idle_timeout_ms) },
+    Setting { env: "HANDSHAKE_TIMEOUT_MS", help: "time allowed for a complete HTTP request (then 408)", default: "5000", apply: number!(net.handshake_timeout_ms) },
+    Setting { env: "CLOSE_TIMEOUT_MS", help: "time allowed for a closing handshake", default: "2000", apply: number!(net.close_timeout_ms) },
+    Setting { env: "MESSAGE_BYTES_MAX", help: "largest WebSocket message (larger closes with 1009)", default: "65536", apply: number!(net.message_bytes_max) },
+    Setting { env: "REQUEST_HEAD_BYTES_MAX", help: "largest HTTP request head (larger gets 431)", default: "8192", apply: number!(net.request_head_bytes_max) },
+    Setting { env: "OUTBOX_BYTES_MAX", help: "bytes queued for a client before it is evicted", default: "262144", apply: number!(net.outbox_bytes_max) },
+    Setting { env: "READ_BUFFER_BYTES", help: "per-connection read chunk", default: "1024", apply: number!(net.read_buffer_bytes) },
+];
+
+/// A configuration problem found at startup.
+#[derive(Debug, PartialEq)]
+pub enum ConfigError {
+    /// A setting's value could not be used.
+    Invalid { name: String, reason: String },
+    /// An argument that is not a known flag.
+    UnknownFlag(String),
+    /// A flag given without its value.
+    MissingValue(String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Invalid { name, reason } => write!(f, "{name}: {reason}"),
+            ConfigError::UnknownFlag(flag) => write!(f, "unknown argument {flag:?} (try --help)"),
+            ConfigError::MissingValue(flag) => write!(f, "{flag} needs a value"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq)]
+pub enum Invocation {
+    /// Run the server.
+    Run(Box<Config>),
+    /// Print help and exit.
+    Help,
+    /// Print the version and exit.
+    Version,
+}
+
+impl Config {
+    /// Builds the configuration from environment variables, then flags (flags win).
+    /// `descriptor_limit` is the process's soft descriptor limit, if known.
+    pub fn from_env_and_args(
+        env: &dyn Fn(&str) -> Option<String>,
+        args: &[String],
+        descriptor_limit: Option<u64>,
+    ) -> Result<Invocation, ConfigError> {
+        let mut config = Config::default();
+        if let Some(limit) = descriptor_limit {
+            config.connections_max = (limit.saturating_sub(64).max(16) as usize).min(10_000);
+        }
+        if let Some(level) = env("RUST_LOG") {
+            if let Some(level) = crate::log::Level::parse(&level) {
+                config.log_level = level;
+            }
+        }
+        for setting in SETTINGS {
+            if let Some(value) = env(setting.env) {
+                (setting.apply)(&mut config, &value).map_err(|reason| ConfigError::Invalid {
+                    name: setting.env.to_string(),
+                    reason,
+                })?;
+            }
+        }
+        let mut rest = args.iter();
+        while let Some(arg) = rest.next() {
+            match arg.as_str() {
+                "-h" | "--help" => return Ok(Invocation::Help),
+                "-V" | "--version" => return Ok(Invocation::Version),
+                _ => {}
+            }
+            let (flag, inline) = match arg.split_once('=') {
+                Some((flag, value)) => (flag, Some(value.to_string())),
+                None => (arg.as_str(), None),
+            };
+            let setting = SETTINGS
+                .iter()
+                .find(|s| flag_name(s.env) == flag)
+                .ok_or_else(|| ConfigError::UnknownFlag(arg.clone()))?;
+            let value = match inline {
+                Some(value) => value,
+                None => rest.next().cloned().ok_or_else(|| ConfigError::MissingValue(flag.into()))?,
+            };
+            (setting.apply)(&mut config, &value)
+                .map_err(|reason| ConfigError::Invalid { name: flag.to_string(), reason })?;
+        }
+        config.validate()?;
+        Ok(Invocation::Run(Box::new(config)))
+    }
+
+    /// Checks relationships between settings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |name: &str, reason: &str| {
+            Err(ConfigError::Invalid { name: name.into(), reason: reason.into() })
+        };
+        if self.connections_max == 0 {
+            return invalid("MAX_CONNECTIONS", "must be at least 1");
+        }
+        if self.core.room_members_max < 2 {
+            return invalid("ROOM_MEMBERS_MAX", "must be at least 2");
+        }
+        if self.net.message_bytes_max < 1_024 {
+            return invalid("MESSAGE_BYTES_MAX", "must be at least 1024");
+        }
+        if self.net.outbox_bytes_max < 2 * self.net.message_bytes_max {
+            return invalid("OUTBOX_BYTES_MAX", "must be at least twice MESSAGE_BYTES_MAX");
+        }
+        if self.net.idle_timeout_ms < 2 || self.net.read_buffer_bytes < 64 {
+            return invalid("IDLE_TIMEOUT_MS/READ_BUFFER_BYTES", "too small");
+        }
+        if self.core.messages_per_second_max == 0 {
+            return invalid("RATE_LIMIT_PER_SEC", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// `ALLOWED_ORIGINS` as a list; `*` anywhere in it allows any origin.
+pub fn parse_origins(text: &str) -> Option<Vec<String>> {
+    let entries: Vec<String> =
+        text.split(',').map(str::trim).filter(|e| !e.is_empty()).map(String::from).collect();
+    if entries.iter().any(|e| e == "*") {
+        return None;
+    }
+    Some(entries)
+}
+
+/// `MAX_READY_WAIT_MS` → `--max-ready-wait-ms`.
+pub fn flag_name(env: &str) -> String {
+    format!("--{}", env.to_ascii_lowercase().replace('_', "-"))
+}
+
+/// The `--help` text.
+pub fn help() -> String {
+    let mut text = format!(
+        "tandem {}: a watch-party session server (OpenWatchParty compatible)\n\n\
+         Usage: tandem [--flag value]...\n\n\
+         Every setting is an environment variable or the matching flag (flags win).\n\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    for setting in SETTINGS {
+        text.push_str(&format!(
+            "  {:<28} {:<24} {} (default {})\n",
+            flag_name(setting.env),
+            setting.env,
+            setting.help,
+            setting.default
+        ));
+    }
+    text.push_str("\n  -h, --help                   this text\n  -V, --version                the version\n");
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(env: &[(&str, &str)], args: &[&str]) -> Result<Invocation, ConfigError> {
+        let env: Vec<(String, String)> =
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let lookup = move |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        Config::from_env_and_args(&lookup, &args, Some(1_024))
+    }
+
+    fn run(invocation: Result<Invocation, ConfigError>) -> Config {
+        match invocation {
+            Ok(Invocation::Run(config)) => *config,
+            other => panic!("expected a config, got {other:?}"),
+        }
+    }
+
+    /// Defaults match the documented ones, and MAX_CONNECTIONS stays below the fd limit.
+    #[test]
+    fn defaults() {
+        let config = run(parse(&[], &[]));
+        assert_eq!(config.port, 3_000);
+        assert_eq!(config.connections_max, 960);
+        assert_eq!(config.core.room_members_max, 20);
+        assert_eq!(config.allowed_origins.as_ref().map(Vec::len), Some(2));
+    }
+
+    /// Flags override environment variables; both forms of flag work.
+    #[test]
+    fn flags_override_env() {
+        let config = run(parse(&[("PORT", "4000"), ("MAX_READY_WAIT_MS", "10")], &["--port", "0", "--idle-timeout-ms=500"]));
+        assert_eq!(config.port, 0);
+        assert_eq!(config.core.ready_wait_ms_max, 10);
+        assert_eq!(config.net.idle_timeout_ms, 500);
+    }
+
+    /// `*` allows any origin; bad values and flags are reported, not ignored.
+    #[test]
+    fn origins_and_errors() {
+        assert_eq!(run(parse(&[("ALLOWED_ORIGINS", "*")], &[])).allowed_origins, None);
+        assert_eq!(parse_origins(" a , ,b"), Some(vec!["a".into(), "b".into()]));
+        assert!(matches!(parse(&[("PORT", "x")], &[]), Err(ConfigError::Invalid { .. })));
+        assert!(matches!(parse(&[], &["--nope"]), Err(ConfigError::UnknownFlag(_))));
+        assert!(matches!(parse(&[], &["--port"]), Err(ConfigError::MissingValue(_))));
+        assert_eq!(parse(&[], &["--help"]), Ok(Invocation::Help));
+        assert!(help().contains("--max-ready-wait-ms"));
+    }
+}

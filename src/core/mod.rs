@@ -1,0 +1,759 @@
+//! The core: rooms, membership and playback rules. Pure and deterministic.
+//!
+//! It performs no I/O, reads no clock and draws no randomness of its own: every call takes
+//! `now`, ids come from a PRNG seeded by the caller, and decisions are written into an
+//! `Outbox` as dialect-free `Event`s with their recipients. A dialect codec at the edge turns
+//! client messages into `Command`s and renders the events.
+//!
+//! Contract for callers:
+//! - `open` a connection before sending it anything, `close` it exactly once.
+//! - Call `advance(now)` whenever `next_deadline()` has passed; extra calls are harmless.
+//!   After `advance(now)`, `next_deadline()` is `None` or later than `now`.
+//! - Within one call, events are appended in the order they must be delivered.
+
+mod playback;
+pub mod room;
+pub mod types;
+
+use std::collections::BTreeMap;
+
+use slab::Slab;
+
+use crate::config::CoreConfig;
+use crate::id::{ConnId, RoomId, SeatId};
+use crate::rng::Rng;
+use crate::text;
+use crate::time::{Millis, Now};
+use crate::timer_wheel::TimerWheel;
+use room::{Member, RelayFilter, Room, RoomClock};
+use types::{
+    reason, Capabilities, Command, CoreTimer, DecodeError, ErrorCode, Event, Outbox, PlayState,
+    RoomSummary,
+};
+
+/// A fixed-window message budget (the window starts at the first message after the last one
+/// ended, as the original's does).
+#[derive(Clone, Debug, Default)]
+struct Budget {
+    window_start: Millis,
+    count: u32,
+    warned: bool,
+}
+
+enum Spend {
+    Allow,
+    Drop { warn: bool },
+}
+
+impl Budget {
+    fn spend(&mut self, now: Millis, max: u32) -> Spend {
+        if now.since(self.window_start) >= 1_000 {
+            *self = Budget { window_start: now, count: 0, warned: false };
+        }
+        self.count = self.count.saturating_add(1);
+        if self.count <= max {
+            return Spend::Allow;
+        }
+        let warn = !self.warned;
+        self.warned = true;
+        Spend::Drop { warn }
+    }
+}
+
+/// What the core knows about one open connection.
+#[derive(Clone, Debug)]
+struct Session {
+    conn: ConnId,
+    seat: SeatId,
+    user_name: String,
+    user_id: String,
+    /// Slab key of the room this connection is a member of.
+    room: Option<usize>,
+    caps: Capabilities,
+    /// Room-list version this connection last received.
+    list_seen: u64,
+    /// The room name last answered with `room_closed`, so it is answered once.
+    gone_notified: Option<String>,
+    messages: Budget,
+    client_logs: Budget,
+}
+
+#[derive(Debug, Default)]
+struct ListState {
+    version: u64,
+    flush_scheduled: bool,
+    last_push: Option<Millis>,
+}
+
+/// Counters for logs and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Open connections the core knows.
+    pub sessions: usize,
+    /// Rooms.
+    pub rooms: usize,
+}
+
+/// All rooms and the sessions in them.
+#[derive(Debug)]
+pub struct Core {
+    config: CoreConfig,
+    rng: Rng,
+    /// Indexed by `ConnId::index`; the stored `conn` carries the generation.
+    sessions: Vec<Option<Session>>,
+    session_count: usize,
+    rooms: Slab<Room>,
+    room_index: BTreeMap<RoomId, usize>,
+    timers: TimerWheel<CoreTimer>,
+    /// Source of room serials and pending-play epochs.
+    serial: u64,
+    list: ListState,
+    /// Connections sent a room list during the current call.
+    list_recipients: Vec<ConnId>,
+    now: Now,
+}
+
+impl Core {
+    /// A core with no rooms. `seed` drives every id it makes.
+    pub fn new(config: CoreConfig, seed: u64) -> Core {
+        Core {
+            config,
+            rng: Rng::new(seed),
+            sessions: Vec::new(),
+            session_count: 0,
+            rooms: Slab::new(),
+            room_index: BTreeMap::new(),
+            timers: TimerWheel::new(),
+            serial: 0,
+            list: ListState::default(),
+            list_recipients: Vec::new(),
+            now: Now::default(),
+        }
+    }
+
+    /// A connection opened: it gets a seat id, `Hello` and the room list.
+    pub fn open(&mut self, now: Now, conn: ConnId, caps: Capabilities, out: &mut Outbox) {
+        self.begin(now);
+        let index = conn.index as usize;
+        if self.sessions.len() <= index {
+            self.sessions.resize(index + 1, None);
+        }
+        debug_assert!(self.sessions[index].is_none(), "conn {conn} opened twice");
+        if self.sessions[index].take().is_some() {
+            self.session_count -= 1;
+        }
+        let seat = SeatId(self.rng.uuid());
+        self.sessions[index] = Some(Session {
+            conn,
+            seat,
+            user_name: "Anonymous".to_string(),
+            user_id: "anonymous".to_string(),
+            room: None,
+            caps,
+            list_seen: 0,
+            gone_notified: None,
+            messages: Budget::default(),
+            client_logs: Budget::default(),
+        });
+        self.session_count += 1;
+        out.unicast(conn, Event::Hello { seat });
+        self.send_room_list(conn, out);
+        self.finish();
+    }
+
+    /// A message arrived from `conn` (decoded by its dialect, or not).
+    pub fn receive(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        message: Result<Command, DecodeError>,
+        out: &mut Outbox,
+    ) {
+        self.begin(now);
+        if self.admit(conn, &message, out) {
+            match message {
+                Ok(command) => self.dispatch(conn, command, out),
+                Err(error) => {
+                    let code = match error {
+                        DecodeError::Invalid => ErrorCode::InvalidMessage,
+                        DecodeError::UnknownType => ErrorCode::UnknownType,
+                        DecodeError::Binary => ErrorCode::BinaryUnsupported,
+                    };
+                    self.error(conn, None, code, out);
+                }
+            }
+        }
+        self.finish();
+    }
+
+    /// `conn` is gone: it leaves its room (closing it if it hosted it).
+    pub fn close(&mut self, now: Now, conn: ConnId, out: &mut Outbox) {
+        self.begin(now);
+        if self.session(conn).is_some() {
+            self.leave_current(conn, out);
+            self.sessions[conn.index as usize] = None;
+            self.session_count -= 1;
+        }
+        self.finish();
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn advance(&mut self, now: Now, out: &mut Outbox) {
+        self.begin(now);
+        let mut due = Vec::new();
+        self.timers.advance(now.mono, &mut due);
+        for timer in due {
+            match timer {
+                CoreTimer::RoomListFlush => self.flush_room_list(out),
+                CoreTimer::ReadyDeadline { room, epoch } => self.ready_deadline(room, epoch, out),
+                CoreTimer::HeldDue { room, serial } => self.deliver_held(room, serial, out),
+            }
+        }
+        self.finish();
+        debug_assert!(self.next_deadline().is_none_or(|next| next > now.mono));
+    }
+
+    /// The server is stopping: every member is told its room is closing.
+    pub fn shutdown(&mut self, now: Now, out: &mut Outbox) {
+        self.begin(now);
+        let keys: Vec<usize> = self.room_index.values().copied().collect();
+        for key in keys {
+            let room = &self.rooms[key];
+            let index = out.event(Event::RoomClosed {
+                room: room.id.to_string(),
+                reason: reason::SHUTDOWN,
+            });
+            for member in &room.members {
+                out.send(member.conn, index);
+            }
+        }
+        self.finish();
+    }
+
+    /// The earliest instant `advance` has work.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.timers.next_deadline()
+    }
+
+    /// The current room list version (changes whenever the list's content does).
+    pub fn list_version(&self) -> u64 {
+        self.list.version
+    }
+
+    /// The room list, in creation order.
+    pub fn room_list(&self) -> Vec<RoomSummary> {
+        let mut rooms: Vec<(u64, RoomSummary)> = self
+            .rooms
+            .iter()
+            .map(|(_, room)| {
+                let summary = RoomSummary {
+                    id: room.id,
+                    name: room.name.clone(),
+                    count: room.members.len(),
+                    media_id: room.media_id.clone(),
+                };
+                (room.serial, summary)
+            })
+            .collect();
+        rooms.sort_by_key(|(serial, _)| *serial);
+        rooms.into_iter().map(|(_, summary)| summary).collect()
+    }
+
+    /// The seat id of a connection.
+    pub fn seat(&self, conn: ConnId) -> Option<SeatId> {
+        self.session(conn).map(|s| s.seat)
+    }
+
+    /// The room a connection is in, by id.
+    pub fn room_of(&self, conn: ConnId) -> Option<RoomId> {
+        self.session(conn).and_then(|s| s.room).map(|key| self.rooms[key].id)
+    }
+
+    /// The members of a room (host first is not guaranteed; join order), for tests and checks.
+    pub fn members(&self, room: RoomId) -> Vec<ConnId> {
+        self.room_index
+            .get(&room)
+            .map(|&key| self.rooms[key].members.iter().map(|m| m.conn).collect())
+            .unwrap_or_default()
+    }
+
+    /// The host of a room.
+    pub fn host(&self, room: RoomId) -> Option<ConnId> {
+        self.room_index.get(&room).map(|&key| self.rooms[key].host)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        Stats { sessions: self.session_count, rooms: self.rooms.len() }
+    }
+
+    /// Checks every structural invariant; panics with a description if one fails. Called by
+    /// tests, the simulation and the fuzzers after every step.
+    pub fn check_invariants(&self) {
+        assert_eq!(self.rooms.len(), self.room_index.len(), "room index out of step");
+        for (key, room) in self.rooms.iter() {
+            assert_eq!(self.room_index.get(&room.id), Some(&key), "room {} not indexed", room.id);
+            let hosts = room.members.iter().filter(|m| m.conn == room.host).count();
+            assert_eq!(hosts, 1, "room {} must have its host among its members once", room.id);
+            assert!(room.members.len() <= self.config.room_members_max, "room over capacity");
+            for (i, member) in room.members.iter().enumerate() {
+                assert!(
+                    room.members[..i].iter().all(|m| m.conn != member.conn),
+                    "duplicate member"
+                );
+                let session = self.session(member.conn).expect("member without a session");
+                assert_eq!(session.room, Some(key), "member's session points elsewhere");
+                assert_eq!(session.seat, member.seat, "member seat differs from session");
+            }
+            if room.pending_play.is_some() {
+                assert!(!room.all_ready(), "a pending play with everyone ready");
+            }
+            for pair in room.held.iter().zip(room.held.iter().skip(1)) {
+                assert!(pair.0.due <= pair.1.due, "held commands out of order");
+            }
+        }
+        let mut count = 0;
+        for (index, slot) in self.sessions.iter().enumerate() {
+            let Some(session) = slot else { continue };
+            count += 1;
+            assert_eq!(session.conn.index as usize, index, "session in the wrong slot");
+            if let Some(key) = session.room {
+                let room = self.rooms.get(key).expect("session in a room that does not exist");
+                assert!(room.has(session.conn), "session thinks it is in a room it is not in");
+            }
+        }
+        assert_eq!(count, self.session_count, "session count out of step");
+    }
+
+    // ----- per-call bookkeeping -----
+
+    fn begin(&mut self, now: Now) {
+        debug_assert!(self.list_recipients.is_empty());
+        // Monotonic time never goes backwards, even if a caller's does.
+        self.now = Now { mono: now.mono.max(self.now.mono), wall: now.wall };
+    }
+
+    fn finish(&mut self) {
+        // Every room list sent during this call is rendered after it, from the final state.
+        let version = self.list.version;
+        for conn in std::mem::take(&mut self.list_recipients) {
+            if let Some(session) = self.session_mut(conn) {
+                session.list_seen = version;
+            }
+        }
+        #[cfg(debug_assertions)]
+        if self.session_count < 64 {
+            self.check_invariants();
+        }
+    }
+
+    fn session(&self, conn: ConnId) -> Option<&Session> {
+        self.sessions.get(conn.index as usize)?.as_ref().filter(|s| s.conn == conn)
+    }
+
+    fn session_mut(&mut self, conn: ConnId) -> Option<&mut Session> {
+        self.sessions.get_mut(conn.index as usize)?.as_mut().filter(|s| s.conn == conn)
+    }
+
+    fn next_serial(&mut self) -> u64 {
+        self.serial += 1;
+        self.serial
+    }
+
+    // ----- admission: rate limits -----
+
+    /// Spends the message from the right budget; false if it must be dropped.
+    fn admit(
+        &mut self,
+        conn: ConnId,
+        message: &Result<Command, DecodeError>,
+        out: &mut Outbox,
+    ) -> bool {
+        let now = self.now.mono;
+        let (messages_max, logs_max) =
+            (self.config.messages_per_second_max, self.config.client_logs_per_second_max);
+        let Some(session) = self.session_mut(conn) else { return false };
+        // client_log has its own budget: the stock client flushes up to 100 of them on
+        // connect, and they must not starve the messages that matter. Over it, they are
+        // dropped silently (they are diagnostics).
+        if let Ok(Command::ClientLog { .. }) = message {
+            return matches!(session.client_logs.spend(now, logs_max), Spend::Allow);
+        }
+        match session.messages.spend(now, messages_max) {
+            Spend::Allow => true,
+            Spend::Drop { warn } => {
+                if warn {
+                    self.error(conn, None, ErrorCode::RateLimited, out);
+                }
+                false
+            }
+        }
+    }
+
+    fn dispatch(&mut self, conn: ConnId, command: Command, out: &mut Outbox) {
+        match command {
+            Command::Identify { user_name, user_id, follows_schedule, token } => {
+                self.identify(conn, user_name, user_id, follows_schedule, token, out)
+            }
+            Command::ListRooms => self.send_room_list(conn, out),
+            Command::CreateRoom { name, user_name, start_position, media_id } => {
+                self.create_room(conn, name, user_name, start_position, media_id, out)
+            }
+            Command::JoinRoom { room, user_name } => self.join_room(conn, &room, user_name, out),
+            Command::LeaveRoom => {
+                if self.session(conn).is_some_and(|s| s.room.is_some()) {
+                    self.leave_current(conn, out);
+                    self.send_room_list(conn, out);
+                }
+            }
+            Command::Ready { room } => self.ready(conn, room.as_deref(), out),
+            Command::Control { room, control } => {
+                if let Some(key) = self.host_room(conn, room.as_deref(), out) {
+                    self.control(key, control, out);
+                }
+            }
+            Command::Report { room, report } => {
+                if let Some(key) = self.host_room(conn, room.as_deref(), out) {
+                    self.report(key, report, out);
+                }
+            }
+            Command::Ping { room, echo } => {
+                let seat = self.session(conn).map_or(SeatId(uuid::Uuid::nil()), |s| s.seat);
+                out.unicast(
+                    conn,
+                    Event::Pong { seat, room: room.clone(), echo, received: self.now.wall },
+                );
+                if let Some(name) = room.as_deref() {
+                    let _ = self.member_room(conn, name, out);
+                }
+            }
+            Command::Chat { room, text } => self.chat(conn, room.as_deref(), &text, out),
+            Command::ClientLog { category, message } => {
+                let category = category.unwrap_or_else(|| "LOG".to_string());
+                let message = message.unwrap_or_default();
+                out.unicast(conn, Event::ClientLog { category, message });
+            }
+        }
+    }
+
+    // ----- identity and rooms -----
+
+    fn identify(
+        &mut self,
+        conn: ConnId,
+        user_name: Option<String>,
+        user_id: Option<String>,
+        follows_schedule: Option<bool>,
+        token: bool,
+        out: &mut Outbox,
+    ) {
+        let Some(session) = self.session_mut(conn) else { return };
+        if let Some(name) = user_name.as_deref().and_then(text::display_name) {
+            session.user_name = name;
+        }
+        if let Some(id) = user_id {
+            session.user_id = text::sanitize_line(&id, text::NAME_CHARS_MAX);
+        }
+        if let Some(follows) = follows_schedule {
+            session.caps.follows_schedule = follows;
+        }
+        if token {
+            // Auth is disabled: any token is accepted, as the original does, and the reply
+            // carries the display name the connection already has.
+            let (seat, user_name) = (session.seat, session.user_name.clone());
+            out.unicast(conn, Event::AuthSuccess { seat, user_name });
+        }
+    }
+
+    fn create_room(
+        &mut self,
+        conn: ConnId,
+        name: Option<String>,
+        user_name: Option<String>,
+        start_position: f64,
+        media_id: Option<String>,
+        out: &mut Outbox,
+    ) {
+        if let Some(key) = self.session(conn).and_then(|s| s.room) {
+            if self.rooms[key].host == conn {
+                self.close_room(key, reason::HOST_NEW_ROOM, None, out);
+            } else {
+                self.leave_current(conn, out);
+            }
+        }
+        if self.rooms.len() >= self.config.rooms_max {
+            self.error(conn, None, ErrorCode::RoomsLimit, out);
+            return;
+        }
+        let Some(session) = self.session_mut(conn) else { return };
+        if let Some(user_name) = user_name.as_deref().and_then(text::display_name) {
+            session.user_name = user_name;
+        }
+        let seat = session.seat;
+        let room_name = name
+            .as_deref()
+            .and_then(text::room_name)
+            .unwrap_or_else(|| format!("Room de {}", session.user_name));
+        let serial = self.next_serial();
+        let id = RoomId(self.rng.uuid());
+        let now = self.now.mono;
+        let start = if room::valid_position(start_position) { start_position } else { 0.0 };
+        let key = self.rooms.insert(Room {
+            id,
+            serial,
+            name: room_name,
+            host: conn,
+            media_id,
+            members: vec![Member { conn, seat, ready: true }],
+            clock: RoomClock::paused(start, now),
+            filter: RelayFilter {
+                position: start,
+                play_state: PlayState::Paused,
+                last_state_at: now,
+                last_command_at: None,
+            },
+            pending_play: None,
+            held: Default::default(),
+            in_flight: Vec::new(),
+        });
+        self.room_index.insert(id, key);
+        if let Some(session) = self.session_mut(conn) {
+            session.room = Some(key);
+            session.gone_notified = None;
+        }
+        self.send_room_state(key, conn, false, out);
+        self.list_changed();
+    }
+
+    fn join_room(&mut self, conn: ConnId, name: &str, user_name: Option<String>, out: &mut Outbox) {
+        let Some(key) = RoomId::parse(name).and_then(|id| self.room_index.get(&id).copied())
+        else {
+            self.error(conn, None, ErrorCode::RoomNotFound, out);
+            self.notify_gone(conn, name, reason::NOT_FOUND, out);
+            return;
+        };
+        if let Some(user_name) = user_name.as_deref().and_then(text::display_name) {
+            if let Some(session) = self.session_mut(conn) {
+                session.user_name = user_name;
+            }
+        }
+        let current = self.session(conn).and_then(|s| s.room);
+        if current == Some(key) {
+            // Re-joining the room you are in: a fresh room_state, ready flag kept.
+            let joiner = self.rooms[key].host != conn;
+            self.send_room_state(key, conn, joiner, out);
+            self.replay_in_flight(key, conn, out);
+            return;
+        }
+        if self.rooms[key].members.len() >= self.config.room_members_max {
+            let id = self.rooms[key].id;
+            self.error(conn, Some(id), ErrorCode::RoomFull, out);
+            self.notify_gone(conn, name, reason::FULL, out);
+            return;
+        }
+        if current.is_some() {
+            self.leave_current(conn, out);
+        }
+        let Some(session) = self.session_mut(conn) else { return };
+        session.room = Some(key);
+        session.gone_notified = None;
+        let seat = session.seat;
+        let room = &mut self.rooms[key];
+        room.members.push(Member { conn, seat, ready: false });
+        let count = room.members.len();
+        let index = out.event(Event::Participants { room: room.id, count });
+        for member in room.members.iter().filter(|m| m.conn != conn) {
+            out.send(member.conn, index);
+        }
+        self.send_room_state(key, conn, true, out);
+        self.replay_in_flight(key, conn, out);
+        self.list_changed();
+    }
+
+    /// Takes `conn` out of its room, if any. A host's departure closes the room.
+    fn leave_current(&mut self, conn: ConnId, out: &mut Outbox) {
+        let Some(key) = self.session_mut(conn).and_then(|s| s.room.take()) else { return };
+        let room = &mut self.rooms[key];
+        if room.host == conn {
+            // Put the host back so close_room sees a whole room, then close without telling
+            // the host (it left on its own).
+            if let Some(session) = self.session_mut(conn) {
+                session.room = Some(key);
+            }
+            self.close_room(key, reason::HOST_LEFT, Some(conn), out);
+            return;
+        }
+        room.members.retain(|m| m.conn != conn);
+        let (id, count) = (room.id, room.members.len());
+        let seat = self.session(conn).map_or(SeatId(uuid::Uuid::nil()), |s| s.seat);
+        let index = out.event(Event::ClientLeft { room: id, seat, count });
+        for member in &self.rooms[key].members {
+            out.send(member.conn, index);
+        }
+        self.check_barrier(key, out);
+        self.list_changed();
+    }
+
+    /// Removes a room; every member but `quiet` is told why and gets the room list.
+    fn close_room(
+        &mut self,
+        key: usize,
+        why: &'static str,
+        quiet: Option<ConnId>,
+        out: &mut Outbox,
+    ) {
+        let room = self.rooms.remove(key);
+        self.room_index.remove(&room.id);
+        let index = out.event(Event::RoomClosed { room: room.id.to_string(), reason: why });
+        for member in &room.members {
+            if let Some(session) = self.session_mut(member.conn) {
+                session.room = None;
+            }
+            if Some(member.conn) != quiet {
+                out.send(member.conn, index);
+                self.send_room_list(member.conn, out);
+            }
+        }
+        self.list_changed();
+    }
+
+    fn ready(&mut self, conn: ConnId, name: Option<&str>, out: &mut Outbox) {
+        let Some(name) = name else { return };
+        let Some(key) = self.member_room(conn, name, out) else { return };
+        let room = &mut self.rooms[key];
+        if let Some(member) = room.members.iter_mut().find(|m| m.conn == conn) {
+            member.ready = true;
+        }
+        self.check_barrier(key, out);
+    }
+
+    fn chat(&mut self, conn: ConnId, name: Option<&str>, raw: &str, out: &mut Outbox) {
+        let Some(name) = name else {
+            self.error(conn, None, ErrorCode::ChatRoomRequired, out);
+            return;
+        };
+        let text = raw.trim();
+        if text.is_empty() {
+            self.error(conn, None, ErrorCode::ChatEmpty, out);
+            return;
+        }
+        if text.chars().count() > text::CHAT_CHARS_MAX {
+            self.error(conn, None, ErrorCode::ChatTooLong, out);
+            return;
+        }
+        let Some(key) = self.member_room(conn, name, out) else { return };
+        let Some(session) = self.session(conn) else { return };
+        let room = &self.rooms[key];
+        let index = out.event(Event::Chat {
+            room: room.id,
+            seat: session.seat,
+            username: session.user_name.clone(),
+            text: text.to_string(),
+            server_ts: self.now.wall,
+        });
+        for member in &room.members {
+            out.send(member.conn, index);
+        }
+    }
+
+    // ----- membership checks -----
+
+    /// The room `conn` names, if it is a member; otherwise tells it once that the room is
+    /// gone for it. An empty name is no room and is not answered.
+    fn member_room(&mut self, conn: ConnId, name: &str, out: &mut Outbox) -> Option<usize> {
+        let key = RoomId::parse(name).and_then(|id| self.room_index.get(&id).copied());
+        match key {
+            Some(key) if self.rooms[key].has(conn) => Some(key),
+            Some(_) => {
+                self.notify_gone(conn, name, reason::NOT_MEMBER, out);
+                None
+            }
+            None => {
+                self.notify_gone(conn, name, reason::NOT_FOUND, out);
+                None
+            }
+        }
+    }
+
+    /// The room `conn` hosts and names; a member who is not the host gets `not_host`.
+    fn host_room(&mut self, conn: ConnId, name: Option<&str>, out: &mut Outbox) -> Option<usize> {
+        let key = self.member_room(conn, name?, out)?;
+        if self.rooms[key].host != conn {
+            let id = self.rooms[key].id;
+            self.error(conn, Some(id), ErrorCode::NotHost, out);
+            return None;
+        }
+        Some(key)
+    }
+
+    fn notify_gone(&mut self, conn: ConnId, name: &str, why: &'static str, out: &mut Outbox) {
+        let Some(session) = self.session_mut(conn) else { return };
+        if session.gone_notified.as_deref() == Some(name) {
+            return;
+        }
+        session.gone_notified = Some(name.to_string());
+        out.unicast(conn, Event::RoomClosed { room: name.to_string(), reason: why });
+    }
+
+    fn error(&mut self, conn: ConnId, room: Option<RoomId>, code: ErrorCode, out: &mut Outbox) {
+        if let Some(session) = self.session(conn) {
+            out.unicast(conn, Event::Error { seat: session.seat, room, code });
+        }
+    }
+
+    // ----- the room list -----
+
+    fn send_room_list(&mut self, conn: ConnId, out: &mut Outbox) {
+        out.unicast(conn, Event::RoomList { version: self.list.version });
+        self.list_recipients.push(conn);
+    }
+
+    fn list_changed(&mut self) {
+        self.list.version += 1;
+        if self.list.flush_scheduled {
+            return;
+        }
+        let earliest = self.list.last_push.map_or(Millis(0), |t| t + self.config.room_list_interval_ms);
+        self.timers.insert(earliest.max(self.now.mono), CoreTimer::RoomListFlush);
+        self.list.flush_scheduled = true;
+    }
+
+    /// Pushes the list to every lobby connection whose copy is out of date: at most once per
+    /// interval, however many changes happened, so mass disconnects cost O(N), not O(N²).
+    fn flush_room_list(&mut self, out: &mut Outbox) {
+        self.list.flush_scheduled = false;
+        self.list.last_push = Some(self.now.mono);
+        let version = self.list.version;
+        let mut index = None;
+        for session in self.sessions.iter_mut().flatten() {
+            if session.room.is_some() || session.list_seen >= version {
+                continue;
+            }
+            let event = *index.get_or_insert_with(|| out.event(Event::RoomList { version }));
+            out.send(session.conn, event);
+            session.list_seen = version;
+        }
+    }
+
+    fn send_room_state(&mut self, key: usize, conn: ConnId, joiner: bool, out: &mut Outbox) {
+        let Some(seat) = self.session(conn).map(|s| s.seat) else { return };
+        let room = &self.rooms[key];
+        out.unicast(
+            conn,
+            Event::RoomState {
+                room: room.id,
+                seat,
+                name: room.name.clone(),
+                host: room.host_seat(),
+                clock: room.clock.reading(self.now.mono),
+                participants: room.members.len(),
+                media_id: room.media_id.clone(),
+                server_ts: self.now.wall,
+                joiner,
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,279 @@
+//! A room: its members, its host and its playback clock.
+
+use std::collections::VecDeque;
+
+use super::types::{ClockReading, ControlAction, ControlMessage, PlayState, Relay};
+use crate::id::{ConnId, RoomId, SeatId};
+use crate::time::Millis;
+
+/// The largest position the server accepts from clients, in seconds (24 h, as the original).
+pub const POSITION_MAX_SECONDS: f64 = 86_400.0;
+
+/// Whether a client-supplied position may enter the room clock.
+pub fn valid_position(position: f64) -> bool {
+    position.is_finite() && (0.0..=POSITION_MAX_SECONDS).contains(&position)
+}
+
+/// Playback as the room clock tracks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Playback {
+    /// Position advances with time.
+    Playing,
+    /// Position frozen.
+    Paused,
+    /// The host stalled: frozen until the next play or state.
+    Buffering,
+}
+
+/// Position at an instant, and how it moves from there.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ClockState {
+    /// Seconds at `at`.
+    pub position: f64,
+    /// Server instant of `position`.
+    pub at: Millis,
+    /// Whether the position advances after `at`.
+    pub playback: Playback,
+}
+
+impl ClockState {
+    /// Position at `t`. Before `at` a playing clock reads its starting position.
+    pub fn read(&self, t: Millis) -> f64 {
+        match self.playback {
+            Playback::Playing => self.position + t.since(self.at) as f64 / 1_000.0,
+            Playback::Paused | Playback::Buffering => self.position,
+        }
+    }
+}
+
+/// The room clock: the current state and, for a scheduled command, the state it switches to
+/// at a future instant.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RoomClock {
+    /// In force now.
+    pub current: ClockState,
+    /// Takes effect at its `at` (always later than when it was set).
+    pub next: Option<ClockState>,
+}
+
+impl RoomClock {
+    /// A paused clock at `position`.
+    pub fn paused(position: f64, at: Millis) -> RoomClock {
+        RoomClock {
+            current: ClockState { position, at, playback: Playback::Paused },
+            next: None,
+        }
+    }
+
+    /// The state in force at `t`.
+    pub fn state_at(&self, t: Millis) -> ClockState {
+        match self.next {
+            Some(next) if t >= next.at => next,
+            _ => self.current,
+        }
+    }
+
+    /// Position and play state at `t`.
+    pub fn reading(&self, t: Millis) -> ClockReading {
+        let state = self.state_at(t);
+        ClockReading { position: state.read(t), playing: state.playback == Playback::Playing }
+    }
+
+    /// Promotes a due scheduled state.
+    pub fn settle(&mut self, now: Millis) {
+        if let Some(next) = self.next.filter(|next| now >= next.at) {
+            self.current = next;
+            self.next = None;
+        }
+    }
+
+    /// Applies a command effective at `at` (now or later). Position: the command's if valid,
+    /// else wherever the clock is at that instant.
+    pub fn apply_control(
+        &mut self,
+        now: Millis,
+        at: Millis,
+        action: &ControlAction,
+        position: Option<f64>,
+        play_state: Option<PlayState>,
+    ) {
+        self.settle(now);
+        let before = self.state_at(at);
+        let position = position.unwrap_or_else(|| before.read(at));
+        let mut playback = match play_state {
+            Some(PlayState::Playing) => Playback::Playing,
+            Some(PlayState::Paused) => Playback::Paused,
+            None if before.playback == Playback::Buffering => Playback::Paused,
+            None => before.playback,
+        };
+        playback = match action {
+            ControlAction::Play => Playback::Playing,
+            ControlAction::Pause => Playback::Paused,
+            ControlAction::Buffering => Playback::Buffering,
+            ControlAction::Seek | ControlAction::Other => playback,
+        };
+        let state = ClockState { position, at, playback };
+        if at > now {
+            self.next = Some(state);
+        } else {
+            self.current = state;
+            self.next = None;
+        }
+    }
+
+    /// Applies a host report received now. A scheduled change still pending is kept: the
+    /// report describes the present, the schedule the future.
+    pub fn apply_report(&mut self, now: Millis, position: Option<f64>, state: Option<PlayState>) {
+        self.settle(now);
+        let position = position.unwrap_or_else(|| self.current.read(now));
+        let playback = match state {
+            Some(PlayState::Playing) => Playback::Playing,
+            Some(PlayState::Paused) => Playback::Paused,
+            None => self.current.playback,
+        };
+        self.current = ClockState { position, at: now, playback };
+    }
+}
+
+/// What the `state_update` relay filter compares against: the last relayed state, exactly as
+/// the original's `room.state` (not the extrapolated clock).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RelayFilter {
+    /// Last relayed position.
+    pub position: f64,
+    /// Last relayed play state (`playing`/`paused`).
+    pub play_state: PlayState,
+    /// When the last state was relayed (room creation at first).
+    pub last_state_at: Millis,
+    /// When the last player_event was relayed.
+    pub last_command_at: Option<Millis>,
+}
+
+/// One member's place in a room.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Member {
+    /// The member's connection.
+    pub conn: ConnId,
+    /// The member's seat id (`client_id`).
+    pub seat: SeatId,
+    /// Sent `ready`, or was not waited for at a deadline.
+    pub ready: bool,
+}
+
+/// A play the host asked for while members were still loading.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingPlay {
+    /// Position to start from, if the host gave a valid one.
+    pub position: Option<f64>,
+    /// Distinguishes this pending play from later ones (timer epochs).
+    pub epoch: u64,
+    /// When the ready-wait expires.
+    pub deadline: Millis,
+}
+
+/// A command held back for members that execute on receipt, until its instant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Held {
+    /// When to deliver (never earlier than the entry before it).
+    pub due: Millis,
+    /// What to deliver.
+    pub message: ControlMessage,
+    /// Who gets it (those still members then).
+    pub recipients: Vec<ConnId>,
+}
+
+/// A room.
+#[derive(Clone, Debug)]
+pub struct Room {
+    /// Public id.
+    pub id: RoomId,
+    /// Unique for the server's lifetime; tells timers for a reused slab slot apart.
+    pub serial: u64,
+    /// Display name.
+    pub name: String,
+    /// The host's connection (always a member).
+    pub host: ConnId,
+    /// Media id (32 hex digits).
+    pub media_id: Option<String>,
+    /// Members in join order, host included.
+    pub members: Vec<Member>,
+    /// Playback clock.
+    pub clock: RoomClock,
+    /// state_update relay filter.
+    pub filter: RelayFilter,
+    /// A play waiting for ready members.
+    pub pending_play: Option<PendingPlay>,
+    /// Commands held for members that execute on receipt.
+    pub held: VecDeque<Held>,
+    /// Commands whose instant is still ahead, replayed to joiners: (instant, message).
+    pub in_flight: Vec<(Millis, ControlMessage, ControlAction)>,
+}
+
+impl Room {
+    /// The member entry of `conn`.
+    pub fn member(&self, conn: ConnId) -> Option<&Member> {
+        self.members.iter().find(|m| m.conn == conn)
+    }
+
+    /// Whether `conn` is a member.
+    pub fn has(&self, conn: ConnId) -> bool {
+        self.member(conn).is_some()
+    }
+
+    /// The host's seat.
+    pub fn host_seat(&self) -> SeatId {
+        self.members.iter().find(|m| m.conn == self.host).map_or(SeatId(uuid::Uuid::nil()), |m| m.seat)
+    }
+
+    /// Whether every member counts as ready (a room without media never waits).
+    pub fn all_ready(&self) -> bool {
+        self.media_id.is_none() || self.members.iter().all(|m| m.ready)
+    }
+
+    /// The relay fields of a play the server makes itself.
+    pub fn play_relay(position: f64) -> Relay {
+        use super::types::Json;
+        Relay {
+            action: Some(Json::string("play")),
+            position: Some(Json::number(position)),
+            play_state: Some(Json::string("playing")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A playing clock advances; paused and buffering clocks hold.
+    #[test]
+    fn clock_reads() {
+        let mut clock = RoomClock::paused(10.0, Millis(0));
+        assert_eq!(clock.reading(Millis(5_000)).position, 10.0);
+        clock.apply_control(Millis(1_000), Millis(1_000), &ControlAction::Play, Some(20.0), None);
+        assert_eq!(clock.reading(Millis(3_500)).position, 22.5);
+        clock.apply_control(Millis(4_000), Millis(4_000), &ControlAction::Buffering, None, None);
+        assert_eq!(clock.reading(Millis(9_000)).position, 23.0);
+        assert!(!clock.reading(Millis(9_000)).playing);
+    }
+
+    /// A scheduled play leaves the clock paused until its instant, then plays from there;
+    /// a report in between keeps the schedule.
+    #[test]
+    fn scheduled_change_takes_effect_at_its_instant() {
+        let mut clock = RoomClock::paused(5.0, Millis(0));
+        clock.apply_control(Millis(100), Millis(1_100), &ControlAction::Play, Some(5.0), None);
+        assert_eq!(clock.reading(Millis(1_000)), ClockReading { position: 5.0, playing: false });
+        clock.apply_report(Millis(600), Some(5.0), Some(PlayState::Paused));
+        assert_eq!(clock.reading(Millis(2_100)), ClockReading { position: 6.0, playing: true });
+        clock.settle(Millis(2_100));
+        assert!(clock.next.is_none());
+    }
+
+    /// Positions outside 0..=86 400 s or non-finite never enter the clock.
+    #[test]
+    fn position_validity() {
+        assert!(valid_position(0.0) && valid_position(86_400.0));
+        assert!(!valid_position(-0.1) && !valid_position(86_400.1) && !valid_position(f64::NAN));
+    }
+}

@@ -1,0 +1,470 @@
+//! The core's vocabulary: commands in, events out. Nothing here knows a wire format; a
+//! dialect codec turns its messages into `Command`s and renders `Event`s in its own shape.
+
+use serde_json::value::RawValue;
+
+use crate::id::{ConnId, RoomId, SeatId};
+use crate::time::{Millis, UnixMillis};
+
+/// A JSON value carried through unchanged (relayed fields, echoed ping payloads).
+#[derive(Debug)]
+pub struct Json(pub Box<RawValue>);
+
+impl Json {
+    /// A JSON string value.
+    pub fn string(text: &str) -> Json {
+        Json(to_raw(&text))
+    }
+
+    /// A JSON number value (non-finite numbers become 0, which JSON cannot carry).
+    pub fn number(value: f64) -> Json {
+        Json(to_raw(&if value.is_finite() { value } else { 0.0 }))
+    }
+
+    /// An empty JSON object.
+    pub fn empty_object() -> Json {
+        Json(to_raw(&serde_json::Map::new()))
+    }
+
+    /// The JSON text.
+    pub fn text(&self) -> &str {
+        self.0.get()
+    }
+}
+
+fn to_raw<T: serde::Serialize>(value: &T) -> Box<RawValue> {
+    // Serializing a string, a finite f64 or an empty map cannot fail.
+    serde_json::value::to_raw_value(value).unwrap_or_else(|_| RawValue::NULL.to_owned())
+}
+
+impl Clone for Json {
+    fn clone(&self) -> Json {
+        Json(self.0.clone())
+    }
+}
+
+impl PartialEq for Json {
+    fn eq(&self, other: &Json) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+/// What a connection declares about itself when it opens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The client executes commands at their `target_server_ts` (true), or on receipt (false:
+    /// the stock OpenWatchParty client, which only schedules plays).
+    pub follows_schedule: bool,
+}
+
+/// A playback command's verb.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ControlAction {
+    /// Start playing.
+    Play,
+    /// Pause.
+    Pause,
+    /// Jump to a position.
+    Seek,
+    /// The host stalled: freeze until the next play or state.
+    Buffering,
+    /// Any other verb: relayed, and applied to the clock only through its fields.
+    Other,
+}
+
+impl ControlAction {
+    /// Parses the wire verb.
+    pub fn parse(text: &str) -> ControlAction {
+        match text {
+            "play" => ControlAction::Play,
+            "pause" => ControlAction::Pause,
+            "seek" => ControlAction::Seek,
+            "buffering" => ControlAction::Buffering,
+            _ => ControlAction::Other,
+        }
+    }
+}
+
+/// `playing` or `paused`, the only play states the room clock accepts from clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlayState {
+    /// Playing.
+    Playing,
+    /// Paused.
+    Paused,
+}
+
+impl PlayState {
+    /// Parses the wire value; anything else is not a play state.
+    pub fn parse(text: &str) -> Option<PlayState> {
+        match text {
+            "playing" => Some(PlayState::Playing),
+            "paused" => Some(PlayState::Paused),
+            _ => None,
+        }
+    }
+
+    /// The wire value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlayState::Playing => "playing",
+            PlayState::Paused => "paused",
+        }
+    }
+}
+
+/// The relayable fields of a playback message, exactly as the host sent them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Relay {
+    /// `action`, as sent.
+    pub action: Option<Json>,
+    /// `position`, as sent.
+    pub position: Option<Json>,
+    /// `play_state`, as sent.
+    pub play_state: Option<Json>,
+}
+
+/// A host's `player_event`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Control {
+    /// The verb.
+    pub action: ControlAction,
+    /// `position` if it was a valid position (finite, 0..=86 400 s).
+    pub position: Option<f64>,
+    /// `play_state` if it was `playing` or `paused`.
+    pub play_state: Option<PlayState>,
+    /// The fields to relay.
+    pub relay: Relay,
+}
+
+/// A host's `state_update`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    /// Whether the message had a payload object (one without is never filtered).
+    pub has_payload: bool,
+    /// `position` as a number, if it was one (for the relay filter).
+    pub position_number: Option<f64>,
+    /// `position` if valid.
+    pub position: Option<f64>,
+    /// `play_state` as a string, if it was one (for the relay filter).
+    pub play_state_text: Option<String>,
+    /// The fields to relay.
+    pub relay: Relay,
+}
+
+/// A decoded client request, dialect-free.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Identify this connection (`auth` with auth disabled).
+    Identify {
+        /// Display name, unsanitized.
+        user_name: Option<String>,
+        /// Caller-chosen user id.
+        user_id: Option<String>,
+        /// Declared scheduling capability.
+        follows_schedule: Option<bool>,
+        /// Whether a token was presented.
+        token: bool,
+    },
+    /// Send me the room list.
+    ListRooms,
+    /// Create a room and host it.
+    CreateRoom {
+        /// Requested room name, unsanitized.
+        name: Option<String>,
+        /// Display name, unsanitized.
+        user_name: Option<String>,
+        /// Initial position (already validated; 0 otherwise).
+        start_position: f64,
+        /// 32 hex digits, if valid.
+        media_id: Option<String>,
+    },
+    /// Join a room by id.
+    JoinRoom {
+        /// The room as named by the client.
+        room: String,
+        /// Display name, unsanitized.
+        user_name: Option<String>,
+    },
+    /// Leave the current room.
+    LeaveRoom,
+    /// I have loaded the media.
+    Ready {
+        /// The room named, if any.
+        room: Option<String>,
+    },
+    /// A playback command (`player_event`).
+    Control {
+        /// The room named, if any.
+        room: Option<String>,
+        /// The command.
+        control: Control,
+    },
+    /// A playback report (`state_update`).
+    Report {
+        /// The room named, if any.
+        room: Option<String>,
+        /// The report.
+        report: Report,
+    },
+    /// Clock-sync probe.
+    Ping {
+        /// The room named, if any.
+        room: Option<String>,
+        /// The payload to echo.
+        echo: Option<Json>,
+    },
+    /// Chat text.
+    Chat {
+        /// The room named, if any.
+        room: Option<String>,
+        /// The text, untrimmed.
+        text: String,
+    },
+    /// A client debug line.
+    ClientLog {
+        /// Category, unsanitized.
+        category: Option<String>,
+        /// Text, unsanitized.
+        message: Option<String>,
+    },
+}
+
+/// Why a message could not be decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Not JSON, not an object, `type` missing or not a string, or a required field missing.
+    Invalid,
+    /// A well-formed message of a type this dialect does not know.
+    UnknownType,
+    /// A binary WebSocket message.
+    Binary,
+}
+
+/// Client-visible error causes. Each has a stable code and the original's message text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// Over the per-connection message budget.
+    RateLimited,
+    /// Unparseable message.
+    InvalidMessage,
+    /// Unknown `type`.
+    UnknownType,
+    /// Binary frames are not part of the protocol.
+    BinaryUnsupported,
+    /// Join refused: no such room.
+    RoomNotFound,
+    /// Join refused: the room has its maximum of members.
+    RoomFull,
+    /// Create refused: the server has its maximum of rooms.
+    RoomsLimit,
+    /// A playback command from a member who is not the host.
+    NotHost,
+    /// Chat without a room.
+    ChatRoomRequired,
+    /// Chat text empty after trimming.
+    ChatEmpty,
+    /// Chat text over 500 characters.
+    ChatTooLong,
+}
+
+impl ErrorCode {
+    /// The stable machine-readable code (`payload.code`).
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::InvalidMessage => "invalid_message",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::BinaryUnsupported => "unsupported_data",
+            ErrorCode::RoomNotFound => "room_not_found",
+            ErrorCode::RoomFull => "room_full",
+            ErrorCode::RoomsLimit => "rooms_limit",
+            ErrorCode::NotHost => "not_host",
+            ErrorCode::ChatRoomRequired => "room_required",
+            ErrorCode::ChatEmpty => "chat_empty",
+            ErrorCode::ChatTooLong => "chat_too_long",
+        }
+    }
+
+    /// The human message (`payload.message`), as the original words it where it has one.
+    pub fn message(self) -> &'static str {
+        match self {
+            ErrorCode::RateLimited => "Rate limit exceeded",
+            ErrorCode::InvalidMessage => "Invalid message format",
+            ErrorCode::UnknownType => "Unknown message type",
+            ErrorCode::BinaryUnsupported => "Binary messages are not supported",
+            ErrorCode::RoomNotFound => "Room not found",
+            ErrorCode::RoomFull => "Room is full",
+            ErrorCode::RoomsLimit => "Too many rooms",
+            ErrorCode::NotHost => "Only the host can control playback",
+            ErrorCode::ChatRoomRequired => "Room ID required for chat",
+            ErrorCode::ChatEmpty => "Chat message cannot be empty",
+            ErrorCode::ChatTooLong => "Chat message too long (max 500 characters)",
+        }
+    }
+
+    /// Every code, for documentation tests.
+    pub const ALL: [ErrorCode; 11] = [
+        ErrorCode::RateLimited,
+        ErrorCode::InvalidMessage,
+        ErrorCode::UnknownType,
+        ErrorCode::BinaryUnsupported,
+        ErrorCode::RoomNotFound,
+        ErrorCode::RoomFull,
+        ErrorCode::RoomsLimit,
+        ErrorCode::NotHost,
+        ErrorCode::ChatRoomRequired,
+        ErrorCode::ChatEmpty,
+        ErrorCode::ChatTooLong,
+    ];
+}
+
+/// Why a room was closed, as members are told.
+pub mod reason {
+    /// The host left or disconnected.
+    pub const HOST_LEFT: &str = "Host left the room";
+    /// The host created another room.
+    pub const HOST_NEW_ROOM: &str = "Host started a new room";
+    /// The server is stopping.
+    pub const SHUTDOWN: &str = "Server shutting down";
+    /// A message named a room that does not exist.
+    pub const NOT_FOUND: &str = "Room not found";
+    /// A message named a room the sender is not in.
+    pub const NOT_MEMBER: &str = "You are not in this room";
+    /// A join was refused because the room is full.
+    pub const FULL: &str = "Room is full";
+}
+
+/// A playback command as members receive it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ControlMessage {
+    /// The fields, as the host sent them or as the server made them.
+    pub relay: Relay,
+    /// The server instant at which members should execute it.
+    pub target: UnixMillis,
+}
+
+/// What the room clock says for `room_state`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ClockReading {
+    /// Position in seconds at `server_ts`.
+    pub position: f64,
+    /// Whether the room is playing (buffering reads as paused).
+    pub playing: bool,
+}
+
+/// One entry of the room list.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoomSummary {
+    /// Room id.
+    pub id: RoomId,
+    /// Room name.
+    pub name: String,
+    /// Members, host included.
+    pub count: usize,
+    /// Media id, 32 hex digits.
+    pub media_id: Option<String>,
+}
+
+/// Something the core wants a connection to be told. Sent to recipients listed in the
+/// outbox; a dialect renders each event once and shares the bytes among its recipients.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// First message on a connection: its seat id.
+    Hello { seat: SeatId },
+    /// The room list, as of `version` (the dialect asks the core for the snapshot).
+    RoomList { version: u64 },
+    /// You are in this room now (created, joined or re-joined).
+    RoomState {
+        /// The room.
+        room: RoomId,
+        /// The recipient.
+        seat: SeatId,
+        /// Room name.
+        name: String,
+        /// The host's seat.
+        host: SeatId,
+        /// The clock at `server_ts`.
+        clock: ClockReading,
+        /// Members, host included.
+        participants: usize,
+        /// Media id.
+        media_id: Option<String>,
+        /// The instant the clock was read.
+        server_ts: UnixMillis,
+        /// The recipient joined (true) or created (false) the room.
+        joiner: bool,
+    },
+    /// Member count changed because someone joined.
+    Participants { room: RoomId, count: usize },
+    /// A playback command from the host (or the server, for a scheduled play).
+    Control { room: RoomId, host: SeatId, message: ControlMessage },
+    /// A playback report from the host.
+    State { room: RoomId, host: SeatId, relay: Relay, server_ts: UnixMillis },
+    /// A member left; `count` remain.
+    ClientLeft { room: RoomId, seat: SeatId, count: usize },
+    /// The room is gone for you (`room` as the recipient named it).
+    RoomClosed { room: String, reason: &'static str },
+    /// Chat text from `seat`.
+    Chat { room: RoomId, seat: SeatId, username: String, text: String, server_ts: UnixMillis },
+    /// Something the recipient sent was refused.
+    Error { seat: SeatId, room: Option<RoomId>, code: ErrorCode },
+    /// A token was accepted.
+    AuthSuccess { seat: SeatId, user_name: String },
+    /// Reply to a ping; the send instant is stamped when it is written.
+    Pong { seat: SeatId, room: Option<String>, echo: Option<Json>, received: UnixMillis },
+    /// A client debug line for the server log (not sent to anyone).
+    ClientLog { category: String, message: String },
+}
+
+/// Where the core writes its decisions during one call.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    /// Events made during the call.
+    pub events: Vec<Event>,
+    /// (recipient, index into `events`), in the order they must be sent.
+    pub sends: Vec<(ConnId, u32)>,
+}
+
+impl Outbox {
+    /// Adds an event and returns its index.
+    pub fn event(&mut self, event: Event) -> u32 {
+        self.events.push(event);
+        (self.events.len() - 1) as u32
+    }
+
+    /// Queues event `index` for `conn`.
+    pub fn send(&mut self, conn: ConnId, index: u32) {
+        self.sends.push((conn, index));
+    }
+
+    /// Adds an event for one recipient.
+    pub fn unicast(&mut self, conn: ConnId, event: Event) {
+        let index = self.event(event);
+        self.send(conn, index);
+    }
+
+    /// Empties the outbox, keeping its allocations.
+    pub fn clear(&mut self) {
+        self.events.clear();
+        self.sends.clear();
+    }
+}
+
+/// Timers the core sets, as data. Stale ones (a room since closed or moved on) are ignored
+/// when they fire, by comparing the serial or epoch they carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CoreTimer {
+    /// Push the room list to lobby connections that have an old one.
+    RoomListFlush,
+    /// A pending play's ready-wait expired.
+    ReadyDeadline { room: usize, epoch: u64 },
+    /// Held commands for members that execute on receipt are due.
+    HeldDue { room: usize, serial: u64 },
+}
+
+/// Helper for code that wants an instant as both clocks.
+pub fn later(now: crate::time::Now, ms: u64) -> (Millis, UnixMillis) {
+    let then = now.plus(ms);
+    (then.mono, then.wall)
+}

@@ -1,0 +1,197 @@
+//! The edge between the wire and the core: decodes each connection's text with its dialect,
+//! drives the core, and renders the core's events into frames. Pure like the core (no I/O, no
+//! clock): the shell and the simulation drive it alike.
+//!
+//! Rendering is done once per event and the bytes are shared by every recipient
+//! (`Utf8Bytes` clones are reference-count bumps); the room list is rendered once per
+//! version. Today every connection speaks the OpenWatchParty dialect; a second dialect adds a
+//! per-connection codec choice here, not a change to the core.
+
+use tungstenite::Utf8Bytes;
+
+use crate::config::CoreConfig;
+use crate::core::types::{Capabilities, DecodeError, Event, Json, Outbox};
+use crate::core::Core;
+use crate::id::{ConnId, SeatId};
+use crate::owp;
+use crate::time::{Millis, Now, UnixMillis};
+
+/// What the shell must do.
+#[derive(Debug)]
+pub enum Output {
+    /// Write this text frame to `conn`.
+    Send {
+        /// Recipient.
+        conn: ConnId,
+        /// The frame's text, shared with other recipients.
+        text: Utf8Bytes,
+    },
+    /// Write a pong to `conn`, stamped with the instant it is written.
+    Pong {
+        /// Recipient.
+        conn: ConnId,
+        /// What to render.
+        reply: PongReply,
+    },
+    /// Log a client's debug line (at debug level).
+    ClientLog {
+        /// Who sent it.
+        conn: ConnId,
+        /// Its category, unsanitized.
+        category: String,
+        /// Its text, unsanitized.
+        message: String,
+    },
+}
+
+/// A pong waiting for its send instant.
+#[derive(Debug)]
+pub struct PongReply {
+    seat: SeatId,
+    room: Option<String>,
+    echo: Option<Json>,
+    received: UnixMillis,
+}
+
+impl PongReply {
+    /// Renders the pong as sent at `sent`.
+    pub fn render(&self, sent: UnixMillis) -> Utf8Bytes {
+        Utf8Bytes::from(owp::encode_pong(
+            self.seat,
+            self.room.as_deref(),
+            self.echo.as_ref(),
+            self.received,
+            sent,
+        ))
+    }
+}
+
+/// The core plus its codecs.
+#[derive(Debug)]
+pub struct Gateway {
+    core: Core,
+    sync_lead_ms: u64,
+    outbox: Outbox,
+    /// Rendered frames per event index of the current outbox.
+    rendered: Vec<Option<(Utf8Bytes, Option<Utf8Bytes>)>>,
+    list_cache: Option<(u64, Utf8Bytes)>,
+}
+
+impl Gateway {
+    /// A gateway over a fresh core.
+    pub fn new(config: CoreConfig, seed: u64) -> Gateway {
+        let sync_lead_ms = config.sync_lead_ms;
+        Gateway {
+            core: Core::new(config, seed),
+            sync_lead_ms,
+            outbox: Outbox::default(),
+            rendered: Vec::new(),
+            list_cache: None,
+        }
+    }
+
+    /// The core, for inspection.
+    pub fn core(&self) -> &Core {
+        &self.core
+    }
+
+    /// A connection finished its upgrade.
+    pub fn open(&mut self, now: Now, conn: ConnId, out: &mut Vec<Output>) {
+        self.core.open(now, conn, Capabilities::default(), &mut self.outbox);
+        self.render(now, out);
+    }
+
+    /// A text message arrived.
+    pub fn text(&mut self, now: Now, conn: ConnId, text: &str, out: &mut Vec<Output>) {
+        let message = owp::decode(text);
+        self.core.receive(now, conn, message, &mut self.outbox);
+        self.render(now, out);
+    }
+
+    /// A binary message arrived (not part of the protocol).
+    pub fn binary(&mut self, now: Now, conn: ConnId, out: &mut Vec<Output>) {
+        self.core.receive(now, conn, Err(DecodeError::Binary), &mut self.outbox);
+        self.render(now, out);
+    }
+
+    /// A connection is gone.
+    pub fn close(&mut self, now: Now, conn: ConnId, out: &mut Vec<Output>) {
+        self.core.close(now, conn, &mut self.outbox);
+        self.render(now, out);
+    }
+
+    /// Fires due timers.
+    pub fn advance(&mut self, now: Now, out: &mut Vec<Output>) {
+        self.core.advance(now, &mut self.outbox);
+        self.render(now, out);
+    }
+
+    /// Tells every room member the server is stopping.
+    pub fn shutdown(&mut self, now: Now, out: &mut Vec<Output>) {
+        self.core.shutdown(now, &mut self.outbox);
+        self.render(now, out);
+    }
+
+    /// When `advance` next has work.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.core.next_deadline()
+    }
+
+    fn render(&mut self, now: Now, out: &mut Vec<Output>) {
+        self.rendered.clear();
+        self.rendered.resize(self.outbox.events.len(), None);
+        for &(conn, index) in &self.outbox.sends {
+            let event = &self.outbox.events[index as usize];
+            match event {
+                Event::Pong { seat, room, echo, received } => {
+                    let reply = PongReply {
+                        seat: *seat,
+                        room: room.clone(),
+                        echo: echo.clone(),
+                        received: *received,
+                    };
+                    out.push(Output::Pong { conn, reply });
+                    continue;
+                }
+                Event::ClientLog { category, message } => {
+                    let (category, message) = (category.clone(), message.clone());
+                    out.push(Output::ClientLog { conn, category, message });
+                    continue;
+                }
+                _ => {}
+            }
+            let slot = &mut self.rendered[index as usize];
+            if slot.is_none() {
+                *slot = Some(match event {
+                    Event::RoomList { .. } => (room_list(&self.core, &mut self.list_cache, now.wall), None),
+                    _ => match owp::encode(event, now.wall, self.sync_lead_ms) {
+                        Some(encoded) => {
+                            (Utf8Bytes::from(encoded.first), encoded.second.map(Utf8Bytes::from))
+                        }
+                        None => continue,
+                    },
+                });
+            }
+            if let Some((first, second)) = slot {
+                out.push(Output::Send { conn, text: first.clone() });
+                if let Some(second) = second {
+                    out.push(Output::Send { conn, text: second.clone() });
+                }
+            }
+        }
+        self.outbox.clear();
+    }
+}
+
+/// The room list at the core's current version, rendered once per version.
+fn room_list(core: &Core, cache: &mut Option<(u64, Utf8Bytes)>, now: UnixMillis) -> Utf8Bytes {
+    let version = core.list_version();
+    if let Some((cached, text)) = cache {
+        if *cached == version {
+            return text.clone();
+        }
+    }
+    let text = Utf8Bytes::from(owp::encode_room_list(&core.room_list(), now));
+    *cache = Some((version, text.clone()));
+    text
+}

@@ -1,0 +1,64 @@
+//! `tandem`: parse settings, bind, run until SIGTERM/SIGINT.
+
+use std::process::ExitCode;
+
+use tandem::config::{self, Config, Invocation};
+use tandem::log;
+use tandem::net::event_loop::Server;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let env = |name: &str| std::env::var(name).ok();
+    let config = match Config::from_env_and_args(&env, &args, descriptor_limit()) {
+        Ok(Invocation::Run(config)) => config,
+        Ok(Invocation::Help) => {
+            print!("{}", config::help());
+            return ExitCode::SUCCESS;
+        }
+        Ok(Invocation::Version) => {
+            println!("tandem {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("tandem: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    log::set_level(config.log_level);
+    // The core's ids come from this seed; it is the one place randomness enters.
+    #[allow(clippy::disallowed_methods)]
+    let seed = getrandom::u64().unwrap_or(0x5EED);
+    let server = match Server::bind(&config, seed) {
+        Ok(server) => server,
+        Err(error) => {
+            eprintln!("tandem: cannot listen on {}:{}: {error}", config.host, config.port);
+            return ExitCode::FAILURE;
+        }
+    };
+    let origins = match &config.allowed_origins {
+        None => "*".to_string(),
+        Some(list) => list.join(","),
+    };
+    log!(
+        Info,
+        "event=listening addr={} version={} max_connections={} allowed_origins={} auth=disabled",
+        server.local_addr(),
+        env!("CARGO_PKG_VERSION"),
+        config.connections_max,
+        origins
+    );
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            log!(Error, "event=fatal error={error:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The soft limit on open files, from /proc (no libc needed).
+fn descriptor_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}

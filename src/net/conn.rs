@@ -1,0 +1,138 @@
+//! One connection's transport state, generic over any `Read + Write` stream.
+
+use std::io::{Read, Write};
+
+use tungstenite::WebSocket;
+
+use crate::id::ConnId;
+use crate::time::Millis;
+
+/// Where a connection is in its life.
+#[derive(Debug)]
+pub enum Phase<S> {
+    /// Reading the HTTP request head (bounded buffer).
+    Request {
+        /// The socket.
+        stream: S,
+        /// Bytes read so far.
+        head: Vec<u8>,
+    },
+    /// Writing an HTTP response; then upgrade or drain.
+    Respond {
+        /// The socket.
+        stream: S,
+        /// The whole response.
+        bytes: Vec<u8>,
+        /// How much of it is written.
+        written: usize,
+        /// What follows.
+        then: AfterResponse,
+    },
+    /// After a refusal: read and discard until EOF or a short deadline, so closing with
+    /// unread bytes does not reset the connection before the client reads the response.
+    Drain {
+        /// The socket.
+        stream: S,
+    },
+    /// A WebSocket; the core knows this connection.
+    Open {
+        /// tungstenite's protocol state over the socket.
+        ws: Box<WebSocket<S>>,
+    },
+    /// A close frame was sent or received; waiting for the closing handshake to finish.
+    Closing {
+        /// tungstenite's protocol state over the socket.
+        ws: Box<WebSocket<S>>,
+    },
+    /// To be removed at the end of the turn.
+    Dead,
+}
+
+/// What happens after an HTTP response is written.
+#[derive(Debug)]
+pub enum AfterResponse {
+    /// Become a WebSocket; bytes already read past the request head are its first input.
+    Upgrade {
+        /// Bytes after the head.
+        leftover: Vec<u8>,
+    },
+    /// Drain and close.
+    Close,
+}
+
+/// A connection slot.
+#[derive(Debug)]
+pub struct Conn<S> {
+    /// This slot's id (index plus generation).
+    pub id: ConnId,
+    /// Transport phase.
+    pub phase: Phase<S>,
+    /// Sticky OS readiness: set by events, cleared only by `WouldBlock`.
+    pub readable: bool,
+    /// Sticky OS readiness: set by events, cleared only by `WouldBlock`.
+    pub writable: bool,
+    /// Last instant anything arrived (for the idle timeout).
+    pub heard_at: Millis,
+    /// The core was told this connection opened and not yet that it closed.
+    pub in_core: bool,
+    /// Accepted over the connection limit: answer 503.
+    pub over_limit: bool,
+    /// Already on this turn's flush list.
+    pub dirty: bool,
+}
+
+impl<S> Conn<S> {
+    /// A fresh connection reading its request.
+    pub fn new(id: ConnId, stream: S, now: Millis, over_limit: bool) -> Conn<S> {
+        Conn {
+            id,
+            phase: Phase::Request { stream, head: Vec::new() },
+            readable: true,
+            writable: true,
+            heard_at: now,
+            in_core: false,
+            over_limit,
+            dirty: false,
+        }
+    }
+
+    /// The socket, whatever the phase (`None` once dead).
+    pub fn stream_mut(&mut self) -> Option<&mut S> {
+        match &mut self.phase {
+            Phase::Request { stream, .. } | Phase::Respond { stream, .. } | Phase::Drain { stream } => {
+                Some(stream)
+            }
+            Phase::Open { ws } | Phase::Closing { ws } => Some(ws.get_mut()),
+            Phase::Dead => None,
+        }
+    }
+
+    /// Takes the socket out, leaving the connection dead.
+    pub fn take_stream(&mut self) -> Option<S> {
+        match std::mem::replace(&mut self.phase, Phase::Dead) {
+            Phase::Request { stream, .. } | Phase::Respond { stream, .. } | Phase::Drain { stream } => {
+                Some(stream)
+            }
+            Phase::Open { ws } | Phase::Closing { ws } => Some(ws.into_inner()),
+            Phase::Dead => None,
+        }
+    }
+}
+
+/// A byte stream the engine can drive: a socket, or an in-memory pipe in tests.
+pub trait Stream: Read + Write {
+    /// Half-closes the write side (TCP FIN), telling the peer nothing more will come.
+    fn close_write(&mut self);
+}
+
+impl Stream for mio::net::TcpStream {
+    fn close_write(&mut self) {
+        let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+impl Stream for std::net::TcpStream {
+    fn close_write(&mut self) {
+        let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+}

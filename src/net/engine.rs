@@ -1,0 +1,699 @@
+//! The engine: every connection's transport, over any `Read + Write` stream, feeding the
+//! gateway. It knows nothing of mio: the event loop hands it sockets and readiness, the
+//! simulation hands it in-memory pipes. It owns the shell's timer wheel (handshake, idle,
+//! closing and drain deadlines).
+//!
+//! A turn, as driven by the caller: `begin_turn(now)` fires due timers and re-drives
+//! connections that hit their read budget last turn; `ready(now, id, ..)` for each readiness
+//! event; `accept(now, stream)` for new sockets; `end_turn(now)` flushes every connection
+//! written to during the turn (one write syscall per recipient per turn, whatever the number
+//! of messages) and removes dead connections, returning their sockets for deregistration.
+//!
+//! Writable invariant (edge-triggered readiness): anything queued during a turn is flushed
+//! before the turn ends, because the writable edge may already have been consumed.
+
+use std::io;
+
+use slab::Slab;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tungstenite::{Error as WsError, Message, WebSocket};
+
+use super::conn::{AfterResponse, Conn, Phase, Stream};
+use super::upgrade::{self, Route, Status};
+use crate::config::{CoreConfig, NetConfig};
+use crate::gateway::{Gateway, Output};
+use crate::id::ConnId;
+use crate::log;
+use crate::time::{Clock, Millis, Now};
+use crate::timer_wheel::TimerWheel;
+
+/// Connections accepted beyond `connections_max` only to be answered 503.
+const REFUSAL_SLOTS: usize = 64;
+/// Bytes discarded per drive of a draining connection.
+const DRAIN_BYTES_MAX: usize = 64 << 10;
+
+/// What the engine needs to know.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Transport limits.
+    pub net: NetConfig,
+    /// Core rules.
+    pub core: CoreConfig,
+    /// Open connections allowed.
+    pub connections_max: usize,
+    /// Origin allow-list; `None` allows any.
+    pub allowed_origins: Option<Vec<String>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ShellTimer {
+    Handshake,
+    Idle,
+    Closing,
+}
+
+/// Counters for logs and benches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// WebSocket connections opened.
+    pub opened: u64,
+    /// Slow consumers evicted.
+    pub evicted: u64,
+    /// Connections closed for idleness.
+    pub idled_out: u64,
+}
+
+/// The transport of every connection, and the gateway behind it.
+#[derive(Debug)]
+pub struct Engine<S> {
+    config: EngineConfig,
+    ws_config: WebSocketConfig,
+    conns: Slab<Conn<S>>,
+    generation: u32,
+    gateway: Gateway,
+    wheel: TimerWheel<(ConnId, ShellTimer)>,
+    outputs: Vec<Output>,
+    dirty: Vec<ConnId>,
+    carry: Vec<ConnId>,
+    clock: Option<Clock>,
+    websockets: usize,
+    stats: EngineStats,
+    scratch: Vec<u8>,
+}
+
+impl<S: Stream> Engine<S> {
+    /// An engine with no connections. With a `clock`, pongs are stamped with the instant they
+    /// are written; without one (simulation), with the turn's `now`.
+    pub fn new(config: EngineConfig, seed: u64, clock: Option<Clock>) -> Engine<S> {
+        let net = &config.net;
+        let ws_config = WebSocketConfig::default()
+            .read_buffer_size(net.read_buffer_bytes)
+            .write_buffer_size(net.outbox_bytes_max / 4)
+            .max_write_buffer_size(net.outbox_bytes_max)
+            .max_message_size(Some(net.message_bytes_max))
+            .max_frame_size(Some(net.message_bytes_max))
+            .accept_unmasked_frames(false);
+        Engine {
+            gateway: Gateway::new(config.core.clone(), seed),
+            conns: Slab::with_capacity(config.connections_max.min(1 << 16)),
+            config,
+            ws_config,
+            generation: 0,
+            wheel: TimerWheel::new(),
+            outputs: Vec::new(),
+            dirty: Vec::new(),
+            carry: Vec::new(),
+            clock,
+            websockets: 0,
+            stats: EngineStats::default(),
+            scratch: vec![0; 4_096],
+        }
+    }
+
+    /// The gateway, for inspection.
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> EngineStats {
+        self.stats
+    }
+
+    /// Connection slots in use (any phase).
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Whether there are no connections.
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// Open WebSocket connections.
+    pub fn websockets(&self) -> usize {
+        self.websockets
+    }
+
+    /// Whether another socket can be taken (possibly only to be refused with 503).
+    pub fn can_accept(&self) -> bool {
+        self.conns.len() < self.config.connections_max + REFUSAL_SLOTS
+    }
+
+    /// Takes a new socket. Over the connection limit it is still read, then answered 503.
+    /// Returns the socket back if not even that is possible.
+    pub fn accept(&mut self, now: Now, stream: S) -> Result<ConnId, S> {
+        if !self.can_accept() {
+            return Err(stream);
+        }
+        let over_limit = self.conns.len() >= self.config.connections_max;
+        self.generation = self.generation.wrapping_add(1).max(1);
+        let entry = self.conns.vacant_entry();
+        let id = ConnId { index: entry.key() as u32, generation: self.generation };
+        entry.insert(Conn::new(id, stream, now.mono, over_limit));
+        self.wheel.insert(now.mono + self.config.net.handshake_timeout_ms, (id, ShellTimer::Handshake));
+        self.stats.accepted += 1;
+        if over_limit {
+            log!(Warn, "event=refused reason=connection_limit conn={id} limit={}", self.config.connections_max);
+        }
+        Ok(id)
+    }
+
+    /// Readiness reported for `id`; stale ids are ignored.
+    pub fn ready(&mut self, now: Now, id: ConnId, readable: bool, writable: bool) {
+        let Some(conn) = self.conn_mut(id) else { return };
+        conn.readable |= readable;
+        conn.writable |= writable;
+        if writable {
+            self.mark_dirty(id);
+        }
+        self.drive(now, id);
+    }
+
+    /// Fires due timers and re-drives connections carried over from the last turn.
+    pub fn begin_turn(&mut self, now: Now) {
+        self.gateway.advance(now, &mut self.outputs);
+        self.apply_outputs(now);
+        let mut due = Vec::new();
+        self.wheel.advance(now.mono, &mut due);
+        for (id, timer) in due {
+            self.timer(now, id, timer);
+        }
+        for id in std::mem::take(&mut self.carry) {
+            self.drive(now, id);
+        }
+    }
+
+    /// Flushes what the turn queued and removes dead connections; their sockets are appended
+    /// to `reaped` for the caller to deregister and drop.
+    pub fn end_turn(&mut self, now: Now, reaped: &mut Vec<S>) {
+        // Bounded: each pass removes at least one connection or stops.
+        for _ in 0..=self.conns.len() {
+            self.flush_dirty();
+            let dead: Vec<usize> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| matches!(c.phase, Phase::Dead))
+                .map(|(key, _)| key)
+                .collect();
+            if dead.is_empty() {
+                break;
+            }
+            for key in dead {
+                let mut conn = self.conns.remove(key);
+                if conn.in_core {
+                    self.websockets -= 1;
+                    self.gateway.close(now, conn.id, &mut self.outputs);
+                }
+                log!(Debug, "event=closed conn={}", conn.id);
+                reaped.extend(conn.take_stream());
+            }
+            self.apply_outputs(now);
+        }
+    }
+
+    /// When the engine next has timed work; `Some(now)`-ish when work is carried over.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        let (a, b) = (self.gateway.next_deadline(), self.wheel.next_deadline());
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether some connection hit its read budget and must be driven next turn.
+    pub fn has_carry_over(&self) -> bool {
+        !self.carry.is_empty()
+    }
+
+    /// Tells room members the server is stopping, then starts a closing handshake (1001)
+    /// with every WebSocket. Other connections are dropped.
+    pub fn shutdown(&mut self, now: Now) {
+        self.gateway.shutdown(now, &mut self.outputs);
+        self.apply_outputs(now);
+        let ids: Vec<ConnId> = self.conns.iter().map(|(_, c)| c.id).collect();
+        for id in ids {
+            let Some(conn) = self.conn_mut(id) else { continue };
+            if matches!(conn.phase, Phase::Open { .. }) {
+                self.close_with(now, id, CloseCode::Away, "Server shutting down", false);
+            } else if !matches!(conn.phase, Phase::Closing { .. }) {
+                conn.phase = Phase::Dead;
+            }
+        }
+    }
+
+    /// The socket of a live connection (for registration).
+    pub fn stream_mut(&mut self, id: ConnId) -> Option<&mut S> {
+        self.conn_mut(id)?.stream_mut()
+    }
+
+    fn conn_mut(&mut self, id: ConnId) -> Option<&mut Conn<S>> {
+        self.conns.get_mut(id.index as usize).filter(|c| c.id == id)
+    }
+
+    fn mark_dirty(&mut self, id: ConnId) {
+        if let Some(conn) = self.conn_mut(id) {
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(id);
+            }
+        }
+    }
+
+    // ----- driving one connection -----
+
+    /// Advances `id` as far as its readiness allows. Each phase step either makes progress
+    /// towards the next phase or stops; the bound covers the longest chain
+    /// (request → respond → open → read).
+    fn drive(&mut self, now: Now, id: ConnId) {
+        for _ in 0..4 {
+            let Some(conn) = self.conn_mut(id) else { return };
+            let advanced = match conn.phase {
+                Phase::Request { .. } => self.drive_request(id),
+                Phase::Respond { .. } => self.drive_respond(now, id),
+                Phase::Drain { .. } => self.drive_drain(id),
+                Phase::Open { .. } => self.drive_open(now, id),
+                Phase::Closing { .. } => self.drive_closing(id),
+                Phase::Dead => false,
+            };
+            if !advanced {
+                return;
+            }
+        }
+    }
+
+    fn drive_request(&mut self, id: ConnId) -> bool {
+        let head_max = self.config.net.request_head_bytes_max;
+        let Some(conn) = self.conns.get_mut(id.index as usize) else { return false };
+        let Phase::Request { stream, head } = &mut conn.phase else { return false };
+        while conn.readable && head.len() < head_max {
+            let room = (head_max - head.len()).min(self.scratch.len());
+            match stream.read(&mut self.scratch[..room]) {
+                Ok(0) => {
+                    conn.phase = Phase::Dead;
+                    return false;
+                }
+                Ok(n) => head.extend_from_slice(&self.scratch[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.readable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    conn.phase = Phase::Dead;
+                    return false;
+                }
+            }
+        }
+        let origins = self.config.allowed_origins.as_deref();
+        let Some((len, route)) = upgrade::parse_request(head, head_max, origins) else {
+            return false;
+        };
+        let (bytes, then) = match route {
+            _ if conn.over_limit => (upgrade::refusal(Status::Unavailable), AfterResponse::Close),
+            Route::WebSocket { key } => {
+                let leftover = head[len.min(head.len())..].to_vec();
+                (upgrade::switching_protocols(&key), AfterResponse::Upgrade { leftover })
+            }
+            Route::Health { origin } => {
+                let stats = self.gateway.core().stats();
+                let auth = self.config.core.auth_enabled;
+                let body = upgrade::health(origin.as_deref(), auth, self.websockets, stats.rooms);
+                (body, AfterResponse::Close)
+            }
+            Route::Refuse(status) => {
+                log!(Debug, "event=http_refused conn={id} status={}", status.line().0);
+                (upgrade::refusal(status), AfterResponse::Close)
+            }
+        };
+        let Phase::Request { stream, .. } = std::mem::replace(&mut conn.phase, Phase::Dead) else {
+            return false;
+        };
+        conn.phase = Phase::Respond { stream, bytes, written: 0, then };
+        true
+    }
+
+    fn drive_respond(&mut self, now: Now, id: ConnId) -> bool {
+        let Some(conn) = self.conns.get_mut(id.index as usize).filter(|c| c.id == id) else {
+            return false;
+        };
+        let Phase::Respond { stream, bytes, written, .. } = &mut conn.phase else { return false };
+        while *written < bytes.len() {
+            match stream.write(&bytes[*written..]) {
+                Ok(0) => {
+                    conn.phase = Phase::Dead;
+                    return false;
+                }
+                Ok(n) => *written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.writable = false;
+                    return false;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    conn.phase = Phase::Dead;
+                    return false;
+                }
+            }
+        }
+        let _ = stream.flush();
+        let Phase::Respond { stream, then, .. } = std::mem::replace(&mut conn.phase, Phase::Dead) else {
+            return false;
+        };
+        match then {
+            AfterResponse::Close => {
+                let mut stream = stream;
+                stream.close_write();
+                conn.phase = Phase::Drain { stream };
+                let deadline = now.mono + self.config.net.close_timeout_ms;
+                self.wheel.insert(deadline, (id, ShellTimer::Closing));
+            }
+            AfterResponse::Upgrade { leftover } => {
+                let config = Some(self.ws_config);
+                let ws = WebSocket::from_partially_read(stream, leftover, Role::Server, config);
+                conn.phase = Phase::Open { ws: Box::new(ws) };
+                conn.in_core = true;
+                conn.heard_at = now.mono;
+                // Bytes that arrived with the request are in tungstenite's buffer now.
+                conn.readable = true;
+                self.websockets += 1;
+                self.stats.opened += 1;
+                log!(Debug, "event=opened conn={id}");
+                let deadline = now.mono + self.config.net.idle_timeout_ms / 2;
+                self.wheel.insert(deadline, (id, ShellTimer::Idle));
+                self.gateway.open(now, id, &mut self.outputs);
+                self.apply_outputs(now);
+            }
+        }
+        true
+    }
+
+    /// Reads and discards until EOF; the peer has our response (or close frame).
+    fn drive_drain(&mut self, id: ConnId) -> bool {
+        let Some(conn) = self.conns.get_mut(id.index as usize).filter(|c| c.id == id) else {
+            return false;
+        };
+        let stream = match &mut conn.phase {
+            Phase::Drain { stream } => stream,
+            Phase::Closing { ws } => ws.get_mut(),
+            _ => return false,
+        };
+        let mut budget = DRAIN_BYTES_MAX;
+        while conn.readable && budget > 0 {
+            match stream.read(&mut self.scratch) {
+                Ok(0) => {
+                    conn.phase = Phase::Dead;
+                    return false;
+                }
+                Ok(n) => budget = budget.saturating_sub(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.readable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    conn.phase = Phase::Dead;
+                    return false;
+                }
+            }
+        }
+        if conn.readable {
+            self.carry.push(id);
+        }
+        false
+    }
+
+    /// Reads up to the per-turn budget of messages and hands them to the gateway.
+    fn drive_open(&mut self, now: Now, id: ConnId) -> bool {
+        for _ in 0..self.config.net.messages_per_turn_max {
+            let Some(conn) = self.conn_mut(id) else { return false };
+            let Phase::Open { ws } = &mut conn.phase else { return true };
+            let result = ws.read();
+            let Some(conn) = self.conn_mut(id) else { return false };
+            match result {
+                Ok(message) => {
+                    conn.heard_at = now.mono;
+                    // Reading may queue an automatic pong or close reply: flush this turn.
+                    self.mark_dirty(id);
+                    self.on_message(now, id, message);
+                }
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.readable = false;
+                    return false;
+                }
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    self.on_read_error(now, id, error);
+                    return false;
+                }
+            }
+        }
+        // Budget spent: let others have their turn, come back next turn.
+        self.carry.push(id);
+        false
+    }
+
+    fn on_message(&mut self, now: Now, id: ConnId, message: Message) {
+        match message {
+            Message::Text(text) => {
+                self.gateway.text(now, id, text.as_str(), &mut self.outputs);
+                self.apply_outputs(now);
+            }
+            Message::Binary(_) => {
+                self.gateway.binary(now, id, &mut self.outputs);
+                self.apply_outputs(now);
+            }
+            Message::Close(_) => {
+                // tungstenite queued the echo; the flush this turn completes the handshake.
+                self.leave_core(now, id);
+                if let Some(conn) = self.conn_mut(id) {
+                    if let Phase::Open { .. } = conn.phase {
+                        let Phase::Open { ws } = std::mem::replace(&mut conn.phase, Phase::Dead) else {
+                            return;
+                        };
+                        conn.phase = Phase::Closing { ws };
+                    }
+                }
+                self.wheel.insert(now.mono + self.config.net.close_timeout_ms, (id, ShellTimer::Closing));
+            }
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+        }
+    }
+
+    fn on_read_error(&mut self, now: Now, id: ConnId, error: WsError) {
+        use tungstenite::error::ProtocolError;
+        match error {
+            WsError::Capacity(_) => {
+                log!(Debug, "event=message_too_large conn={id}");
+                self.close_with(now, id, CloseCode::Size, "Message too large", true);
+            }
+            WsError::Utf8(_) => self.close_with(now, id, CloseCode::Invalid, "Invalid UTF-8", true),
+            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)
+            | WsError::ConnectionClosed
+            | WsError::AlreadyClosed
+            | WsError::Io(_) => self.kill(id),
+            WsError::WriteBufferFull(_) => self.evict(id),
+            WsError::Protocol(_) => self.close_with(now, id, CloseCode::Protocol, "Protocol error", true),
+            _ => self.kill(id),
+        }
+    }
+
+    /// After a closing handshake started: keep reading until tungstenite reports the end, or
+    /// (after a fatal read error, when the stream is mid-frame) discard raw bytes until EOF.
+    fn drive_closing(&mut self, id: ConnId) -> bool {
+        let Some(conn) = self.conn_mut(id) else { return false };
+        let Phase::Closing { ws } = &mut conn.phase else { return false };
+        if !ws.can_read() || ws.get_config().max_frame_size == Some(0) {
+            return self.drive_drain(id);
+        }
+        for _ in 0..self.config.net.messages_per_turn_max {
+            let Some(conn) = self.conn_mut(id) else { return false };
+            let Phase::Closing { ws } = &mut conn.phase else { return false };
+            match ws.read() {
+                Ok(_) => {}
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.readable = false;
+                    self.mark_dirty(id);
+                    return false;
+                }
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    conn.phase = Phase::Dead;
+                    return false;
+                }
+            }
+        }
+        self.carry.push(id);
+        false
+    }
+
+    /// Starts a closing handshake with `code`. `fatal`: the read side is unusable (mid-frame
+    /// after a limit), so later input is discarded raw instead of parsed.
+    fn close_with(&mut self, now: Now, id: ConnId, code: CloseCode, reason: &'static str, fatal: bool) {
+        self.leave_core(now, id);
+        let Some(conn) = self.conn_mut(id) else { return };
+        let ws = match std::mem::replace(&mut conn.phase, Phase::Dead) {
+            Phase::Open { ws } | Phase::Closing { ws } => ws,
+            other => {
+                conn.phase = other;
+                return;
+            }
+        };
+        let mut ws = ws;
+        if fatal {
+            // Marks the read side as unusable for drive_closing (a zero frame limit is never
+            // configured otherwise).
+            ws.set_config(|c| c.max_frame_size = Some(0));
+        }
+        let frame = CloseFrame { code, reason: reason.into() };
+        match ws.close(Some(frame)) {
+            // The close frame is out; after a fatal error nothing more will be read or
+            // written, so half-close and let the peer finish.
+            Ok(()) if fatal => ws.get_mut().close_write(),
+            Ok(()) => {}
+            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => conn.writable = false,
+            Err(_) => return,
+        }
+        conn.phase = Phase::Closing { ws };
+        self.mark_dirty(id);
+        self.wheel.insert(now.mono + self.config.net.close_timeout_ms, (id, ShellTimer::Closing));
+    }
+
+    /// Tells the core the connection is gone (once).
+    fn leave_core(&mut self, now: Now, id: ConnId) {
+        let Some(conn) = self.conn_mut(id) else { return };
+        if conn.in_core {
+            conn.in_core = false;
+            self.websockets -= 1;
+            self.gateway.close(now, id, &mut self.outputs);
+            self.apply_outputs(now);
+        }
+    }
+
+    fn kill(&mut self, id: ConnId) {
+        if let Some(conn) = self.conn_mut(id) {
+            conn.phase = Phase::Dead;
+        }
+    }
+
+    /// A slow consumer: its queue hit the cap. Dropped without a closing handshake (there
+    /// is no room for a close frame and the peer is not reading).
+    fn evict(&mut self, id: ConnId) {
+        self.stats.evicted += 1;
+        log!(Warn, "event=evicted reason=slow_consumer conn={id} queued_max={}", self.config.net.outbox_bytes_max);
+        self.kill(id);
+    }
+
+    // ----- timers -----
+
+    fn timer(&mut self, now: Now, id: ConnId, timer: ShellTimer) {
+        let idle_ms = self.config.net.idle_timeout_ms;
+        let Some(conn) = self.conn_mut(id) else { return };
+        match (timer, &conn.phase) {
+            (ShellTimer::Handshake, Phase::Request { .. }) => {
+                let Phase::Request { stream, .. } = std::mem::replace(&mut conn.phase, Phase::Dead) else {
+                    return;
+                };
+                let bytes = upgrade::refusal(Status::RequestTimeout);
+                conn.phase = Phase::Respond { stream, bytes, written: 0, then: AfterResponse::Close };
+                conn.writable = true;
+                self.drive(now, id);
+            }
+            (ShellTimer::Handshake, Phase::Respond { .. }) => conn.phase = Phase::Dead,
+            (ShellTimer::Closing, Phase::Closing { .. } | Phase::Drain { .. }) => conn.phase = Phase::Dead,
+            (ShellTimer::Idle, Phase::Open { .. }) => {
+                let silent = now.mono.since(conn.heard_at);
+                if silent >= idle_ms {
+                    self.stats.idled_out += 1;
+                    log!(Debug, "event=idle_timeout conn={id}");
+                    self.close_with(now, id, CloseCode::Away, "Idle timeout", false);
+                    return;
+                }
+                let next = if silent >= idle_ms / 2 {
+                    if let Phase::Open { ws } = &mut conn.phase {
+                        let _ = ws.write(Message::Ping(Default::default()));
+                    }
+                    self.mark_dirty(id);
+                    conn_heard(self, id) + idle_ms
+                } else {
+                    conn_heard(self, id) + idle_ms / 2
+                };
+                self.wheel.insert(next, (id, ShellTimer::Idle));
+            }
+            _ => {}
+        }
+    }
+
+    // ----- the write path -----
+
+    fn apply_outputs(&mut self, now: Now) {
+        let mut outputs = std::mem::take(&mut self.outputs);
+        for output in outputs.drain(..) {
+            match output {
+                Output::Send { conn, text } => self.write(conn, Message::Text(text)),
+                Output::Pong { conn, reply } => {
+                    let sent = self.clock.as_ref().map_or(now.wall, |c| c.now().wall);
+                    self.write(conn, Message::Text(reply.render(sent)));
+                    // Pongs go out at once: their send instant is part of the clock sync.
+                    self.flush(conn);
+                }
+                Output::ClientLog { conn, category, message } => {
+                    log!(
+                        Debug,
+                        "event=client_log conn={conn} category={} message={:?}",
+                        log::sanitize(&category, 32),
+                        log::sanitize(&message, 512)
+                    );
+                }
+            }
+        }
+        // Keep the allocation; outputs produced while applying (none today) are preserved.
+        outputs.append(&mut self.outputs);
+        self.outputs = outputs;
+    }
+
+    fn write(&mut self, id: ConnId, message: Message) {
+        let Some(conn) = self.conn_mut(id) else { return };
+        let Phase::Open { ws } = &mut conn.phase else { return };
+        if !ws.can_write() {
+            return;
+        }
+        match ws.write(message) {
+            Ok(()) => self.mark_dirty(id),
+            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Queued in tungstenite's buffer; written when the socket is writable.
+                conn.writable = false;
+                self.mark_dirty(id);
+            }
+            Err(WsError::WriteBufferFull(_)) => self.evict(id),
+            Err(_) => self.kill(id),
+        }
+    }
+
+    fn flush(&mut self, id: ConnId) {
+        let Some(conn) = self.conn_mut(id) else { return };
+        let ws = match &mut conn.phase {
+            Phase::Open { ws } | Phase::Closing { ws } => ws,
+            Phase::Respond { .. } => return,
+            _ => return,
+        };
+        match ws.flush() {
+            Ok(()) => {}
+            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => conn.writable = false,
+            Err(WsError::WriteBufferFull(_)) => self.evict(id),
+            Err(_) => conn.phase = Phase::Dead,
+        }
+    }
+
+    fn flush_dirty(&mut self) {
+        for id in std::mem::take(&mut self.dirty) {
+            let Some(conn) = self.conn_mut(id) else { continue };
+            conn.dirty = false;
+            if matches!(conn.phase, Phase::Respond { .. }) {
+                continue;
+            }
+            self.flush(id);
+        }
+    }
+}
+
+fn conn_heard<S: Stream>(engine: &mut Engine<S>, id: ConnId) -> Millis {
+    engine.conn_mut(id).map_or(Millis(0), |c| c.heard_at)
+}

@@ -1,0 +1,239 @@
+//! The event loop: the only code that knows mio. One thread, one `Poll`, the listener, the
+//! signal pipe, and the engine holding every connection.
+//!
+//! A turn: poll (timeout = the engine's next deadline, or zero when work is carried over);
+//! read the clock once; fire timers; record readiness and drive those connections; accept;
+//! flush everything queued; reap. The loop runs until SIGTERM/SIGINT, then stops accepting,
+//! tells room members, closes every WebSocket with 1001 and exits within a second.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+
+use super::engine::{Engine, EngineConfig};
+use crate::config::Config;
+use crate::id::ConnId;
+use crate::log;
+use crate::time::{Clock, Millis, Now};
+
+const LISTENER: Token = Token(0);
+const SIGNALS: Token = Token(1);
+const EVENTS_CAPACITY: usize = 1_024;
+const LISTEN_BACKLOG: i32 = 1_024;
+/// Time allowed between the stop signal and exit.
+const SHUTDOWN_MS: u64 = 800;
+/// Consecutive `poll` failures tolerated before giving up.
+const POLL_FAILURES_MAX: u32 = 16;
+
+/// A bound, not yet running server.
+pub struct Server {
+    poll: Poll,
+    listener: TcpListener,
+    signals: Signals,
+    engine: Engine<TcpStream>,
+    clock: Clock,
+    local_addr: SocketAddr,
+    accepts_per_turn_max: usize,
+    accept_retry_ms: u64,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("local_addr", &self.local_addr).finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Binds the listener (backlog 1024) and prepares the loop.
+    pub fn bind(config: &Config, seed: u64) -> io::Result<Server> {
+        let address = SocketAddr::new(config.host, config.port);
+        let listener = TcpListener::from_std(listen(address)?);
+        let local_addr = listener.local_addr()?;
+        let poll = Poll::new()?;
+        let mut listener = listener;
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut signals = Signals::new([SIGTERM, SIGINT])?;
+        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let clock = Clock::start();
+        let engine_config = EngineConfig {
+            net: config.net.clone(),
+            core: config.core.clone(),
+            connections_max: config.connections_max,
+            allowed_origins: config.allowed_origins.clone(),
+        };
+        let engine = Engine::new(engine_config, seed, Some(clock));
+        Ok(Server {
+            poll,
+            listener,
+            signals,
+            engine,
+            clock,
+            local_addr,
+            accepts_per_turn_max: config.net.accepts_per_turn_max,
+            accept_retry_ms: config.net.accept_retry_ms,
+        })
+    }
+
+    /// The bound address (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Runs until a stop signal, then shuts down gracefully.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        let mut reaped = Vec::new();
+        let mut accept = AcceptState::default();
+        let mut stop_at: Option<Millis> = None;
+        let mut poll_failures = 0;
+        // The server loop: runs until shutdown completes; every step inside is bounded.
+        loop {
+            let timeout = self.timeout(&accept, stop_at);
+            if let Err(error) = self.poll.poll(&mut events, timeout) {
+                if error.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                poll_failures += 1;
+                log!(Error, "event=poll_failed error={error:?} count={poll_failures}");
+                if poll_failures >= POLL_FAILURES_MAX {
+                    return Err(error);
+                }
+                continue;
+            }
+            poll_failures = 0;
+            let now = self.clock.now();
+            self.engine.begin_turn(now);
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => accept.pending = true,
+                    SIGNALS => {
+                        if self.signals.pending().next().is_some() && stop_at.is_none() {
+                            stop_at = Some(self.begin_shutdown(now));
+                        }
+                    }
+                    token => {
+                        let Some(id) = ConnId::from_token(token.0) else { continue };
+                        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+                        let writable = event.is_writable() || event.is_write_closed();
+                        self.engine.ready(now, id, readable, writable);
+                    }
+                }
+            }
+            if stop_at.is_none() {
+                self.accept(now, &mut accept);
+            }
+            self.engine.end_turn(now, &mut reaped);
+            for mut stream in reaped.drain(..) {
+                let _ = self.poll.registry().deregister(&mut stream);
+            }
+            if let Some(stop_at) = stop_at {
+                if self.engine.is_empty() || now.mono >= stop_at {
+                    log!(Info, "event=stopped connections_left={}", self.engine.len());
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn timeout(&self, accept: &AcceptState, stop_at: Option<Millis>) -> Option<Duration> {
+        let accept_now = accept.pending && accept.paused_until.is_none() && self.engine.can_accept();
+        if self.engine.has_carry_over() || accept_now {
+            return Some(Duration::ZERO);
+        }
+        let deadlines = [self.engine.next_deadline(), accept.paused_until, stop_at];
+        let deadline = deadlines.into_iter().flatten().min()?;
+        let now = self.clock.now().mono;
+        Some(Duration::from_millis(deadline.since(now)))
+    }
+
+    /// Accepts until the backlog is empty, the per-turn budget is spent, or no slot is left.
+    fn accept(&mut self, now: Now, state: &mut AcceptState) {
+        if let Some(until) = state.paused_until {
+            if now.mono < until {
+                return;
+            }
+            state.paused_until = None;
+        }
+        if !state.pending {
+            return;
+        }
+        for _ in 0..self.accepts_per_turn_max {
+            if !self.engine.can_accept() {
+                // Retried when a slot frees: `pending` stays set.
+                return;
+            }
+            match self.listener.accept() {
+                Ok((stream, _peer)) => self.adopt(now, stream),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    state.pending = false;
+                    return;
+                }
+                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => {}
+                Err(e) => {
+                    // Typically out of descriptors: stop accepting and retry from a timer,
+                    // never spin on a listener that stays readable.
+                    log!(Warn, "event=accept_paused error={e:?} retry_ms={}", self.accept_retry_ms);
+                    state.paused_until = Some(now.mono + self.accept_retry_ms);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn adopt(&mut self, now: Now, stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        match self.engine.accept(now, stream) {
+            Ok(id) => {
+                let token = Token(id.to_token());
+                let registered = match self.engine.stream_mut(id) {
+                    Some(stream) => self.poll.registry().register(
+                        stream,
+                        token,
+                        Interest::READABLE | Interest::WRITABLE,
+                    ),
+                    None => Ok(()),
+                };
+                if let Err(error) = registered {
+                    log!(Error, "event=register_failed conn={id} error={error:?}");
+                }
+            }
+            Err(stream) => drop(stream),
+        }
+    }
+
+    fn begin_shutdown(&mut self, now: Now) -> Millis {
+        log!(Info, "event=shutdown connections={} rooms={}", self.engine.websockets(), self.engine.gateway().core().stats().rooms);
+        let _ = self.poll.registry().deregister(&mut self.listener);
+        self.engine.shutdown(now);
+        now.mono + SHUTDOWN_MS
+    }
+}
+
+#[derive(Default)]
+struct AcceptState {
+    /// The listener may have connections waiting (edge-triggered: it will not say again).
+    pending: bool,
+    /// Accepting paused after an error (e.g. out of descriptors) until then.
+    paused_until: Option<Millis>,
+}
+
+/// A non-blocking listener with a backlog of 1024 (mio's own bind uses 128, which makes a
+/// burst of connections stall for a SYN retransmit).
+fn listen(address: SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if address.is_ipv6() {
+        // `::` serves IPv4 too.
+        socket.set_only_v6(false)?;
+    }
+    socket.bind(&address.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}

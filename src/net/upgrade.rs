@@ -1,0 +1,257 @@
+//! The HTTP side: parse one request head (httparse), route it, and make the response.
+//! Pure functions over bytes, so they are fuzzed directly.
+//!
+//! Routes, as the original: `GET /ws` and `/ws/...` upgrade to WebSocket (query ignored);
+//! `GET /health` (and `/health/...`) answers JSON; anything else is 404. Every refusal is a
+//! real HTTP response with `Connection: close`.
+
+use std::fmt::Write as _;
+
+/// Headers read per request; more is answered 431.
+const HEADERS_MAX: usize = 32;
+
+/// What a complete request asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route {
+    /// A valid WebSocket upgrade; `key` is `Sec-WebSocket-Key`.
+    WebSocket {
+        /// The client's key, for the accept header.
+        key: String,
+    },
+    /// `GET /health`; `origin` echoed for CORS when it is allowed.
+    Health {
+        /// The allowed Origin to echo, if any.
+        origin: Option<String>,
+    },
+    /// Refused with this status.
+    Refuse(Status),
+}
+
+/// HTTP statuses Tandem answers with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// 400: malformed request or upgrade.
+    BadRequest,
+    /// 403: Origin not allowed.
+    Forbidden,
+    /// 404: unknown path.
+    NotFound,
+    /// 405: not GET.
+    MethodNotAllowed,
+    /// 408: no complete request in time.
+    RequestTimeout,
+    /// 426: `/ws` without upgrade headers, or an unsupported WebSocket version.
+    UpgradeRequired,
+    /// 431: request head too large.
+    HeadersTooLarge,
+    /// 503: connection limit reached.
+    Unavailable,
+}
+
+impl Status {
+    /// Code and reason phrase.
+    pub fn line(self) -> (u16, &'static str) {
+        match self {
+            Status::BadRequest => (400, "Bad Request"),
+            Status::Forbidden => (403, "Forbidden"),
+            Status::NotFound => (404, "Not Found"),
+            Status::MethodNotAllowed => (405, "Method Not Allowed"),
+            Status::RequestTimeout => (408, "Request Timeout"),
+            Status::UpgradeRequired => (426, "Upgrade Required"),
+            Status::HeadersTooLarge => (431, "Request Header Fields Too Large"),
+            Status::Unavailable => (503, "Service Unavailable"),
+        }
+    }
+}
+
+/// Parses a request head from `buf`. `Ok(None)`: incomplete, read more. `Ok(Some((len,
+/// route)))`: the head is `buf[..len]` (`len <= buf.len()`); bytes after it belong to the
+/// WebSocket stream. `allowed_origins`: `None` allows any.
+pub fn parse_request(
+    buf: &[u8],
+    head_bytes_max: usize,
+    allowed_origins: Option<&[String]>,
+) -> Option<(usize, Route)> {
+    let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
+    let mut request = httparse::Request::new(&mut headers);
+    let len = match request.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= head_bytes_max => {
+            return Some((buf.len(), Route::Refuse(Status::HeadersTooLarge)))
+        }
+        Ok(httparse::Status::Partial) => return None,
+        Err(httparse::Error::TooManyHeaders) => {
+            return Some((buf.len(), Route::Refuse(Status::HeadersTooLarge)))
+        }
+        Err(_) => return Some((buf.len(), Route::Refuse(Status::BadRequest))),
+    };
+    if len > head_bytes_max {
+        return Some((len, Route::Refuse(Status::HeadersTooLarge)));
+    }
+    Some((len, route(&request, allowed_origins)))
+}
+
+fn route(request: &httparse::Request<'_, '_>, allowed_origins: Option<&[String]>) -> Route {
+    let path = request.path.unwrap_or("/");
+    let path = path.split(['?', '#']).next().unwrap_or(path);
+    let header = |name: &str| {
+        request
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+    };
+    let origin = header("Origin");
+    let origin_allowed = match (origin, allowed_origins) {
+        (None, _) | (_, None) => true,
+        (Some(origin), Some(list)) => list.iter().any(|allowed| allowed == origin),
+    };
+    let on = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
+    if on("/health") {
+        if request.method != Some("GET") && request.method != Some("HEAD") {
+            return Route::Refuse(Status::MethodNotAllowed);
+        }
+        let origin = origin.filter(|_| origin_allowed && allowed_origins.is_some());
+        return Route::Health { origin: origin.map(String::from) };
+    }
+    if !on("/ws") {
+        return Route::Refuse(Status::NotFound);
+    }
+    if request.method != Some("GET") {
+        return Route::Refuse(Status::MethodNotAllowed);
+    }
+    if !origin_allowed {
+        return Route::Refuse(Status::Forbidden);
+    }
+    let has_token = |name: &str, token: &str| {
+        header(name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    if !has_token("Upgrade", "websocket") || !has_token("Connection", "upgrade") {
+        return Route::Refuse(Status::UpgradeRequired);
+    }
+    if request.version != Some(1) {
+        return Route::Refuse(Status::BadRequest);
+    }
+    if header("Sec-WebSocket-Version").map(str::trim) != Some("13") {
+        return Route::Refuse(Status::UpgradeRequired);
+    }
+    match header("Sec-WebSocket-Key").map(str::trim) {
+        Some(key) if valid_key(key) => Route::WebSocket { key: key.to_string() },
+        _ => Route::Refuse(Status::BadRequest),
+    }
+}
+
+/// A `Sec-WebSocket-Key` is the base64 of 16 bytes: 22 characters and `==` (RFC 6455 §4.1).
+fn valid_key(key: &str) -> bool {
+    let bytes = key.as_bytes();
+    bytes.len() == 24
+        && bytes.ends_with(b"==")
+        && bytes[..22].iter().all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+}
+
+/// The 101 response completing an upgrade.
+pub fn switching_protocols(key: &str) -> Vec<u8> {
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {accept}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// A refusal with a short plain-text body.
+pub fn refusal(status: Status) -> Vec<u8> {
+    let (code, reason) = status.line();
+    let body = format!("{code} {reason}\n");
+    let mut response = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    if status == Status::UpgradeRequired {
+        response.push_str("Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n");
+    }
+    response.push_str("\r\n");
+    response.push_str(&body);
+    response.into_bytes()
+}
+
+/// `/health`: status, auth mode and a few counters.
+pub fn health(origin: Option<&str>, auth_enabled: bool, connections: usize, rooms: usize) -> Vec<u8> {
+    let body = format!(
+        "{{\"status\":\"ok\",\"auth_enabled\":{auth_enabled},\"connections\":{connections},\
+         \"rooms\":{rooms},\"version\":\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    let mut response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Cache-Control: no-store\r\nConnection: close\r\n",
+        body.len()
+    );
+    if let Some(origin) = origin {
+        let _ = write!(response, "Access-Control-Allow-Origin: {origin}\r\nVary: Origin\r\n");
+    }
+    response.push_str("\r\n");
+    response.push_str(&body);
+    response.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+    fn upgrade(path: &str, extra: &str) -> String {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n{extra}\r\n"
+        )
+    }
+
+    fn origins() -> Vec<String> {
+        vec!["http://localhost:8096".to_string()]
+    }
+
+    fn route_of(text: &str) -> Route {
+        parse_request(text.as_bytes(), 8_192, Some(&origins())).expect("complete").1
+    }
+
+    /// /ws and /ws/... upgrade; other paths are 404; /health answers.
+    #[test]
+    fn routes() {
+        assert_eq!(route_of(&upgrade("/ws", "")), Route::WebSocket { key: KEY.into() });
+        assert_eq!(route_of(&upgrade("/ws/room?x=1", "")), Route::WebSocket { key: KEY.into() });
+        assert_eq!(route_of(&upgrade("/wsx", "")), Route::Refuse(Status::NotFound));
+        assert_eq!(route_of("GET /health HTTP/1.1\r\n\r\n"), Route::Health { origin: None });
+        assert_eq!(route_of("GET / HTTP/1.1\r\n\r\n"), Route::Refuse(Status::NotFound));
+    }
+
+    /// Origin: absent allowed, listed allowed, other 403; `*` (None) allows any.
+    #[test]
+    fn origin_rules() {
+        assert!(matches!(route_of(&upgrade("/ws", "Origin: http://localhost:8096\r\n")), Route::WebSocket { .. }));
+        assert_eq!(route_of(&upgrade("/ws", "Origin: http://evil\r\n")), Route::Refuse(Status::Forbidden));
+        let any = parse_request(upgrade("/ws", "Origin: http://evil\r\n").as_bytes(), 8_192, None);
+        assert!(matches!(any, Some((_, Route::WebSocket { .. }))));
+    }
+
+    /// A plain GET of /ws is 426; a bad key is 400; a huge head is 431; partial is None.
+    #[test]
+    fn refusals() {
+        assert_eq!(route_of("GET /ws HTTP/1.1\r\nHost: x\r\n\r\n"), Route::Refuse(Status::UpgradeRequired));
+        let bad_key = upgrade("/ws", "").replace(KEY, "short");
+        assert_eq!(route_of(&bad_key), Route::Refuse(Status::BadRequest));
+        let huge = format!("GET /ws HTTP/1.1\r\nX: {}\r\n", "a".repeat(9_000));
+        assert_eq!(parse_request(huge.as_bytes(), 8_192, None).map(|r| r.1), Some(Route::Refuse(Status::HeadersTooLarge)));
+        assert_eq!(parse_request(b"GET /ws HTTP/1.1\r\nHost", 8_192, None), None);
+        assert_eq!(route_of("garbage\r\n\r\n"), Route::Refuse(Status::BadRequest));
+    }
+
+    /// The accept key is RFC 6455's example.
+    #[test]
+    fn accept_key() {
+        let response = String::from_utf8(switching_protocols(KEY)).expect("ascii");
+        assert!(response.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+    }
+}

@@ -1,0 +1,210 @@
+//! Client → server: OpenWatchParty JSON to `Command`.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::core::room::valid_position;
+use crate::core::types::{Command, Control, ControlAction, DecodeError, Json, PlayState, Relay, Report};
+
+/// The envelope. Every field is kept raw so that an ill-typed optional field is ignored
+/// rather than failing the whole message.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    room: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    payload: Option<&'a RawValue>,
+}
+
+/// Every payload field any message type reads.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Fields<'a> {
+    #[serde(borrow)]
+    action: Option<&'a RawValue>,
+    #[serde(borrow)]
+    position: Option<&'a RawValue>,
+    #[serde(borrow)]
+    play_state: Option<&'a RawValue>,
+    #[serde(borrow)]
+    text: Option<&'a RawValue>,
+    #[serde(borrow)]
+    user_name: Option<&'a RawValue>,
+    #[serde(borrow)]
+    user_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    token: Option<&'a RawValue>,
+    #[serde(borrow)]
+    scheduled: Option<&'a RawValue>,
+    #[serde(borrow)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow)]
+    start_pos: Option<&'a RawValue>,
+    #[serde(borrow)]
+    media_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    category: Option<&'a RawValue>,
+    #[serde(borrow)]
+    message: Option<&'a RawValue>,
+}
+
+fn is_object(raw: &RawValue) -> bool {
+    raw.get().starts_with('{')
+}
+
+fn string(raw: Option<&RawValue>) -> Option<String> {
+    serde_json::from_str::<String>(raw?.get()).ok()
+}
+
+fn number(raw: Option<&RawValue>) -> Option<f64> {
+    let raw = raw?.get();
+    // Only JSON numbers: serde_json would not read a string as f64 anyway, but be explicit.
+    if raw.starts_with('"') {
+        return None;
+    }
+    serde_json::from_str::<f64>(raw).ok().filter(|n| n.is_finite())
+}
+
+fn boolean(raw: Option<&RawValue>) -> Option<bool> {
+    serde_json::from_str::<bool>(raw?.get()).ok()
+}
+
+fn owned(raw: Option<&RawValue>) -> Option<Json> {
+    raw.map(|raw| Json(raw.to_owned()))
+}
+
+/// A media id is exactly 32 ASCII hex digits (a dashed GUID is not one, as the original).
+fn media_id(raw: Option<&RawValue>) -> Option<String> {
+    string(raw).filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Decodes one OpenWatchParty message.
+pub fn decode(text: &str) -> Result<Command, DecodeError> {
+    if !text.trim_start().starts_with('{') {
+        return Err(DecodeError::Invalid);
+    }
+    let envelope: Envelope<'_> = serde_json::from_str(text).map_err(|_| DecodeError::Invalid)?;
+    let kind = string(envelope.kind).ok_or(DecodeError::Invalid)?;
+    let room = string(envelope.room).filter(|room| !room.is_empty());
+    let payload = envelope.payload.filter(|p| is_object(p));
+    let fields: Fields<'_> =
+        payload.and_then(|p| serde_json::from_str(p.get()).ok()).unwrap_or_default();
+    let command = match kind.as_str() {
+        "auth" => Command::Identify {
+            user_name: string(fields.user_name),
+            user_id: string(fields.user_id),
+            follows_schedule: boolean(fields.scheduled),
+            token: string(fields.token).is_some(),
+        },
+        "list_rooms" => Command::ListRooms,
+        "create_room" => Command::CreateRoom {
+            name: string(fields.name),
+            user_name: string(fields.user_name),
+            start_position: number(fields.start_pos).filter(|p| valid_position(*p)).unwrap_or(0.0),
+            media_id: media_id(fields.media_id),
+        },
+        "join_room" => Command::JoinRoom {
+            room: room.ok_or(DecodeError::Invalid)?,
+            user_name: string(fields.user_name),
+        },
+        "leave_room" => Command::LeaveRoom,
+        "ready" => Command::Ready { room },
+        "player_event" => {
+            let action = string(fields.action).ok_or(DecodeError::Invalid)?;
+            Command::Control {
+                room,
+                control: Control {
+                    action: ControlAction::parse(&action),
+                    position: number(fields.position).filter(|p| valid_position(*p)),
+                    play_state: string(fields.play_state).as_deref().and_then(PlayState::parse),
+                    relay: relay(&fields),
+                },
+            }
+        }
+        "state_update" => Command::Report {
+            room,
+            report: Report {
+                has_payload: payload.is_some(),
+                position_number: number(fields.position),
+                position: number(fields.position).filter(|p| valid_position(*p)),
+                play_state_text: string(fields.play_state),
+                relay: Relay { action: None, ..relay(&fields) },
+            },
+        },
+        "ping" => Command::Ping { room, echo: owned(envelope.payload) },
+        "chat_message" => {
+            Command::Chat { room, text: string(fields.text).ok_or(DecodeError::Invalid)? }
+        }
+        "client_log" => Command::ClientLog {
+            category: string(fields.category),
+            message: string(fields.message),
+        },
+        _ => return Err(DecodeError::UnknownType),
+    };
+    Ok(command)
+}
+
+fn relay(fields: &Fields<'_>) -> Relay {
+    Relay {
+        action: owned(fields.action),
+        position: owned(fields.position),
+        play_state: owned(fields.play_state),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only structural problems are errors; ill-typed optional fields are ignored.
+    #[test]
+    fn tolerant_decoding() {
+        assert_eq!(decode("[1]"), Err(DecodeError::Invalid));
+        assert_eq!(decode("{\"type\":5}"), Err(DecodeError::Invalid));
+        assert_eq!(decode("{}"), Err(DecodeError::Invalid));
+        assert_eq!(decode("{\"type\":\"nope\"}"), Err(DecodeError::UnknownType));
+        assert_eq!(decode("{\"type\":\"list_rooms\",\"ts\":\"x\",\"room\":7}"), Ok(Command::ListRooms));
+        assert_eq!(
+            decode("{\"type\":\"player_event\",\"room\":\"r\",\"payload\":{\"position\":1}}"),
+            Err(DecodeError::Invalid)
+        );
+        assert_eq!(decode("{\"type\":\"chat_message\",\"payload\":[\"hi\"]}"), Err(DecodeError::Invalid));
+        assert_eq!(decode("{\"type\":\"join_room\",\"room\":\"\"}"), Err(DecodeError::Invalid));
+    }
+
+    /// create_room keeps valid fields and silently drops invalid ones, as the original.
+    #[test]
+    fn create_room_validation() {
+        let command = decode(
+            "{\"type\":\"create_room\",\"payload\":{\"start_pos\":-4,\"media_id\":\"abc\",\"name\":7}}",
+        );
+        assert_eq!(
+            command,
+            Ok(Command::CreateRoom { name: None, user_name: None, start_position: 0.0, media_id: None })
+        );
+        let id = "0123456789abcdefABCDEF0123456789";
+        let text = format!(
+            "{{\"type\":\"create_room\",\"payload\":{{\"start_pos\":12.5,\"media_id\":\"{id}\"}}}}"
+        );
+        match decode(&text) {
+            Ok(Command::CreateRoom { start_position, media_id, .. }) => {
+                assert_eq!(start_position, 12.5);
+                assert_eq!(media_id.as_deref(), Some(id));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Relayed fields are kept byte for byte, whatever their type.
+    #[test]
+    fn relay_fields_are_raw() {
+        let text = "{\"type\":\"player_event\",\"room\":\"r\",\"payload\":{\"action\":\"seek\",\"position\":1e2,\"play_state\":[1]}}";
+        let Ok(Command::Control { control, .. }) = decode(text) else { panic!() };
+        assert_eq!(control.position, Some(100.0));
+        assert_eq!(control.play_state, None);
+        assert_eq!(control.relay.position.as_ref().map(Json::text), Some("1e2"));
+        assert_eq!(control.relay.play_state.as_ref().map(Json::text), Some("[1]"));
+    }
+}

@@ -1,0 +1,380 @@
+//! Server → client: core `Event`s in OpenWatchParty's JSON shapes (reference §3, §7.5).
+//!
+//! Every message carries `ts` (server wall clock at rendering) and `server_ts`. Ids are
+//! lower-case hyphenated UUIDs, counts JSON integers, `media_id` 32 hex digits or null: the
+//! stock client interpolates these into HTML and URLs.
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::core::types::{Command, Event, Json, Relay, RoomSummary};
+use crate::id::SeatId;
+use crate::time::UnixMillis;
+
+/// One event rendered: usually one message, sometimes a second for the same recipient.
+#[derive(Debug, PartialEq)]
+pub struct Encoded {
+    /// The message.
+    pub first: String,
+    /// A follow-up for the same recipient (a joiner's play, see `RoomState`).
+    pub second: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a, P: Serialize> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    room: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<P>,
+    ts: u64,
+    server_ts: u64,
+}
+
+fn render<P: Serialize>(
+    kind: &str,
+    room: Option<&str>,
+    client: Option<&str>,
+    payload: Option<P>,
+    ts: UnixMillis,
+    server_ts: UnixMillis,
+) -> String {
+    let envelope = Envelope { kind, room, client, payload, ts: ts.0, server_ts: server_ts.0 };
+    // Serializing strings, numbers and raw JSON into a String cannot fail.
+    serde_json::to_string(&envelope).unwrap_or_default()
+}
+
+#[derive(Serialize)]
+struct RelayPayload<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    position: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    play_state: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_server_ts: Option<u64>,
+}
+
+fn relay_payload(relay: &Relay, target: Option<UnixMillis>) -> RelayPayload<'_> {
+    RelayPayload {
+        action: relay.action.as_ref().map(|j| &*j.0),
+        position: relay.position.as_ref().map(|j| &*j.0),
+        play_state: relay.play_state.as_ref().map(|j| &*j.0),
+        target_server_ts: target.map(|t| t.0),
+    }
+}
+
+#[derive(Serialize)]
+struct StateShape<'a> {
+    position: f64,
+    play_state: &'a str,
+}
+
+#[derive(Serialize)]
+struct RoomStatePayload<'a> {
+    name: &'a str,
+    host_id: &'a str,
+    state: StateShape<'a>,
+    participant_count: usize,
+    media_id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct PlayPayload {
+    action: &'static str,
+    position: f64,
+    play_state: &'static str,
+    target_server_ts: u64,
+}
+
+#[derive(Serialize)]
+struct ListEntry<'a> {
+    id: &'a str,
+    name: &'a str,
+    count: usize,
+    media_id: Option<&'a str>,
+}
+
+/// Renders an event. `None` for events that are not messages (`ClientLog`) and for
+/// `RoomList`, which the caller renders once per version with `encode_room_list`.
+pub fn encode(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Option<Encoded> {
+    use serde_json::json;
+    let one = |first: String| Some(Encoded { first, second: None });
+    match event {
+        Event::Hello { seat } => {
+            let id = seat.to_string();
+            one(render("client_hello", None, Some(&id), Some(json!({ "client_id": id })), now, now))
+        }
+        Event::RoomState { .. } => Some(room_state(event, now, sync_lead_ms)),
+        Event::Participants { room, count } => one(render(
+            "participants_update",
+            Some(&room.to_string()),
+            None,
+            Some(json!({ "participant_count": count })),
+            now,
+            now,
+        )),
+        Event::Control { room, host, message } => one(render(
+            "player_event",
+            Some(&room.to_string()),
+            Some(&host.to_string()),
+            Some(relay_payload(&message.relay, Some(message.target))),
+            now,
+            message.target,
+        )),
+        Event::State { room, host, relay, server_ts } => one(render(
+            "state_update",
+            Some(&room.to_string()),
+            Some(&host.to_string()),
+            Some(relay_payload(relay, None)),
+            now,
+            *server_ts,
+        )),
+        Event::ClientLeft { room, seat, count } => one(render(
+            "client_left",
+            Some(&room.to_string()),
+            Some(&seat.to_string()),
+            Some(json!({ "participant_count": count })),
+            now,
+            now,
+        )),
+        Event::RoomClosed { room, reason } => {
+            one(render("room_closed", Some(room), None, Some(json!({ "reason": reason })), now, now))
+        }
+        Event::Chat { room, seat, username, text, server_ts } => one(render(
+            "chat_message",
+            Some(&room.to_string()),
+            Some(&seat.to_string()),
+            Some(json!({ "username": username, "text": text })),
+            now,
+            *server_ts,
+        )),
+        Event::Error { seat, room, code } => one(render(
+            "error",
+            room.map(|r| r.to_string()).as_deref(),
+            Some(&seat.to_string()),
+            Some(json!({ "message": code.message(), "code": code.code() })),
+            now,
+            now,
+        )),
+        Event::AuthSuccess { seat, user_name } => one(render(
+            "auth_success",
+            None,
+            Some(&seat.to_string()),
+            Some(json!({ "user_name": user_name })),
+            now,
+            now,
+        )),
+        Event::Pong { seat, room, echo, received } => {
+            one(encode_pong(*seat, room.as_deref(), echo.as_ref(), *received, now))
+        }
+        Event::RoomList { .. } | Event::ClientLog { .. } => None,
+    }
+}
+
+/// `room_state`. For a joiner, two adjustments for the stock client (docs/protocol.md,
+/// "Joiners"): the position is the room clock minus the client's own SYNC_LEAD_MS (it adds
+/// that lead before seeking), and in a playing room a `player_event` play at the clock's
+/// position follows at once, with `target_server_ts = server_ts = now`, which resets the
+/// client's sync baseline and replaces its 8 s lock-out with a 2 s one.
+fn room_state(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Encoded {
+    let Event::RoomState {
+        room, seat, name, host, clock, participants, media_id, server_ts, joiner,
+    } = event
+    else {
+        unreachable!("room_state called with another event")
+    };
+    let (room, seat, host) = (room.to_string(), seat.to_string(), host.to_string());
+    let lead = if *joiner { sync_lead_ms as f64 / 1_000.0 } else { 0.0 };
+    let payload = RoomStatePayload {
+        name,
+        host_id: &host,
+        state: StateShape {
+            position: (clock.position - lead).max(0.0),
+            play_state: if clock.playing { "playing" } else { "paused" },
+        },
+        participant_count: *participants,
+        media_id: media_id.as_deref(),
+    };
+    let first = render("room_state", Some(&room), Some(&seat), Some(payload), now, *server_ts);
+    let second = (*joiner && clock.playing).then(|| {
+        let payload = PlayPayload {
+            action: "play",
+            position: clock.position,
+            play_state: "playing",
+            target_server_ts: server_ts.0,
+        };
+        render("player_event", Some(&room), Some(&host), Some(payload), now, *server_ts)
+    });
+    Encoded { first, second }
+}
+
+/// `room_list`: the payload is the array of rooms.
+pub fn encode_room_list(rooms: &[RoomSummary], now: UnixMillis) -> String {
+    let ids: Vec<String> = rooms.iter().map(|r| r.id.to_string()).collect();
+    let entries: Vec<ListEntry<'_>> = rooms
+        .iter()
+        .zip(&ids)
+        .map(|(room, id)| ListEntry {
+            id,
+            name: &room.name,
+            count: room.count,
+            media_id: room.media_id.as_deref(),
+        })
+        .collect();
+    render("room_list", None, None, Some(entries), now, now)
+}
+
+#[derive(Serialize)]
+struct Pong<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    room: Option<&'a str>,
+    client: &'a str,
+    payload: &'a RawValue,
+    ts: u64,
+    server_ts: u64,
+    server_rx_ts: u64,
+    server_tx_ts: u64,
+}
+
+/// `pong`: the ping's payload echoed; `server_ts` is the midpoint of the instants the ping
+/// was received and the pong sent, both given as well for four-timestamp clock sync.
+pub fn encode_pong(
+    seat: SeatId,
+    room: Option<&str>,
+    echo: Option<&Json>,
+    received: UnixMillis,
+    sent: UnixMillis,
+) -> String {
+    let empty = Json::empty_object();
+    let client = seat.to_string();
+    let sent = sent.max(received);
+    let pong = Pong {
+        kind: "pong",
+        room,
+        client: &client,
+        payload: &echo.unwrap_or(&empty).0,
+        ts: sent.0,
+        server_ts: received.0 + (sent.0 - received.0) / 2,
+        server_rx_ts: received.0,
+        server_tx_ts: sent.0,
+    };
+    serde_json::to_string(&pong).unwrap_or_default()
+}
+
+/// The client side of `decode`: renders a command as an OpenWatchParty client would send it.
+pub fn encode_command(command: &Command, room: Option<&str>, ts: u64) -> String {
+    use serde_json::{json, Value};
+    let raw = |j: &Option<Json>| -> Value {
+        j.as_ref().and_then(|j| serde_json::from_str(j.text()).ok()).unwrap_or(Value::Null)
+    };
+    let strip_nulls = |mut value: Value| {
+        if let Value::Object(map) = &mut value {
+            map.retain(|_, v| !v.is_null());
+        }
+        value
+    };
+    let (kind, envelope_room, payload): (&str, Option<&str>, Value) = match command {
+        Command::Identify { user_name, user_id, follows_schedule, token } => (
+            "auth",
+            None,
+            json!({ "user_name": user_name, "user_id": user_id, "scheduled": follows_schedule,
+                    "token": token.then_some("token") }),
+        ),
+        Command::ListRooms => ("list_rooms", None, json!({})),
+        Command::CreateRoom { name, user_name, start_position, media_id } => (
+            "create_room",
+            room,
+            json!({ "name": name, "user_name": user_name, "start_pos": start_position,
+                    "media_id": media_id }),
+        ),
+        Command::JoinRoom { room, user_name } => {
+            ("join_room", Some(room.as_str()), json!({ "user_name": user_name }))
+        }
+        Command::LeaveRoom => ("leave_room", room, json!({})),
+        Command::Ready { room } => ("ready", room.as_deref(), json!({})),
+        Command::Control { room, control } => (
+            "player_event",
+            room.as_deref(),
+            json!({ "action": raw(&control.relay.action), "position": raw(&control.relay.position),
+                    "play_state": raw(&control.relay.play_state) }),
+        ),
+        Command::Report { room, report } => {
+            let payload = if report.has_payload {
+                json!({ "position": raw(&report.relay.position),
+                        "play_state": raw(&report.relay.play_state) })
+            } else {
+                Value::Null
+            };
+            ("state_update", room.as_deref(), payload)
+        }
+        Command::Ping { room, echo } => ("ping", room.as_deref(), raw(echo)),
+        Command::Chat { room, text } => ("chat_message", room.as_deref(), json!({ "text": text })),
+        Command::ClientLog { category, message } => {
+            ("client_log", None, json!({ "category": category, "message": message }))
+        }
+    };
+    let mut message = json!({ "type": kind, "ts": ts });
+    if let Some(room) = envelope_room {
+        message["room"] = Value::from(room);
+    }
+    // A relayed field that was JSON null decodes as absent, so dropping nulls is faithful.
+    let payload = if matches!(command, Command::Ping { .. }) { payload } else { strip_nulls(payload) };
+    if !payload.is_null() {
+        message["payload"] = payload;
+    }
+    message.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::types::ClockReading;
+    use crate::id::RoomId;
+
+    fn parse(text: &str) -> serde_json::Value {
+        serde_json::from_str(text).expect("valid JSON")
+    }
+
+    /// A joiner of a playing room gets the clock minus the client's lead, then a play.
+    #[test]
+    fn joiner_room_state_is_adjusted_and_followed_by_play() {
+        let event = Event::RoomState {
+            room: RoomId(uuid::Uuid::nil()),
+            seat: SeatId(uuid::Uuid::nil()),
+            name: "r".into(),
+            host: SeatId(uuid::Uuid::max()),
+            clock: ClockReading { position: 10.0, playing: true },
+            participants: 2,
+            media_id: None,
+            server_ts: UnixMillis(5_000),
+            joiner: true,
+        };
+        let encoded = encode(&event, UnixMillis(5_000), 300).expect("a message");
+        let state = parse(&encoded.first);
+        assert_eq!(state["payload"]["state"]["position"], 9.7);
+        assert_eq!(state["payload"]["state"]["play_state"], "playing");
+        assert_eq!(state["server_ts"], 5_000);
+        let play = parse(encoded.second.as_deref().expect("a follow-up play"));
+        assert_eq!(play["payload"]["action"], "play");
+        assert_eq!(play["payload"]["position"], 10.0);
+        assert_eq!(play["payload"]["target_server_ts"], 5_000);
+        assert_eq!(play["server_ts"], 5_000);
+    }
+
+    /// The pong's server_ts is the midpoint of receive and send.
+    #[test]
+    fn pong_midpoint() {
+        let echo = Json(RawValue::from_string("{\"client_ts\":1}".into()).expect("json"));
+        let pong = parse(&encode_pong(SeatId(uuid::Uuid::nil()), None, Some(&echo), UnixMillis(100), UnixMillis(104)));
+        assert_eq!(pong["server_ts"], 102);
+        assert_eq!(pong["payload"]["client_ts"], 1);
+        assert!(pong.get("room").is_none());
+    }
+}

@@ -1,0 +1,48 @@
+//! Client-supplied text: display names, room names, chat limits.
+
+/// Longest display or room name, in characters.
+pub const NAME_CHARS_MAX: usize = 100;
+/// Longest chat message, in characters (Unicode scalar values, after trimming).
+pub const CHAT_CHARS_MAX: usize = 500;
+
+/// Whether `c` is a Unicode format character (general category Cf): bidi overrides and
+/// isolates, zero-width characters, the BOM, tag characters and friends. These can reorder or
+/// hide text around a name in someone else's UI.
+pub fn is_format(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x0890..=0x0891 | 0x08E2
+        | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F
+        | 0xFEFF | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F
+        | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
+}
+
+/// Trims, removes control and format characters, and keeps at most `max` characters.
+pub fn sanitize_line(text: &str, max: usize) -> String {
+    let kept: String = text.chars().filter(|&c| !c.is_control() && !is_format(c)).collect();
+    kept.trim().chars().take(max).collect::<String>().trim_end().to_string()
+}
+
+/// A display name, or `None` if nothing printable is left.
+pub fn display_name(text: &str) -> Option<String> {
+    Some(sanitize_line(text, NAME_CHARS_MAX)).filter(|name| !name.is_empty())
+}
+
+/// A room name, or `None` if nothing printable is left.
+pub fn room_name(text: &str) -> Option<String> {
+    display_name(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Names lose control and bidi/zero-width characters, are trimmed and cut at 100 chars.
+    #[test]
+    fn names_are_sanitized() {
+        assert_eq!(display_name("  Bob\u{202E}\u{200B}\n "), Some("Bob".to_string()));
+        assert_eq!(display_name("\u{200B}\t"), None);
+        let long = "é".repeat(150);
+        assert_eq!(display_name(&long).map(|n| n.chars().count()), Some(100));
+        assert_eq!(sanitize_line("a\u{0}b", 10), "ab");
+    }
+}

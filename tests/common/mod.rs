@@ -1,0 +1,161 @@
+//! Shared helpers for the loopback tests: an in-process server on 127.0.0.1:0 and a blocking
+//! WebSocket client with bounded reads. Every wait is on an event (a message or a socket
+//! state), bounded by a read timeout, never a sleep.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tandem::config::Config;
+use tandem::net::event_loop::Server;
+use tungstenite::{Message, WebSocket};
+
+/// How long any single wait may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A test configuration: loopback, port 0, any origin unless set, quick deadlines.
+pub fn config() -> Config {
+    let mut config = Config::default();
+    config.host = "127.0.0.1".parse().unwrap();
+    config.port = 0;
+    config.connections_max = 200;
+    config.log_level = tandem::log::Level::Error;
+    config
+}
+
+/// Starts a server in a background thread; returns its address.
+pub fn start(config: Config) -> SocketAddr {
+    let server = Server::bind(&config, 42).expect("bind 127.0.0.1:0");
+    let addr = server.local_addr();
+    std::thread::spawn(move || server.run());
+    addr
+}
+
+/// A blocking WebSocket client.
+pub struct Client {
+    pub ws: WebSocket<TcpStream>,
+    pub id: String,
+}
+
+impl Client {
+    /// Connects to /ws and reads `client_hello` and the first `room_list`.
+    pub fn connect(addr: SocketAddr) -> Client {
+        let mut client = Client::connect_raw(addr, "/ws", &[]);
+        let hello = client.recv();
+        assert_eq!(hello["type"], "client_hello", "{hello}");
+        client.id = hello["payload"]["client_id"].as_str().expect("client_id").to_string();
+        let list = client.recv();
+        assert_eq!(list["type"], "room_list", "{list}");
+        client
+    }
+
+    /// Connects without reading anything.
+    pub fn connect_raw(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut request = tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "ws://{addr}{path}"
+        ))
+        .unwrap();
+        for (name, value) in headers {
+            request.headers_mut().insert(
+                tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        let (ws, _) = tungstenite::client(request, stream).expect("handshake");
+        Client { ws, id: String::new() }
+    }
+
+    /// Sends a JSON message with `ts` added.
+    pub fn send(&mut self, mut message: Value) {
+        if message.get("ts").is_none() {
+            message["ts"] = json!(now_ms());
+        }
+        self.ws.send(Message::text(message.to_string())).expect("send");
+    }
+
+    /// Sends raw text.
+    pub fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text.to_string())).expect("send");
+    }
+
+    /// The next text message as JSON (pings are answered by tungstenite).
+    pub fn recv(&mut self) -> Value {
+        loop {
+            match self.ws.read().expect("a message within the wait") {
+                Message::Text(text) => return serde_json::from_str(text.as_str()).expect("JSON"),
+                Message::Close(frame) => panic!("closed: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Messages until one of `kind`, which is returned; others are skipped.
+    pub fn recv_type(&mut self, kind: &str) -> Value {
+        for _ in 0..1_000 {
+            let message = self.recv();
+            if message["type"] == kind {
+                return message;
+            }
+        }
+        panic!("no {kind} in 1000 messages");
+    }
+
+    /// Reads until the server closes; returns the close code.
+    pub fn close_code(&mut self) -> Option<u16> {
+        for _ in 0..10_000 {
+            match self.ws.read() {
+                Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    /// Asserts nothing arrives before a `ping` round trip completes (the server handles a
+    /// connection's messages in order, so anything pending would come before the pong).
+    pub fn expect_quiet(&mut self) {
+        self.send(json!({"type": "ping", "payload": {"client_ts": 1}}));
+        let next = self.recv();
+        assert_eq!(next["type"], "pong", "expected nothing before the pong, got {next}");
+    }
+
+    /// Creates a room; returns its id (after reading the room_state).
+    pub fn create_room(&mut self, payload: Value) -> String {
+        self.send(json!({"type": "create_room", "room": "", "payload": payload}));
+        let state = self.recv_type("room_state");
+        state["room"].as_str().expect("room id").to_string()
+    }
+
+    /// Joins a room; returns the room_state.
+    pub fn join(&mut self, room: &str) -> Value {
+        self.send(json!({"type": "join_room", "room": room, "payload": {"user_name": "guest"}}));
+        self.recv_type("room_state")
+    }
+}
+
+/// Wall clock in ms (what a browser's Date.now() is).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// Sends raw bytes and reads the whole HTTP response (until the server closes).
+pub fn http(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.write_all(request).expect("write");
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// The status code of an HTTP response.
+pub fn status(response: &str) -> u16 {
+    response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
