@@ -1688,7 +1688,10 @@ impl SlowTrack {
         }
         if self.samples.len() % 4 == 0 {
             let (d, e) = (load.delivered, load.expected);
-            let msg = format!("rss {rss:?} KiB, evicted {}, readers got {d}/{e}", self.evicted);
+            let msg = format!(
+                "rss {rss:?} KiB, evicted {}, readers got {d}/{e}",
+                self.evicted
+            );
             log(&msg);
         }
     }

@@ -153,38 +153,157 @@ macro_rules! number {
 
 /// Every setting, in the order `--help` lists them.
 pub const SETTINGS: &[Setting] = &[
-    Setting { env: "PORT", help: "TCP port; 0 picks a free one", default: "3000", apply: number!(port) },
-    Setting { env: "HOST", help: "address to bind; :: for dual stack", default: "0.0.0.0", apply: |c, t| {
-        c.host = t.trim().parse().map_err(|_| format!("not an IP address: {t:?}"))?;
-        Ok(())
-    } },
-    Setting { env: "ALLOWED_ORIGINS", help: "comma-separated Origin allow-list, exact match; * allows any", default: "http://localhost:8096,https://localhost:8096", apply: |c, t| {
-        c.allowed_origins = parse_origins(t);
-        Ok(())
-    } },
-    Setting { env: "LOG_LEVEL", help: "error, warn, info, debug or trace (RUST_LOG is read too)", default: "info", apply: |c, t| {
-        c.log_level = crate::log::Level::parse(t).ok_or_else(|| format!("unknown log level: {t:?}"))?;
-        Ok(())
-    } },
-    Setting { env: "MAX_CONNECTIONS", help: "open connections at once; more get HTTP 503", default: "soft descriptor limit - 64, at most 10000", apply: number!(connections_max) },
-    Setting { env: "ROOMS_MAX", help: "rooms that may exist at once", default: "1000", apply: number!(core.rooms_max) },
-    Setting { env: "ROOM_MEMBERS_MAX", help: "members per room, host included", default: "20", apply: number!(core.room_members_max) },
-    Setting { env: "RATE_LIMIT_PER_SEC", help: "messages per connection per second", default: "30", apply: number!(core.messages_per_second_max) },
-    Setting { env: "CLIENT_LOG_PER_SEC", help: "client_log messages per connection per second (own budget)", default: "10", apply: number!(core.client_logs_per_second_max) },
-    Setting { env: "PLAY_SCHEDULE_MS", help: "lead time of a scheduled play", default: "1000", apply: number!(core.play_schedule_ms) },
-    Setting { env: "CONTROL_SCHEDULE_MS", help: "lead time of a scheduled pause/seek/buffering", default: "300", apply: number!(core.control_schedule_ms) },
-    Setting { env: "MAX_READY_WAIT_MS", help: "longest wait for unready members before a play starts", default: "2000", apply: number!(core.ready_wait_ms_max) },
-    Setting { env: "ROOM_LIST_INTERVAL_MS", help: "minimum spacing of room_list pushes", default: "250", apply: number!(core.room_list_interval_ms) },
-    Setting { env: "COMMAND_COOLDOWN_MS", help: "state_update relays suppressed after a player_event", default: "2000", apply: number!(core.command_cooldown_ms) },
-    Setting { env: "STATE_UPDATE_INTERVAL_MS", help: "minimum spacing of relayed state_updates", default: "500", apply: number!(core.state_update_interval_ms) },
-    Setting { env: "SYNC_LEAD_MS", help: "lead the stock client adds to a joiner's position", default: "300", apply: number!(core.sync_lead_ms) },
-    Setting { env: "IDLE_TIMEOUT_MS", help: "silence before a connection is closed (Ping at half)", default: "60000", apply: number!(net.idle_timeout_ms) },
-    Setting { env: "HANDSHAKE_TIMEOUT_MS", help: "time allowed for a complete HTTP request (then 408)", default: "5000", apply: number!(net.handshake_timeout_ms) },
-    Setting { env: "CLOSE_TIMEOUT_MS", help: "time allowed for a closing handshake", default: "2000", apply: number!(net.close_timeout_ms) },
-    Setting { env: "MESSAGE_BYTES_MAX", help: "largest WebSocket message (larger closes with 1009)", default: "65536", apply: number!(net.message_bytes_max) },
-    Setting { env: "REQUEST_HEAD_BYTES_MAX", help: "largest HTTP request head (larger gets 431)", default: "8192", apply: number!(net.request_head_bytes_max) },
-    Setting { env: "OUTBOX_BYTES_MAX", help: "bytes queued for a client before it is evicted", default: "262144", apply: number!(net.outbox_bytes_max) },
-    Setting { env: "READ_BUFFER_BYTES", help: "per-connection read chunk", default: "1024", apply: number!(net.read_buffer_bytes) },
+    Setting {
+        env: "PORT",
+        help: "TCP port; 0 picks a free one",
+        default: "3000",
+        apply: number!(port),
+    },
+    Setting {
+        env: "HOST",
+        help: "address to bind; :: for dual stack",
+        default: "0.0.0.0",
+        apply: |c, t| {
+            c.host = t
+                .trim()
+                .parse()
+                .map_err(|_| format!("not an IP address: {t:?}"))?;
+            Ok(())
+        },
+    },
+    Setting {
+        env: "ALLOWED_ORIGINS",
+        help: "comma-separated Origin allow-list, exact match; * allows any",
+        default: "http://localhost:8096,https://localhost:8096",
+        apply: |c, t| {
+            c.allowed_origins = parse_origins(t);
+            Ok(())
+        },
+    },
+    Setting {
+        env: "LOG_LEVEL",
+        help: "error, warn, info, debug or trace (RUST_LOG is read too)",
+        default: "info",
+        apply: |c, t| {
+            c.log_level =
+                crate::log::Level::parse(t).ok_or_else(|| format!("unknown log level: {t:?}"))?;
+            Ok(())
+        },
+    },
+    Setting {
+        env: "MAX_CONNECTIONS",
+        help: "open connections at once; more get HTTP 503",
+        default: "soft descriptor limit - 64, at most 10000",
+        apply: number!(connections_max),
+    },
+    Setting {
+        env: "ROOMS_MAX",
+        help: "rooms that may exist at once",
+        default: "1000",
+        apply: number!(core.rooms_max),
+    },
+    Setting {
+        env: "ROOM_MEMBERS_MAX",
+        help: "members per room, host included",
+        default: "20",
+        apply: number!(core.room_members_max),
+    },
+    Setting {
+        env: "RATE_LIMIT_PER_SEC",
+        help: "messages per connection per second",
+        default: "30",
+        apply: number!(core.messages_per_second_max),
+    },
+    Setting {
+        env: "CLIENT_LOG_PER_SEC",
+        help: "client_log messages per connection per second (own budget)",
+        default: "10",
+        apply: number!(core.client_logs_per_second_max),
+    },
+    Setting {
+        env: "PLAY_SCHEDULE_MS",
+        help: "lead time of a scheduled play",
+        default: "1000",
+        apply: number!(core.play_schedule_ms),
+    },
+    Setting {
+        env: "CONTROL_SCHEDULE_MS",
+        help: "lead time of a scheduled pause/seek/buffering",
+        default: "300",
+        apply: number!(core.control_schedule_ms),
+    },
+    Setting {
+        env: "MAX_READY_WAIT_MS",
+        help: "longest wait for unready members before a play starts",
+        default: "2000",
+        apply: number!(core.ready_wait_ms_max),
+    },
+    Setting {
+        env: "ROOM_LIST_INTERVAL_MS",
+        help: "minimum spacing of room_list pushes",
+        default: "250",
+        apply: number!(core.room_list_interval_ms),
+    },
+    Setting {
+        env: "COMMAND_COOLDOWN_MS",
+        help: "state_update relays suppressed after a player_event",
+        default: "2000",
+        apply: number!(core.command_cooldown_ms),
+    },
+    Setting {
+        env: "STATE_UPDATE_INTERVAL_MS",
+        help: "minimum spacing of relayed state_updates",
+        default: "500",
+        apply: number!(core.state_update_interval_ms),
+    },
+    Setting {
+        env: "SYNC_LEAD_MS",
+        help: "lead the stock client adds to a joiner's position",
+        default: "300",
+        apply: number!(core.sync_lead_ms),
+    },
+    Setting {
+        env: "IDLE_TIMEOUT_MS",
+        help: "silence before a connection is closed (Ping at half)",
+        default: "60000",
+        apply: number!(net.idle_timeout_ms),
+    },
+    Setting {
+        env: "HANDSHAKE_TIMEOUT_MS",
+        help: "time allowed for a complete HTTP request (then 408)",
+        default: "5000",
+        apply: number!(net.handshake_timeout_ms),
+    },
+    Setting {
+        env: "CLOSE_TIMEOUT_MS",
+        help: "time allowed for a closing handshake",
+        default: "2000",
+        apply: number!(net.close_timeout_ms),
+    },
+    Setting {
+        env: "MESSAGE_BYTES_MAX",
+        help: "largest WebSocket message (larger closes with 1009)",
+        default: "65536",
+        apply: number!(net.message_bytes_max),
+    },
+    Setting {
+        env: "REQUEST_HEAD_BYTES_MAX",
+        help: "largest HTTP request head (larger gets 431)",
+        default: "8192",
+        apply: number!(net.request_head_bytes_max),
+    },
+    Setting {
+        env: "OUTBOX_BYTES_MAX",
+        help: "bytes queued for a client before it is evicted",
+        default: "262144",
+        apply: number!(net.outbox_bytes_max),
+    },
+    Setting {
+        env: "READ_BUFFER_BYTES",
+        help: "per-connection read chunk",
+        default: "1024",
+        apply: number!(net.read_buffer_bytes),
+    },
 ];
 
 /// A configuration problem found at startup.
@@ -263,10 +382,15 @@ impl Config {
                 .ok_or_else(|| ConfigError::UnknownFlag(arg.clone()))?;
             let value = match inline {
                 Some(value) => value,
-                None => rest.next().cloned().ok_or_else(|| ConfigError::MissingValue(flag.into()))?,
+                None => rest
+                    .next()
+                    .cloned()
+                    .ok_or_else(|| ConfigError::MissingValue(flag.into()))?,
             };
-            (setting.apply)(&mut config, &value)
-                .map_err(|reason| ConfigError::Invalid { name: flag.to_string(), reason })?;
+            (setting.apply)(&mut config, &value).map_err(|reason| ConfigError::Invalid {
+                name: flag.to_string(),
+                reason,
+            })?;
         }
         config.validate()?;
         Ok(Invocation::Run(Box::new(config)))
@@ -275,7 +399,10 @@ impl Config {
     /// Checks relationships between settings.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |name: &str, reason: &str| {
-            Err(ConfigError::Invalid { name: name.into(), reason: reason.into() })
+            Err(ConfigError::Invalid {
+                name: name.into(),
+                reason: reason.into(),
+            })
         };
         if self.connections_max == 0 {
             return invalid("MAX_CONNECTIONS", "must be at least 1");
@@ -287,7 +414,10 @@ impl Config {
             return invalid("MESSAGE_BYTES_MAX", "must be at least 1024");
         }
         if self.net.outbox_bytes_max < 2 * self.net.message_bytes_max {
-            return invalid("OUTBOX_BYTES_MAX", "must be at least twice MESSAGE_BYTES_MAX");
+            return invalid(
+                "OUTBOX_BYTES_MAX",
+                "must be at least twice MESSAGE_BYTES_MAX",
+            );
         }
         if self.net.idle_timeout_ms < 2 || self.net.read_buffer_bytes < 64 {
             return invalid("IDLE_TIMEOUT_MS/READ_BUFFER_BYTES", "too small");
@@ -301,8 +431,12 @@ impl Config {
 
 /// `ALLOWED_ORIGINS` as a list; `*` anywhere in it allows any origin.
 pub fn parse_origins(text: &str) -> Option<Vec<String>> {
-    let entries: Vec<String> =
-        text.split(',').map(str::trim).filter(|e| !e.is_empty()).map(String::from).collect();
+    let entries: Vec<String> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(String::from)
+        .collect();
     if entries.iter().any(|e| e == "*") {
         return None;
     }
@@ -331,7 +465,9 @@ pub fn help() -> String {
             setting.default
         ));
     }
-    text.push_str("\n  -h, --help                   this text\n  -V, --version                the version\n");
+    text.push_str(
+        "\n  -h, --help                   this text\n  -V, --version                the version\n",
+    );
     text
 }
 
@@ -340,8 +476,10 @@ mod tests {
     use super::*;
 
     fn parse(env: &[(&str, &str)], args: &[&str]) -> Result<Invocation, ConfigError> {
-        let env: Vec<(String, String)> =
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let lookup = move |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         Config::from_env_and_args(&lookup, &args, Some(1_024))
@@ -367,7 +505,10 @@ mod tests {
     /// Flags override environment variables; both forms of flag work.
     #[test]
     fn flags_override_env() {
-        let config = run(parse(&[("PORT", "4000"), ("MAX_READY_WAIT_MS", "10")], &["--port", "0", "--idle-timeout-ms=500"]));
+        let config = run(parse(
+            &[("PORT", "4000"), ("MAX_READY_WAIT_MS", "10")],
+            &["--port", "0", "--idle-timeout-ms=500"],
+        ));
         assert_eq!(config.port, 0);
         assert_eq!(config.core.ready_wait_ms_max, 10);
         assert_eq!(config.net.idle_timeout_ms, 500);
@@ -376,11 +517,23 @@ mod tests {
     /// `*` allows any origin; bad values and flags are reported, not ignored.
     #[test]
     fn origins_and_errors() {
-        assert_eq!(run(parse(&[("ALLOWED_ORIGINS", "*")], &[])).allowed_origins, None);
+        assert_eq!(
+            run(parse(&[("ALLOWED_ORIGINS", "*")], &[])).allowed_origins,
+            None
+        );
         assert_eq!(parse_origins(" a , ,b"), Some(vec!["a".into(), "b".into()]));
-        assert!(matches!(parse(&[("PORT", "x")], &[]), Err(ConfigError::Invalid { .. })));
-        assert!(matches!(parse(&[], &["--nope"]), Err(ConfigError::UnknownFlag(_))));
-        assert!(matches!(parse(&[], &["--port"]), Err(ConfigError::MissingValue(_))));
+        assert!(matches!(
+            parse(&[("PORT", "x")], &[]),
+            Err(ConfigError::Invalid { .. })
+        ));
+        assert!(matches!(
+            parse(&[], &["--nope"]),
+            Err(ConfigError::UnknownFlag(_))
+        ));
+        assert!(matches!(
+            parse(&[], &["--port"]),
+            Err(ConfigError::MissingValue(_))
+        ));
         assert_eq!(parse(&[], &["--help"]), Ok(Invocation::Help));
         assert!(help().contains("--max-ready-wait-ms"));
     }

@@ -97,7 +97,8 @@ impl Gateway {
 
     /// A connection finished its upgrade.
     pub fn open(&mut self, now: Now, conn: ConnId, out: &mut Vec<Output>) {
-        self.core.open(now, conn, Capabilities::default(), &mut self.outbox);
+        self.core
+            .open(now, conn, Capabilities::default(), &mut self.outbox);
         self.render(now, out);
     }
 
@@ -110,7 +111,8 @@ impl Gateway {
 
     /// A binary message arrived (not part of the protocol).
     pub fn binary(&mut self, now: Now, conn: ConnId, out: &mut Vec<Output>) {
-        self.core.receive(now, conn, Err(DecodeError::Binary), &mut self.outbox);
+        self.core
+            .receive(now, conn, Err(DecodeError::Binary), &mut self.outbox);
         self.render(now, out);
     }
 
@@ -143,7 +145,12 @@ impl Gateway {
         for &(conn, index) in &self.outbox.sends {
             let event = &self.outbox.events[index as usize];
             match event {
-                Event::Pong { seat, room, echo, received } => {
+                Event::Pong {
+                    seat,
+                    room,
+                    echo,
+                    received,
+                } => {
                     let reply = PongReply {
                         seat: *seat,
                         room: room.clone(),
@@ -155,7 +162,11 @@ impl Gateway {
                 }
                 Event::ClientLog { category, message } => {
                     let (category, message) = (category.clone(), message.clone());
-                    out.push(Output::ClientLog { conn, category, message });
+                    out.push(Output::ClientLog {
+                        conn,
+                        category,
+                        message,
+                    });
                     continue;
                 }
                 _ => {}
@@ -163,19 +174,28 @@ impl Gateway {
             let slot = &mut self.rendered[index as usize];
             if slot.is_none() {
                 *slot = Some(match event {
-                    Event::RoomList { .. } => (room_list(&self.core, &mut self.list_cache, now.wall), None),
+                    Event::RoomList { .. } => {
+                        (room_list(&self.core, &mut self.list_cache, now.wall), None)
+                    }
                     _ => match owp::encode(event, now.wall, self.sync_lead_ms) {
-                        Some(encoded) => {
-                            (Utf8Bytes::from(encoded.first), encoded.second.map(Utf8Bytes::from))
-                        }
+                        Some(encoded) => (
+                            Utf8Bytes::from(encoded.first),
+                            encoded.second.map(Utf8Bytes::from),
+                        ),
                         None => continue,
                     },
                 });
             }
             if let Some((first, second)) = slot {
-                out.push(Output::Send { conn, text: first.clone() });
+                out.push(Output::Send {
+                    conn,
+                    text: first.clone(),
+                });
                 if let Some(second) = second {
-                    out.push(Output::Send { conn, text: second.clone() });
+                    out.push(Output::Send {
+                        conn,
+                        text: second.clone(),
+                    });
                 }
             }
         }

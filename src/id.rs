@@ -28,7 +28,10 @@ impl ConnId {
         if generation == 0 {
             return None;
         }
-        Some(ConnId { index: token as u32, generation })
+        Some(ConnId {
+            index: token as u32,
+            generation,
+        })
     }
 }
 
@@ -75,7 +78,10 @@ mod tests {
     /// A token round-trips, and the reserved generation never decodes to a connection.
     #[test]
     fn token_round_trip_and_reserved_generation() {
-        let id = ConnId { index: 7, generation: 3 };
+        let id = ConnId {
+            index: 7,
+            generation: 3,
+        };
         assert_eq!(ConnId::from_token(id.to_token()), Some(id));
         assert_eq!(ConnId::from_token(0), None);
         assert_eq!(ConnId::from_token(1), None);

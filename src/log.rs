@@ -22,7 +22,12 @@ pub enum Level {
 impl Level {
     /// Parses `error`..`trace`, case-insensitively; `RUST_LOG`-style `tandem=debug` too.
     pub fn parse(text: &str) -> Option<Level> {
-        let text = text.rsplit(['=', ',']).next().unwrap_or(text).trim().to_ascii_lowercase();
+        let text = text
+            .rsplit(['=', ','])
+            .next()
+            .unwrap_or(text)
+            .trim()
+            .to_ascii_lowercase();
         match text.as_str() {
             "error" => Some(Level::Error),
             "warn" | "warning" => Some(Level::Warn),
@@ -77,7 +82,10 @@ macro_rules! log {
 /// Makes client-supplied text safe for one log line: control characters become `?`, and the
 /// result is cut to `max` characters.
 pub fn sanitize(text: &str, max: usize) -> String {
-    text.chars().take(max).map(|c| if c.is_control() { '?' } else { c }).collect()
+    text.chars()
+        .take(max)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 #[cfg(test)]

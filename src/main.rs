@@ -31,7 +31,10 @@ fn main() -> ExitCode {
     let server = match Server::bind(&config, seed) {
         Ok(server) => server,
         Err(error) => {
-            eprintln!("tandem: cannot listen on {}:{}: {error}", config.host, config.port);
+            eprintln!(
+                "tandem: cannot listen on {}:{}: {error}",
+                config.host, config.port
+            );
             return ExitCode::FAILURE;
         }
     };

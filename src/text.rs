@@ -18,8 +18,16 @@ pub fn is_format(c: char) -> bool {
 
 /// Trims, removes control and format characters, and keeps at most `max` characters.
 pub fn sanitize_line(text: &str, max: usize) -> String {
-    let kept: String = text.chars().filter(|&c| !c.is_control() && !is_format(c)).collect();
-    kept.trim().chars().take(max).collect::<String>().trim_end().to_string()
+    let kept: String = text
+        .chars()
+        .filter(|&c| !c.is_control() && !is_format(c))
+        .collect();
+    kept.trim()
+        .chars()
+        .take(max)
+        .collect::<String>()
+        .trim_end()
+        .to_string()
 }
 
 /// A display name, or `None` if nothing printable is left.
@@ -39,7 +47,10 @@ mod tests {
     /// Names lose control and bidi/zero-width characters, are trimmed and cut at 100 chars.
     #[test]
     fn names_are_sanitized() {
-        assert_eq!(display_name("  Bob\u{202E}\u{200B}\n "), Some("Bob".to_string()));
+        assert_eq!(
+            display_name("  Bob\u{202E}\u{200B}\n "),
+            Some("Bob".to_string())
+        );
         assert_eq!(display_name("\u{200B}\t"), None);
         let long = "é".repeat(150);
         assert_eq!(display_name(&long).map(|n| n.chars().count()), Some(100));

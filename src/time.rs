@@ -38,7 +38,10 @@ impl Now {
 
     /// Both clocks moved forward by `ms`.
     pub fn plus(self, ms: u64) -> Now {
-        Now { mono: self.mono + ms, wall: UnixMillis(self.wall.0.saturating_add(ms)) }
+        Now {
+            mono: self.mono + ms,
+            wall: UnixMillis(self.wall.0.saturating_add(ms)),
+        }
     }
 }
 
@@ -74,7 +77,9 @@ impl Clock {
     /// A clock whose monotonic zero is now.
     #[allow(clippy::disallowed_methods)] // The one sanctioned clock read.
     pub fn start() -> Clock {
-        Clock { start: std::time::Instant::now() }
+        Clock {
+            start: std::time::Instant::now(),
+        }
     }
 
     /// Reads both clocks.
@@ -85,7 +90,10 @@ impl Clock {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        Now { mono, wall: UnixMillis(wall) }
+        Now {
+            mono,
+            wall: UnixMillis(wall),
+        }
     }
 
     /// The `Instant` of a monotonic deadline, so the poll timeout can be computed precisely.
@@ -101,7 +109,10 @@ mod tests {
     /// wall_at maps monotonic instants either side of the reading onto the wall clock.
     #[test]
     fn wall_at_maps_both_directions() {
-        let now = Now { mono: Millis(1_000), wall: UnixMillis(50_000) };
+        let now = Now {
+            mono: Millis(1_000),
+            wall: UnixMillis(50_000),
+        };
         assert_eq!(now.wall_at(Millis(1_300)), UnixMillis(50_300));
         assert_eq!(now.wall_at(Millis(400)), UnixMillis(49_400));
         assert_eq!(Millis(5).since(Millis(9)), 0);

@@ -55,9 +55,18 @@ impl<T> TimerWheel<T> {
     /// An empty wheel at time zero.
     pub fn new() -> TimerWheel<T> {
         let levels = (0..LEVELS)
-            .map(|_| Level { occupied: 0, slots: (0..SLOTS).map(|_| Vec::new()).collect() })
+            .map(|_| Level {
+                occupied: 0,
+                slots: (0..SLOTS).map(|_| Vec::new()).collect(),
+            })
             .collect();
-        TimerWheel { elapsed: 0, levels, expired: Vec::new(), sequence: 0, len: 0 }
+        TimerWheel {
+            elapsed: 0,
+            levels,
+            expired: Vec::new(),
+            sequence: 0,
+            len: 0,
+        }
     }
 
     /// Number of entries held (stale ones included until they fire).
@@ -76,7 +85,11 @@ impl<T> TimerWheel<T> {
         let sequence = self.sequence;
         self.sequence += 1;
         self.len += 1;
-        self.place(Entry { deadline: deadline.0, sequence, payload });
+        self.place(Entry {
+            deadline: deadline.0,
+            sequence,
+            payload,
+        });
     }
 
     /// The next instant at which `advance` has work: a firing or a cascade. A cascade
@@ -182,7 +195,10 @@ mod tests {
         for deadline in [1u64, 63, 64, 65, 4_095, 4_096, 300_000, 86_400_000] {
             let mut wheel = TimerWheel::new();
             wheel.insert(Millis(deadline), 1);
-            assert!(drain(&mut wheel, deadline - 1).is_empty(), "early at {deadline}");
+            assert!(
+                drain(&mut wheel, deadline - 1).is_empty(),
+                "early at {deadline}"
+            );
             assert!(wheel.next_deadline().is_some_and(|next| next.0 <= deadline));
             assert_eq!(drain(&mut wheel, deadline), vec![1], "late at {deadline}");
             assert!(wheel.is_empty());
@@ -243,7 +259,10 @@ mod tests {
                         model.iter().copied().filter(|(d, _)| *d <= now).collect();
                     expected.sort();
                     model.retain(|(d, _)| *d > now);
-                    assert_eq!(fired, expected.iter().map(|(_, id)| *id).collect::<Vec<_>>());
+                    assert_eq!(
+                        fired,
+                        expected.iter().map(|(_, id)| *id).collect::<Vec<_>>()
+                    );
                     assert!(wheel.next_deadline().is_none_or(|d| d.0 > now));
                     assert_eq!(wheel.len(), model.len());
                 }

@@ -22,7 +22,10 @@ fn health_is_json() {
 fn refusals_are_real_responses() {
     let addr = start(config());
     assert_eq!(status(&http(addr, b"GET /nope HTTP/1.1\r\n\r\n")), 404);
-    assert_eq!(status(&http(addr, b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n")), 426);
+    assert_eq!(
+        status(&http(addr, b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n")),
+        426
+    );
     let bad_key = b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: nope\r\n\r\n";
     assert_eq!(status(&http(addr, bad_key)), 400);
@@ -72,15 +75,27 @@ fn origin_allow_list() {
         )
     };
     let first_line = |response: String| response.lines().next().unwrap_or("").to_string();
-    let ok = first_line(http_head(addr, upgrade("Origin: http://localhost:8096\r\n").as_bytes()));
+    let ok = first_line(http_head(
+        addr,
+        upgrade("Origin: http://localhost:8096\r\n").as_bytes(),
+    ));
     assert!(ok.contains("101"), "{ok}");
     assert!(first_line(http_head(addr, upgrade("").as_bytes())).contains("101"));
-    assert_eq!(status(&http(addr, upgrade("Origin: http://evil.example\r\n").as_bytes())), 403);
+    assert_eq!(
+        status(&http(
+            addr,
+            upgrade("Origin: http://evil.example\r\n").as_bytes()
+        )),
+        403
+    );
 
     let mut any = common::config();
     any.allowed_origins = None;
     let addr = start(any);
-    let ok = first_line(http_head(addr, upgrade("Origin: http://evil.example\r\n").as_bytes()));
+    let ok = first_line(http_head(
+        addr,
+        upgrade("Origin: http://evil.example\r\n").as_bytes(),
+    ));
     assert!(ok.contains("101"), "{ok}");
 }
 

@@ -48,7 +48,11 @@ enum Spend {
 impl Budget {
     fn spend(&mut self, now: Millis, max: u32) -> Spend {
         if now.since(self.window_start) >= 1_000 {
-            *self = Budget { window_start: now, count: 0, warned: false };
+            *self = Budget {
+                window_start: now,
+                count: 0,
+                warned: false,
+            };
         }
         self.count = self.count.saturating_add(1);
         if self.count <= max {
@@ -266,7 +270,9 @@ impl Core {
 
     /// The room a connection is in, by id.
     pub fn room_of(&self, conn: ConnId) -> Option<RoomId> {
-        self.session(conn).and_then(|s| s.room).map(|key| self.rooms[key].id)
+        self.session(conn)
+            .and_then(|s| s.room)
+            .map(|key| self.rooms[key].id)
     }
 
     /// The members of a room (host first is not guaranteed; join order), for tests and checks.
@@ -284,18 +290,37 @@ impl Core {
 
     /// Counters.
     pub fn stats(&self) -> Stats {
-        Stats { sessions: self.session_count, rooms: self.rooms.len() }
+        Stats {
+            sessions: self.session_count,
+            rooms: self.rooms.len(),
+        }
     }
 
     /// Checks every structural invariant; panics with a description if one fails. Called by
     /// tests, the simulation and the fuzzers after every step.
     pub fn check_invariants(&self) {
-        assert_eq!(self.rooms.len(), self.room_index.len(), "room index out of step");
+        assert_eq!(
+            self.rooms.len(),
+            self.room_index.len(),
+            "room index out of step"
+        );
         for (key, room) in self.rooms.iter() {
-            assert_eq!(self.room_index.get(&room.id), Some(&key), "room {} not indexed", room.id);
+            assert_eq!(
+                self.room_index.get(&room.id),
+                Some(&key),
+                "room {} not indexed",
+                room.id
+            );
             let hosts = room.members.iter().filter(|m| m.conn == room.host).count();
-            assert_eq!(hosts, 1, "room {} must have its host among its members once", room.id);
-            assert!(room.members.len() <= self.config.room_members_max, "room over capacity");
+            assert_eq!(
+                hosts, 1,
+                "room {} must have its host among its members once",
+                room.id
+            );
+            assert!(
+                room.members.len() <= self.config.room_members_max,
+                "room over capacity"
+            );
             for (i, member) in room.members.iter().enumerate() {
                 assert!(
                     room.members[..i].iter().all(|m| m.conn != member.conn),
@@ -303,7 +328,10 @@ impl Core {
                 );
                 let session = self.session(member.conn).expect("member without a session");
                 assert_eq!(session.room, Some(key), "member's session points elsewhere");
-                assert_eq!(session.seat, member.seat, "member seat differs from session");
+                assert_eq!(
+                    session.seat, member.seat,
+                    "member seat differs from session"
+                );
             }
             if room.pending_play.is_some() {
                 assert!(!room.all_ready(), "a pending play with everyone ready");
@@ -316,10 +344,19 @@ impl Core {
         for (index, slot) in self.sessions.iter().enumerate() {
             let Some(session) = slot else { continue };
             count += 1;
-            assert_eq!(session.conn.index as usize, index, "session in the wrong slot");
+            assert_eq!(
+                session.conn.index as usize, index,
+                "session in the wrong slot"
+            );
             if let Some(key) = session.room {
-                let room = self.rooms.get(key).expect("session in a room that does not exist");
-                assert!(room.has(session.conn), "session thinks it is in a room it is not in");
+                let room = self
+                    .rooms
+                    .get(key)
+                    .expect("session in a room that does not exist");
+                assert!(
+                    room.has(session.conn),
+                    "session thinks it is in a room it is not in"
+                );
             }
         }
         assert_eq!(count, self.session_count, "session count out of step");
@@ -330,7 +367,10 @@ impl Core {
     fn begin(&mut self, now: Now) {
         debug_assert!(self.list_recipients.is_empty());
         // Monotonic time never goes backwards, even if a caller's does.
-        self.now = Now { mono: now.mono.max(self.now.mono), wall: now.wall };
+        self.now = Now {
+            mono: now.mono.max(self.now.mono),
+            wall: now.wall,
+        };
     }
 
     fn finish(&mut self) {
@@ -348,11 +388,17 @@ impl Core {
     }
 
     fn session(&self, conn: ConnId) -> Option<&Session> {
-        self.sessions.get(conn.index as usize)?.as_ref().filter(|s| s.conn == conn)
+        self.sessions
+            .get(conn.index as usize)?
+            .as_ref()
+            .filter(|s| s.conn == conn)
     }
 
     fn session_mut(&mut self, conn: ConnId) -> Option<&mut Session> {
-        self.sessions.get_mut(conn.index as usize)?.as_mut().filter(|s| s.conn == conn)
+        self.sessions
+            .get_mut(conn.index as usize)?
+            .as_mut()
+            .filter(|s| s.conn == conn)
     }
 
     fn next_serial(&mut self) -> u64 {
@@ -370,9 +416,13 @@ impl Core {
         out: &mut Outbox,
     ) -> bool {
         let now = self.now.mono;
-        let (messages_max, logs_max) =
-            (self.config.messages_per_second_max, self.config.client_logs_per_second_max);
-        let Some(session) = self.session_mut(conn) else { return false };
+        let (messages_max, logs_max) = (
+            self.config.messages_per_second_max,
+            self.config.client_logs_per_second_max,
+        );
+        let Some(session) = self.session_mut(conn) else {
+            return false;
+        };
         // client_log has its own budget: the stock client flushes up to 100 of them on
         // connect, and they must not starve the messages that matter. Over it, they are
         // dropped silently (they are diagnostics).
@@ -392,13 +442,19 @@ impl Core {
 
     fn dispatch(&mut self, conn: ConnId, command: Command, out: &mut Outbox) {
         match command {
-            Command::Identify { user_name, user_id, follows_schedule, token } => {
-                self.identify(conn, user_name, user_id, follows_schedule, token, out)
-            }
+            Command::Identify {
+                user_name,
+                user_id,
+                follows_schedule,
+                token,
+            } => self.identify(conn, user_name, user_id, follows_schedule, token, out),
             Command::ListRooms => self.send_room_list(conn, out),
-            Command::CreateRoom { name, user_name, start_position, media_id } => {
-                self.create_room(conn, name, user_name, start_position, media_id, out)
-            }
+            Command::CreateRoom {
+                name,
+                user_name,
+                start_position,
+                media_id,
+            } => self.create_room(conn, name, user_name, start_position, media_id, out),
             Command::JoinRoom { room, user_name } => self.join_room(conn, &room, user_name, out),
             Command::LeaveRoom => {
                 if self.session(conn).is_some_and(|s| s.room.is_some()) {
@@ -418,10 +474,17 @@ impl Core {
                 }
             }
             Command::Ping { room, echo } => {
-                let seat = self.session(conn).map_or(SeatId(uuid::Uuid::nil()), |s| s.seat);
+                let seat = self
+                    .session(conn)
+                    .map_or(SeatId(uuid::Uuid::nil()), |s| s.seat);
                 out.unicast(
                     conn,
-                    Event::Pong { seat, room: room.clone(), echo, received: self.now.wall },
+                    Event::Pong {
+                        seat,
+                        room: room.clone(),
+                        echo,
+                        received: self.now.wall,
+                    },
                 );
                 if let Some(name) = room.as_deref() {
                     let _ = self.member_room(conn, name, out);
@@ -447,7 +510,9 @@ impl Core {
         token: bool,
         out: &mut Outbox,
     ) {
-        let Some(session) = self.session_mut(conn) else { return };
+        let Some(session) = self.session_mut(conn) else {
+            return;
+        };
         if let Some(name) = user_name.as_deref().and_then(text::display_name) {
             session.user_name = name;
         }
@@ -485,7 +550,9 @@ impl Core {
             self.error(conn, None, ErrorCode::RoomsLimit, out);
             return;
         }
-        let Some(session) = self.session_mut(conn) else { return };
+        let Some(session) = self.session_mut(conn) else {
+            return;
+        };
         if let Some(user_name) = user_name.as_deref().and_then(text::display_name) {
             session.user_name = user_name;
         }
@@ -497,14 +564,22 @@ impl Core {
         let serial = self.next_serial();
         let id = RoomId(self.rng.uuid());
         let now = self.now.mono;
-        let start = if room::valid_position(start_position) { start_position } else { 0.0 };
+        let start = if room::valid_position(start_position) {
+            start_position
+        } else {
+            0.0
+        };
         let key = self.rooms.insert(Room {
             id,
             serial,
             name: room_name,
             host: conn,
             media_id,
-            members: vec![Member { conn, seat, ready: true }],
+            members: vec![Member {
+                conn,
+                seat,
+                ready: true,
+            }],
             clock: RoomClock::paused(start, now),
             filter: RelayFilter {
                 position: start,
@@ -514,6 +589,7 @@ impl Core {
             },
             pending_play: None,
             held: Default::default(),
+            stock_play_at: Millis(0),
             in_flight: Vec::new(),
         });
         self.room_index.insert(id, key);
@@ -526,8 +602,7 @@ impl Core {
     }
 
     fn join_room(&mut self, conn: ConnId, name: &str, user_name: Option<String>, out: &mut Outbox) {
-        let Some(key) = RoomId::parse(name).and_then(|id| self.room_index.get(&id).copied())
-        else {
+        let Some(key) = RoomId::parse(name).and_then(|id| self.room_index.get(&id).copied()) else {
             self.error(conn, None, ErrorCode::RoomNotFound, out);
             self.notify_gone(conn, name, reason::NOT_FOUND, out);
             return;
@@ -554,14 +629,23 @@ impl Core {
         if current.is_some() {
             self.leave_current(conn, out);
         }
-        let Some(session) = self.session_mut(conn) else { return };
+        let Some(session) = self.session_mut(conn) else {
+            return;
+        };
         session.room = Some(key);
         session.gone_notified = None;
         let seat = session.seat;
         let room = &mut self.rooms[key];
-        room.members.push(Member { conn, seat, ready: false });
+        room.members.push(Member {
+            conn,
+            seat,
+            ready: false,
+        });
         let count = room.members.len();
-        let index = out.event(Event::Participants { room: room.id, count });
+        let index = out.event(Event::Participants {
+            room: room.id,
+            count,
+        });
         for member in room.members.iter().filter(|m| m.conn != conn) {
             out.send(member.conn, index);
         }
@@ -572,7 +656,9 @@ impl Core {
 
     /// Takes `conn` out of its room, if any. A host's departure closes the room.
     fn leave_current(&mut self, conn: ConnId, out: &mut Outbox) {
-        let Some(key) = self.session_mut(conn).and_then(|s| s.room.take()) else { return };
+        let Some(key) = self.session_mut(conn).and_then(|s| s.room.take()) else {
+            return;
+        };
         let room = &mut self.rooms[key];
         if room.host == conn {
             // Put the host back so close_room sees a whole room, then close without telling
@@ -585,8 +671,14 @@ impl Core {
         }
         room.members.retain(|m| m.conn != conn);
         let (id, count) = (room.id, room.members.len());
-        let seat = self.session(conn).map_or(SeatId(uuid::Uuid::nil()), |s| s.seat);
-        let index = out.event(Event::ClientLeft { room: id, seat, count });
+        let seat = self
+            .session(conn)
+            .map_or(SeatId(uuid::Uuid::nil()), |s| s.seat);
+        let index = out.event(Event::ClientLeft {
+            room: id,
+            seat,
+            count,
+        });
         for member in &self.rooms[key].members {
             out.send(member.conn, index);
         }
@@ -604,7 +696,10 @@ impl Core {
     ) {
         let room = self.rooms.remove(key);
         self.room_index.remove(&room.id);
-        let index = out.event(Event::RoomClosed { room: room.id.to_string(), reason: why });
+        let index = out.event(Event::RoomClosed {
+            room: room.id.to_string(),
+            reason: why,
+        });
         for member in &room.members {
             if let Some(session) = self.session_mut(member.conn) {
                 session.room = None;
@@ -619,7 +714,9 @@ impl Core {
 
     fn ready(&mut self, conn: ConnId, name: Option<&str>, out: &mut Outbox) {
         let Some(name) = name else { return };
-        let Some(key) = self.member_room(conn, name, out) else { return };
+        let Some(key) = self.member_room(conn, name, out) else {
+            return;
+        };
         let room = &mut self.rooms[key];
         if let Some(member) = room.members.iter_mut().find(|m| m.conn == conn) {
             member.ready = true;
@@ -641,8 +738,12 @@ impl Core {
             self.error(conn, None, ErrorCode::ChatTooLong, out);
             return;
         }
-        let Some(key) = self.member_room(conn, name, out) else { return };
-        let Some(session) = self.session(conn) else { return };
+        let Some(key) = self.member_room(conn, name, out) else {
+            return;
+        };
+        let Some(session) = self.session(conn) else {
+            return;
+        };
         let room = &self.rooms[key];
         let index = out.event(Event::Chat {
             room: room.id,
@@ -687,24 +788,44 @@ impl Core {
     }
 
     fn notify_gone(&mut self, conn: ConnId, name: &str, why: &'static str, out: &mut Outbox) {
-        let Some(session) = self.session_mut(conn) else { return };
+        let Some(session) = self.session_mut(conn) else {
+            return;
+        };
         if session.gone_notified.as_deref() == Some(name) {
             return;
         }
         session.gone_notified = Some(name.to_string());
-        out.unicast(conn, Event::RoomClosed { room: name.to_string(), reason: why });
+        out.unicast(
+            conn,
+            Event::RoomClosed {
+                room: name.to_string(),
+                reason: why,
+            },
+        );
     }
 
     fn error(&mut self, conn: ConnId, room: Option<RoomId>, code: ErrorCode, out: &mut Outbox) {
         if let Some(session) = self.session(conn) {
-            out.unicast(conn, Event::Error { seat: session.seat, room, code });
+            out.unicast(
+                conn,
+                Event::Error {
+                    seat: session.seat,
+                    room,
+                    code,
+                },
+            );
         }
     }
 
     // ----- the room list -----
 
     fn send_room_list(&mut self, conn: ConnId, out: &mut Outbox) {
-        out.unicast(conn, Event::RoomList { version: self.list.version });
+        out.unicast(
+            conn,
+            Event::RoomList {
+                version: self.list.version,
+            },
+        );
         self.list_recipients.push(conn);
     }
 
@@ -713,8 +834,12 @@ impl Core {
         if self.list.flush_scheduled {
             return;
         }
-        let earliest = self.list.last_push.map_or(Millis(0), |t| t + self.config.room_list_interval_ms);
-        self.timers.insert(earliest.max(self.now.mono), CoreTimer::RoomListFlush);
+        let earliest = self
+            .list
+            .last_push
+            .map_or(Millis(0), |t| t + self.config.room_list_interval_ms);
+        self.timers
+            .insert(earliest.max(self.now.mono), CoreTimer::RoomListFlush);
         self.list.flush_scheduled = true;
     }
 
@@ -736,7 +861,9 @@ impl Core {
     }
 
     fn send_room_state(&mut self, key: usize, conn: ConnId, joiner: bool, out: &mut Outbox) {
-        let Some(seat) = self.session(conn).map(|s| s.seat) else { return };
+        let Some(seat) = self.session(conn).map(|s| s.seat) else {
+            return;
+        };
         let room = &self.rooms[key];
         out.unicast(
             conn,

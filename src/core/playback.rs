@@ -23,6 +23,10 @@ use crate::time::Millis;
 
 /// Commands replayed to a joiner are at most this many (the rate limit bounds them anyway).
 const IN_FLIGHT_MAX: usize = 32;
+/// How long after a scheduled play starts a held command may reach a stock member. The
+/// stock client starts a scheduled play from a timer on its own estimate of the server clock
+/// and cannot cancel it; a pause arriving just before that timer fires would be overridden.
+pub const PLAY_GUARD_MS: u64 = 200;
 
 impl Core {
     /// A host's `player_event`.
@@ -47,11 +51,30 @@ impl Core {
     fn relay_fact(&mut self, key: usize, control: super::types::Control, out: &mut Outbox) {
         let now = self.now.mono;
         let room = &mut self.rooms[key];
-        room.clock.apply_control(now, now, &control.action, control.position, control.play_state);
-        note_command(room, &control.action, control.position, control.play_state, now);
-        let message = ControlMessage { relay: control.relay, target: self.now.wall };
-        let recipients: Vec<ConnId> =
-            room.members.iter().map(|m| m.conn).filter(|&c| c != room.host).collect();
+        room.clock.apply_control(
+            now,
+            now,
+            &control.action,
+            control.position,
+            control.play_state,
+        );
+        note_command(
+            room,
+            &control.action,
+            control.position,
+            control.play_state,
+            now,
+        );
+        let message = ControlMessage {
+            relay: control.relay,
+            target: self.now.wall,
+        };
+        let recipients: Vec<ConnId> = room
+            .members
+            .iter()
+            .map(|m| m.conn)
+            .filter(|&c| c != room.host)
+            .collect();
         let play = control.action == ControlAction::Play;
         self.deliver(key, message, now, play, &recipients, out);
     }
@@ -61,9 +84,24 @@ impl Core {
         let now = self.now.mono;
         let (at, target) = later(self.now, self.config.control_schedule_ms);
         let room = &mut self.rooms[key];
-        room.clock.apply_control(now, at, &control.action, control.position, control.play_state);
-        note_command(room, &control.action, control.position, control.play_state, now);
-        let message = ControlMessage { relay: control.relay, target };
+        room.clock.apply_control(
+            now,
+            at,
+            &control.action,
+            control.position,
+            control.play_state,
+        );
+        note_command(
+            room,
+            &control.action,
+            control.position,
+            control.play_state,
+            now,
+        );
+        let message = ControlMessage {
+            relay: control.relay,
+            target,
+        };
         let recipients: Vec<ConnId> = room.members.iter().map(|m| m.conn).collect();
         self.remember_in_flight(key, at, &message, control.action);
         self.deliver(key, message, at, false, &recipients, out);
@@ -73,8 +111,13 @@ impl Core {
     fn hold_play(&mut self, key: usize, position: Option<f64>) {
         let epoch = self.next_serial();
         let deadline = self.now.mono + self.config.ready_wait_ms_max;
-        self.rooms[key].pending_play = Some(PendingPlay { position, epoch, deadline });
-        self.timers.insert(deadline, CoreTimer::ReadyDeadline { room: key, epoch });
+        self.rooms[key].pending_play = Some(PendingPlay {
+            position,
+            epoch,
+            deadline,
+        });
+        self.timers
+            .insert(deadline, CoreTimer::ReadyDeadline { room: key, epoch });
     }
 
     /// Everyone starts together `play_schedule_ms` from now.
@@ -84,9 +127,13 @@ impl Core {
         let room = &mut self.rooms[key];
         room.pending_play = None;
         let position = position.unwrap_or_else(|| room.clock.state_at(at).read(at));
-        room.clock.apply_control(now, at, &ControlAction::Play, Some(position), None);
+        room.clock
+            .apply_control(now, at, &ControlAction::Play, Some(position), None);
         note_command(room, &ControlAction::Play, Some(position), None, now);
-        let message = ControlMessage { relay: Room::play_relay(position), target };
+        let message = ControlMessage {
+            relay: Room::play_relay(position),
+            target,
+        };
         let recipients: Vec<ConnId> = room.members.iter().map(|m| m.conn).collect();
         self.remember_in_flight(key, at, &message, ControlAction::Play);
         self.deliver(key, message, at, true, &recipients, out);
@@ -106,7 +153,9 @@ impl Core {
     /// The ready-wait expired: members still loading are not waited for (until they send
     /// `ready` again, which they then are anyway), and the play starts.
     pub(super) fn ready_deadline(&mut self, key: usize, epoch: u64, out: &mut Outbox) {
-        let Some(room) = self.rooms.get_mut(key) else { return };
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
         let Some(pending) = room.pending_play.as_ref().filter(|p| p.epoch == epoch) else {
             return;
         };
@@ -137,32 +186,61 @@ impl Core {
             message: message.clone(),
         });
         let mut held_for = Vec::new();
+        let mut stock_now = false;
+        let play_pending = room.stock_play_at > now;
         for &conn in recipients {
             let follows = self.session(conn).is_some_and(|s| s.caps.follows_schedule);
-            let now_ok = (play || at <= now) && room.held.is_empty();
+            let now_ok = room.held.is_empty() && (play || (at <= now && !play_pending));
             if follows || now_ok {
                 out.send(conn, index);
+                stock_now |= !follows;
             } else {
                 held_for.push(conn);
             }
         }
+        let room = &mut self.rooms[key];
+        if play && stock_now && at > now {
+            room.stock_play_at = room.stock_play_at.max(at);
+        }
         if held_for.is_empty() {
             return;
         }
-        let room = &mut self.rooms[key];
-        let own = if play { now } else { at };
+        let own = if play {
+            now
+        } else {
+            at.max(room.stock_play_at + PLAY_GUARD_MS)
+        };
         let due = own.max(room.held.back().map_or(Millis(0), |h| h.due));
-        room.held.push_back(Held { due, message, recipients: held_for });
+        room.held.push_back(Held {
+            due,
+            message,
+            recipients: held_for,
+            play,
+            at,
+        });
         let serial = room.serial;
-        self.timers.insert(due, CoreTimer::HeldDue { room: key, serial });
+        self.timers
+            .insert(due, CoreTimer::HeldDue { room: key, serial });
     }
 
     /// Delivers held commands whose instant has come, to those still members.
     pub(super) fn deliver_held(&mut self, key: usize, serial: u64, out: &mut Outbox) {
         let now = self.now.mono;
-        let Some(room) = self.rooms.get_mut(key).filter(|r| r.serial == serial) else { return };
+        let Some(room) = self.rooms.get_mut(key).filter(|r| r.serial == serial) else {
+            return;
+        };
         while room.held.front().is_some_and(|h| h.due <= now) {
-            let Some(held) = room.held.pop_front() else { break };
+            let Some(mut held) = room.held.pop_front() else {
+                break;
+            };
+            if held.play && held.at > now {
+                // A play keeps its start instant, which the stock client schedules.
+                room.stock_play_at = room.stock_play_at.max(held.at);
+            } else {
+                // A stock member acts on receipt and measures elapsed time from server_ts,
+                // so the command is stamped with the instant it is delivered.
+                held.message.target = self.now.wall;
+            }
             let index = out.event(Event::Control {
                 room: room.id,
                 host: room.host_seat(),
@@ -200,7 +278,14 @@ impl Core {
             .cloned()
             .collect();
         for (at, message, action) in pending {
-            self.deliver(key, message, at, action == ControlAction::Play, &[conn], out);
+            self.deliver(
+                key,
+                message,
+                at,
+                action == ControlAction::Play,
+                &[conn],
+                out,
+            );
         }
     }
 
@@ -264,17 +349,27 @@ fn note_command(
 /// The original's `state_update` filter (reference §2.7): a play-state change always
 /// passes; otherwise drop inside the command cooldown, under the minimum interval, for a
 /// small backward jitter (-2.0 ≤ diff < -0.5 s) or a small forward step (0 ≤ diff < 0.5 s).
-fn passes_filter(room: &Room, report: &Report, now: Millis, (cooldown, interval): (u64, u64)) -> bool {
+fn passes_filter(
+    room: &Room,
+    report: &Report,
+    now: Millis,
+    (cooldown, interval): (u64, u64),
+) -> bool {
     if !report.has_payload {
         return true;
     }
     let filter = &room.filter;
-    let new_state = report.play_state_text.as_deref().unwrap_or(filter.play_state.as_str());
+    let new_state = report
+        .play_state_text
+        .as_deref()
+        .unwrap_or(filter.play_state.as_str());
     if new_state != filter.play_state.as_str() {
         return true;
     }
     let diff = report.position_number.unwrap_or(filter.position) - filter.position;
-    let cooling = filter.last_command_at.is_some_and(|t| now.since(t) < cooldown);
+    let cooling = filter
+        .last_command_at
+        .is_some_and(|t| now.since(t) < cooldown);
     let too_soon = now.since(filter.last_state_at) < interval;
     let jitter_back = (-2.0..-0.5).contains(&diff);
     let small_step = (0.0..0.5).contains(&diff);

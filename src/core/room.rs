@@ -60,7 +60,11 @@ impl RoomClock {
     /// A paused clock at `position`.
     pub fn paused(position: f64, at: Millis) -> RoomClock {
         RoomClock {
-            current: ClockState { position, at, playback: Playback::Paused },
+            current: ClockState {
+                position,
+                at,
+                playback: Playback::Paused,
+            },
             next: None,
         }
     }
@@ -76,7 +80,10 @@ impl RoomClock {
     /// Position and play state at `t`.
     pub fn reading(&self, t: Millis) -> ClockReading {
         let state = self.state_at(t);
-        ClockReading { position: state.read(t), playing: state.playback == Playback::Playing }
+        ClockReading {
+            position: state.read(t),
+            playing: state.playback == Playback::Playing,
+        }
     }
 
     /// Promotes a due scheduled state.
@@ -112,7 +119,11 @@ impl RoomClock {
             ControlAction::Buffering => Playback::Buffering,
             ControlAction::Seek | ControlAction::Other => playback,
         };
-        let state = ClockState { position, at, playback };
+        let state = ClockState {
+            position,
+            at,
+            playback,
+        };
         if at > now {
             self.next = Some(state);
         } else {
@@ -131,7 +142,11 @@ impl RoomClock {
             Some(PlayState::Paused) => Playback::Paused,
             None => self.current.playback,
         };
-        self.current = ClockState { position, at: now, playback };
+        self.current = ClockState {
+            position,
+            at: now,
+            playback,
+        };
     }
 }
 
@@ -180,6 +195,10 @@ pub struct Held {
     pub message: ControlMessage,
     /// Who gets it (those still members then).
     pub recipients: Vec<ConnId>,
+    /// A play keeps its start instant; other commands are stamped when delivered.
+    pub play: bool,
+    /// The instant the command takes effect.
+    pub at: Millis,
 }
 
 /// A room.
@@ -205,6 +224,9 @@ pub struct Room {
     pub pending_play: Option<PendingPlay>,
     /// Commands held for members that execute on receipt.
     pub held: VecDeque<Held>,
+    /// The latest start instant of a play sent to members that execute on receipt: a later
+    /// pause must not reach them before it, since they cannot cancel a scheduled play.
+    pub stock_play_at: Millis,
     /// Commands whose instant is still ahead, replayed to joiners: (instant, message).
     pub in_flight: Vec<(Millis, ControlMessage, ControlAction)>,
 }
@@ -222,7 +244,10 @@ impl Room {
 
     /// The host's seat.
     pub fn host_seat(&self) -> SeatId {
-        self.members.iter().find(|m| m.conn == self.host).map_or(SeatId(uuid::Uuid::nil()), |m| m.seat)
+        self.members
+            .iter()
+            .find(|m| m.conn == self.host)
+            .map_or(SeatId(uuid::Uuid::nil()), |m| m.seat)
     }
 
     /// Whether every member counts as ready (a room without media never waits).
@@ -250,9 +275,21 @@ mod tests {
     fn clock_reads() {
         let mut clock = RoomClock::paused(10.0, Millis(0));
         assert_eq!(clock.reading(Millis(5_000)).position, 10.0);
-        clock.apply_control(Millis(1_000), Millis(1_000), &ControlAction::Play, Some(20.0), None);
+        clock.apply_control(
+            Millis(1_000),
+            Millis(1_000),
+            &ControlAction::Play,
+            Some(20.0),
+            None,
+        );
         assert_eq!(clock.reading(Millis(3_500)).position, 22.5);
-        clock.apply_control(Millis(4_000), Millis(4_000), &ControlAction::Buffering, None, None);
+        clock.apply_control(
+            Millis(4_000),
+            Millis(4_000),
+            &ControlAction::Buffering,
+            None,
+            None,
+        );
         assert_eq!(clock.reading(Millis(9_000)).position, 23.0);
         assert!(!clock.reading(Millis(9_000)).playing);
     }
@@ -262,10 +299,28 @@ mod tests {
     #[test]
     fn scheduled_change_takes_effect_at_its_instant() {
         let mut clock = RoomClock::paused(5.0, Millis(0));
-        clock.apply_control(Millis(100), Millis(1_100), &ControlAction::Play, Some(5.0), None);
-        assert_eq!(clock.reading(Millis(1_000)), ClockReading { position: 5.0, playing: false });
+        clock.apply_control(
+            Millis(100),
+            Millis(1_100),
+            &ControlAction::Play,
+            Some(5.0),
+            None,
+        );
+        assert_eq!(
+            clock.reading(Millis(1_000)),
+            ClockReading {
+                position: 5.0,
+                playing: false
+            }
+        );
         clock.apply_report(Millis(600), Some(5.0), Some(PlayState::Paused));
-        assert_eq!(clock.reading(Millis(2_100)), ClockReading { position: 6.0, playing: true });
+        assert_eq!(
+            clock.reading(Millis(2_100)),
+            ClockReading {
+                position: 6.0,
+                playing: true
+            }
+        );
         clock.settle(Millis(2_100));
         assert!(clock.next.is_none());
     }

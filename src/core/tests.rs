@@ -1,0 +1,483 @@
+//! Core transcripts: JSON in at a virtual time, JSON out per connection. Driven through the
+//! gateway (OpenWatchParty dialect), so these read like the wire.
+
+use serde_json::{json, Value};
+
+use crate::config::CoreConfig;
+use crate::gateway::{Gateway, Output};
+use crate::id::ConnId;
+use crate::time::{Millis, Now, UnixMillis};
+
+const MEDIA: &str = "0123456789abcdef0123456789abcdef";
+
+struct Harness {
+    gateway: Gateway,
+    now: Now,
+    next: u32,
+    inbox: Vec<(ConnId, Value)>,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness::with(CoreConfig::default())
+    }
+
+    fn with(config: CoreConfig) -> Harness {
+        Harness {
+            gateway: Gateway::new(config, 1),
+            now: Now {
+                mono: Millis(1_000),
+                wall: UnixMillis(1_700_000_000_000),
+            },
+            next: 0,
+            inbox: Vec::new(),
+        }
+    }
+
+    fn collect(&mut self, outputs: Vec<Output>) {
+        for output in outputs {
+            match output {
+                Output::Send { conn, text } => self
+                    .inbox
+                    .push((conn, serde_json::from_str(text.as_str()).expect("JSON"))),
+                Output::Pong { conn, reply } => {
+                    let text = reply.render(self.now.wall);
+                    self.inbox
+                        .push((conn, serde_json::from_str(text.as_str()).expect("JSON")))
+                }
+                Output::ClientLog { .. } => {}
+            }
+        }
+        self.gateway.core().check_invariants();
+    }
+
+    fn connect(&mut self) -> ConnId {
+        self.next += 1;
+        let conn = ConnId {
+            index: self.next,
+            generation: 1,
+        };
+        let mut out = Vec::new();
+        self.gateway.open(self.now, conn, &mut out);
+        self.collect(out);
+        self.take(conn);
+        conn
+    }
+
+    fn send(&mut self, conn: ConnId, message: Value) {
+        let mut out = Vec::new();
+        self.gateway
+            .text(self.now, conn, &message.to_string(), &mut out);
+        self.collect(out);
+    }
+
+    fn disconnect(&mut self, conn: ConnId) {
+        let mut out = Vec::new();
+        self.gateway.close(self.now, conn, &mut out);
+        self.collect(out);
+    }
+
+    /// Moves virtual time, firing every timer on the way, in order.
+    fn wait(&mut self, ms: u64) {
+        let target = self.now.mono + ms;
+        loop {
+            let next = self.gateway.next_deadline().filter(|d| *d <= target);
+            let step = next.unwrap_or(target);
+            self.now = self.now.plus(step.since(self.now.mono));
+            let mut out = Vec::new();
+            self.gateway.advance(self.now, &mut out);
+            self.collect(out);
+            assert!(self
+                .gateway
+                .next_deadline()
+                .is_none_or(|d| d > self.now.mono));
+            if next.is_none() {
+                return;
+            }
+        }
+    }
+
+    /// Everything sent to `conn` so far, oldest first; clears it.
+    fn take(&mut self, conn: ConnId) -> Vec<Value> {
+        let (mine, rest) = self.inbox.drain(..).partition(|(c, _)| *c == conn);
+        self.inbox = rest;
+        mine.into_iter().map(|(_, v)| v).collect()
+    }
+
+    fn types(&mut self, conn: ConnId) -> Vec<String> {
+        self.take(conn)
+            .iter()
+            .map(|m| m["type"].as_str().unwrap_or("?").to_string())
+            .collect()
+    }
+
+    fn create(&mut self, host: ConnId, payload: Value) -> String {
+        self.send(
+            host,
+            json!({"type": "create_room", "room": "", "payload": payload, "ts": 1}),
+        );
+        let messages = self.take(host);
+        let state = messages
+            .iter()
+            .find(|m| m["type"] == "room_state")
+            .expect("room_state");
+        state["room"].as_str().expect("room").to_string()
+    }
+
+    fn join(&mut self, conn: ConnId, room: &str) -> Vec<Value> {
+        self.send(
+            conn,
+            json!({"type": "join_room", "room": room, "payload": {"user_name": "g"}, "ts": 1}),
+        );
+        self.take(conn)
+    }
+
+    fn scheduled(&mut self, conn: ConnId) {
+        self.send(
+            conn,
+            json!({"type": "auth", "payload": {"scheduled": true}, "ts": 1}),
+        );
+    }
+
+    fn ms_from_now(&self, wall: &Value) -> i64 {
+        wall.as_u64().expect("a timestamp") as i64 - self.now.wall.0 as i64
+    }
+}
+
+fn play(room: &str, position: f64) -> Value {
+    json!({"type": "player_event", "room": room, "ts": 1,
+           "payload": {"action": "play", "position": position, "play_state": "playing"}})
+}
+
+fn pause(room: &str, position: f64) -> Value {
+    json!({"type": "player_event", "room": room, "ts": 1,
+           "payload": {"action": "pause", "position": position, "play_state": "paused"}})
+}
+
+/// A stock host's play is a fact: relayed at once to the others only, target = server_ts = now.
+#[test]
+fn stock_host_play_is_relayed_now_to_others() {
+    let mut h = Harness::new();
+    let (host, guest) = (h.connect(), h.connect());
+    let room = h.create(host, json!({"media_id": MEDIA}));
+    h.join(guest, &room);
+    h.take(host);
+    h.send(
+        host,
+        json!({"type": "player_event", "room": room, "ts": 1,
+                        "payload": {"action": "play", "position": 12.5}}),
+    );
+    assert!(h.take(host).is_empty(), "the host gets no echo");
+    let relayed = h.take(guest);
+    assert_eq!(relayed.len(), 1);
+    let event = &relayed[0];
+    assert_eq!(event["payload"]["action"], "play");
+    assert_eq!(event["payload"]["position"], 12.5);
+    assert!(
+        event["payload"].get("play_state").is_none(),
+        "absent fields stay absent"
+    );
+    assert_eq!(event["payload"]["target_server_ts"], event["server_ts"]);
+    assert_eq!(h.ms_from_now(&event["server_ts"]), 0);
+}
+
+/// A scheduling host with everyone ready: play to all, host included, 1000 ms ahead.
+#[test]
+fn scheduled_play_all_ready_goes_to_everyone_ahead() {
+    let mut h = Harness::new();
+    let (host, guest) = (h.connect(), h.connect());
+    h.scheduled(host);
+    let room = h.create(host, json!({"media_id": MEDIA}));
+    h.join(guest, &room);
+    h.send(guest, json!({"type": "ready", "room": room, "ts": 1}));
+    h.take(host);
+    h.send(host, play(&room, 30.0));
+    for conn in [host, guest] {
+        let messages = h.take(conn);
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert_eq!(messages[0]["payload"]["action"], "play");
+        assert_eq!(messages[0]["payload"]["position"], 30.0);
+        assert_eq!(
+            h.ms_from_now(&messages[0]["payload"]["target_server_ts"]),
+            1_000
+        );
+        assert_eq!(
+            messages[0]["server_ts"],
+            messages[0]["payload"]["target_server_ts"]
+        );
+    }
+}
+
+/// One member late: the play waits for its `ready`, then starts 1000 ms after it.
+#[test]
+fn scheduled_play_waits_for_the_last_ready() {
+    let mut h = Harness::new();
+    let (host, guest) = (h.connect(), h.connect());
+    h.scheduled(host);
+    let room = h.create(host, json!({"media_id": MEDIA}));
+    h.join(guest, &room);
+    h.take(host);
+    h.send(host, play(&room, 5.0));
+    assert!(
+        h.take(host).is_empty() && h.take(guest).is_empty(),
+        "pending, nothing sent"
+    );
+    h.wait(700);
+    assert!(h.take(guest).is_empty());
+    h.send(guest, json!({"type": "ready", "room": room, "ts": 1}));
+    let event = h.take(guest).pop().expect("the play, released by ready");
+    assert_eq!(h.ms_from_now(&event["payload"]["target_server_ts"]), 1_000);
+    assert_eq!(h.types(host), vec!["player_event"]);
+    h.wait(5_000);
+    assert!(h.take(guest).is_empty(), "the deadline timer is stale now");
+}
+
+/// One member silent: the play starts at the ready-wait deadline, and that member is not
+/// waited for again.
+#[test]
+fn scheduled_play_released_at_the_deadline() {
+    let mut h = Harness::new();
+    let (host, guest) = (h.connect(), h.connect());
+    h.scheduled(host);
+    let room = h.create(host, json!({"media_id": MEDIA}));
+    h.join(guest, &room);
+    h.take(host);
+    h.send(host, play(&room, 5.0));
+    h.wait(1_999);
+    assert!(h.take(guest).is_empty());
+    h.wait(1);
+    assert_eq!(h.types(guest), vec!["player_event"]);
+    assert_eq!(h.types(host), vec!["player_event"]);
+    h.send(host, pause(&room, 7.0));
+    h.wait(400);
+    h.take(host);
+    h.send(host, play(&room, 7.0));
+    assert_eq!(
+        h.types(host),
+        vec!["player_event"],
+        "no second wait for the silent member"
+    );
+}
+
+/// A later command replaces a pending play: it is never delivered after the pause.
+#[test]
+fn later_command_replaces_pending_play() {
+    let mut h = Harness::new();
+    let (host, guest) = (h.connect(), h.connect());
+    h.scheduled(host);
+    let room = h.create(host, json!({"media_id": MEDIA}));
+    h.join(guest, &room);
+    h.take(host);
+    h.send(host, play(&room, 5.0));
+    h.send(host, pause(&room, 5.0));
+    h.wait(3_000);
+    let actions: Vec<Value> = h
+        .take(guest)
+        .iter()
+        .map(|m| m["payload"]["action"].clone())
+        .collect();
+    assert_eq!(actions, vec![json!("pause")]);
+}
+
+/// Pause before the play's target: the stock guest gets the play at once (it schedules it)
+/// and the pause only after the play has started, so it ends paused; a scheduling guest
+/// gets both at once with their targets.
+#[test]
+fn pause_before_target_reaches_stock_guest_after_the_play_starts() {
+    let mut h = Harness::new();
+    let (host, stock, modern) = (h.connect(), h.connect(), h.connect());
+    h.scheduled(host);
+    h.scheduled(modern);
+    let room = h.create(host, json!({}));
+    h.join(stock, &room);
+    h.join(modern, &room);
+    h.take(host);
+    h.take(stock);
+    h.send(host, play(&room, 10.0));
+    h.wait(100);
+    h.send(host, pause(&room, 10.0));
+    let stock_now = h.take(stock);
+    assert_eq!(stock_now.len(), 1, "only the play so far");
+    let play_target = stock_now[0]["payload"]["target_server_ts"]
+        .as_u64()
+        .unwrap();
+    let modern_now = h.take(modern);
+    assert_eq!(modern_now.len(), 2);
+    assert_eq!(
+        h.ms_from_now(&modern_now[1]["payload"]["target_server_ts"]),
+        300
+    );
+    h.wait(1_099);
+    assert!(
+        h.take(stock).is_empty(),
+        "held until after the play started"
+    );
+    h.wait(1);
+    let paused = h.take(stock);
+    assert_eq!(paused.len(), 1);
+    assert_eq!(paused[0]["payload"]["action"], "pause");
+    assert!(paused[0]["server_ts"].as_u64().unwrap() > play_target);
+    assert_eq!(
+        h.ms_from_now(&paused[0]["server_ts"]),
+        0,
+        "stamped at delivery"
+    );
+}
+
+/// A joiner of a playing room gets the clock minus the stock lead, then a play to re-base.
+#[test]
+fn joiner_of_playing_room_gets_clock_and_play() {
+    let mut h = Harness::new();
+    let (host, guest) = (h.connect(), h.connect());
+    let room = h.create(host, json!({}));
+    h.send(host, play(&room, 100.0));
+    h.wait(5_000);
+    h.take(guest);
+    let messages = h.join(guest, &room);
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert_eq!(messages[0]["type"], "room_state");
+    let position = messages[0]["payload"]["state"]["position"]
+        .as_f64()
+        .unwrap();
+    assert!((position - 104.7).abs() < 1e-9, "{position}");
+    assert_eq!(messages[0]["payload"]["state"]["play_state"], "playing");
+    assert_eq!(messages[1]["payload"]["action"], "play");
+    assert_eq!(messages[1]["payload"]["position"], 105.0);
+    assert_eq!(
+        messages[1]["payload"]["target_server_ts"],
+        messages[1]["server_ts"]
+    );
+    assert_eq!(h.ms_from_now(&messages[1]["server_ts"]), 0);
+}
+
+/// A joiner of a paused room: position minus the lead, clamped at zero, no follow-up.
+#[test]
+fn joiner_of_paused_room_gets_clamped_position_only() {
+    let mut h = Harness::new();
+    let (host, guest) = (h.connect(), h.connect());
+    let room = h.create(host, json!({"start_pos": 0.1}));
+    let messages = h.join(guest, &room);
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["payload"]["state"]["position"], 0.0);
+    assert_eq!(messages[0]["payload"]["state"]["play_state"], "paused");
+}
+
+/// The state_update filter, case by case, against the last relayed state.
+#[test]
+fn state_update_filter() {
+    let mut h = Harness::new();
+    let (host, guest) = (h.connect(), h.connect());
+    let room = h.create(host, json!({}));
+    h.join(guest, &room);
+    let state = |position: f64, play_state: &str| {
+        json!({"type": "state_update", "room": room, "ts": 1,
+               "payload": {"position": position, "play_state": play_state}})
+    };
+    h.send(host, play(&room, 10.0));
+    h.take(guest);
+    h.send(host, state(10.0, "playing"));
+    h.wait(1_000);
+    h.send(host, state(11.0, "playing"));
+    assert!(h.take(guest).is_empty(), "inside the 2 s cooldown");
+    h.wait(1_000);
+    h.send(host, state(12.0, "playing"));
+    assert_eq!(
+        h.types(guest),
+        vec!["state_update"],
+        "outside the cooldown, +2 s"
+    );
+    h.wait(1_000);
+    h.send(host, state(13.0, "playing"));
+    assert_eq!(
+        h.types(guest),
+        vec!["state_update"],
+        "every second while playing"
+    );
+    h.wait(600);
+    h.send(host, state(13.2, "playing"));
+    assert!(h.take(guest).is_empty(), "small forward step");
+    h.wait(600);
+    h.send(host, state(12.0, "playing"));
+    assert!(h.take(guest).is_empty(), "small backward jitter");
+    h.wait(600);
+    h.send(host, state(9.0, "playing"));
+    assert_eq!(h.types(guest), vec!["state_update"], "a real jump back");
+    h.wait(100);
+    h.send(host, state(20.0, "playing"));
+    assert!(
+        h.take(guest).is_empty(),
+        "under the 500 ms minimum interval"
+    );
+    h.send(host, state(9.1, "paused"));
+    assert_eq!(
+        h.types(guest),
+        vec!["state_update"],
+        "a play-state change always passes"
+    );
+}
+
+/// Many lobby clients and many changes in one turn cost one room_list push each.
+#[test]
+fn room_list_pushes_are_batched() {
+    let mut h = Harness::new();
+    let lobby: Vec<ConnId> = (0..50).map(|_| h.connect()).collect();
+    let hosts: Vec<ConnId> = (0..10).map(|_| h.connect()).collect();
+    for &host in &hosts {
+        h.create(host, json!({}));
+    }
+    assert!(h.take(lobby[0]).is_empty(), "not before the flush");
+    h.wait(0);
+    for &conn in &lobby {
+        let lists = h.take(conn);
+        assert_eq!(lists.len(), 1);
+        assert_eq!(lists[0]["payload"].as_array().map(Vec::len), Some(10));
+    }
+    h.disconnect(hosts[0]);
+    h.wait(249);
+    assert!(h.take(lobby[0]).is_empty(), "at most one push per interval");
+    h.wait(1);
+    assert_eq!(
+        h.take(lobby[0])[0]["payload"].as_array().map(Vec::len),
+        Some(9)
+    );
+}
+
+/// Rate limit: 30 per second, one error per window; client_log on its own budget.
+#[test]
+fn rate_limit_and_client_log_budget() {
+    let mut h = Harness::new();
+    let conn = h.connect();
+    for _ in 0..100 {
+        h.send(
+            conn,
+            json!({"type": "client_log", "payload": {"category": "X", "message": "m"}}),
+        );
+    }
+    for _ in 0..40 {
+        h.send(conn, json!({"type": "ping", "payload": {"client_ts": 1}}));
+    }
+    let types = h.types(conn);
+    assert_eq!(types.iter().filter(|t| *t == "pong").count(), 30);
+    assert_eq!(types.iter().filter(|t| *t == "error").count(), 1);
+    h.wait(1_000);
+    h.send(conn, json!({"type": "ping", "payload": {"client_ts": 1}}));
+    assert_eq!(h.types(conn), vec!["pong"]);
+}
+
+/// Ids are UUID v4 strings, never slot numbers; counts are integers.
+#[test]
+fn ids_are_uuids_and_counts_integers() {
+    let mut h = Harness::new();
+    let host = h.connect();
+    h.send(
+        host,
+        json!({"type": "create_room", "payload": {"name": "  Movie\u{202e} night  "}}),
+    );
+    let state = h.take(host).remove(0);
+    let host_id = state["payload"]["host_id"].as_str().unwrap();
+    let parsed = uuid::Uuid::parse_str(host_id).unwrap();
+    assert_eq!(parsed.get_version_num(), 4);
+    assert_eq!(parsed.hyphenated().to_string(), host_id);
+    assert_eq!(state["payload"]["name"], "Movie night");
+    assert!(state["payload"]["participant_count"].is_u64());
+}

@@ -398,21 +398,49 @@ pub enum Event {
     /// Member count changed because someone joined.
     Participants { room: RoomId, count: usize },
     /// A playback command from the host (or the server, for a scheduled play).
-    Control { room: RoomId, host: SeatId, message: ControlMessage },
+    Control {
+        room: RoomId,
+        host: SeatId,
+        message: ControlMessage,
+    },
     /// A playback report from the host.
-    State { room: RoomId, host: SeatId, relay: Relay, server_ts: UnixMillis },
+    State {
+        room: RoomId,
+        host: SeatId,
+        relay: Relay,
+        server_ts: UnixMillis,
+    },
     /// A member left; `count` remain.
-    ClientLeft { room: RoomId, seat: SeatId, count: usize },
+    ClientLeft {
+        room: RoomId,
+        seat: SeatId,
+        count: usize,
+    },
     /// The room is gone for you (`room` as the recipient named it).
     RoomClosed { room: String, reason: &'static str },
     /// Chat text from `seat`.
-    Chat { room: RoomId, seat: SeatId, username: String, text: String, server_ts: UnixMillis },
+    Chat {
+        room: RoomId,
+        seat: SeatId,
+        username: String,
+        text: String,
+        server_ts: UnixMillis,
+    },
     /// Something the recipient sent was refused.
-    Error { seat: SeatId, room: Option<RoomId>, code: ErrorCode },
+    Error {
+        seat: SeatId,
+        room: Option<RoomId>,
+        code: ErrorCode,
+    },
     /// A token was accepted.
     AuthSuccess { seat: SeatId, user_name: String },
     /// Reply to a ping; the send instant is stamped when it is written.
-    Pong { seat: SeatId, room: Option<String>, echo: Option<Json>, received: UnixMillis },
+    Pong {
+        seat: SeatId,
+        room: Option<String>,
+        echo: Option<Json>,
+        received: UnixMillis,
+    },
     /// A client debug line for the server log (not sent to anyone).
     ClientLog { category: String, message: String },
 }

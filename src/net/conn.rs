@@ -86,7 +86,10 @@ impl<S> Conn<S> {
     pub fn new(id: ConnId, stream: S, now: Millis, over_limit: bool) -> Conn<S> {
         Conn {
             id,
-            phase: Phase::Request { stream, head: Vec::new() },
+            phase: Phase::Request {
+                stream,
+                head: Vec::new(),
+            },
             readable: true,
             writable: true,
             heard_at: now,
@@ -99,9 +102,9 @@ impl<S> Conn<S> {
     /// The socket, whatever the phase (`None` once dead).
     pub fn stream_mut(&mut self) -> Option<&mut S> {
         match &mut self.phase {
-            Phase::Request { stream, .. } | Phase::Respond { stream, .. } | Phase::Drain { stream } => {
-                Some(stream)
-            }
+            Phase::Request { stream, .. }
+            | Phase::Respond { stream, .. }
+            | Phase::Drain { stream } => Some(stream),
             Phase::Open { ws } | Phase::Closing { ws } => Some(ws.get_mut()),
             Phase::Dead => None,
         }
@@ -110,9 +113,9 @@ impl<S> Conn<S> {
     /// Takes the socket out, leaving the connection dead.
     pub fn take_stream(&mut self) -> Option<S> {
         match std::mem::replace(&mut self.phase, Phase::Dead) {
-            Phase::Request { stream, .. } | Phase::Respond { stream, .. } | Phase::Drain { stream } => {
-                Some(stream)
-            }
+            Phase::Request { stream, .. }
+            | Phase::Respond { stream, .. }
+            | Phase::Drain { stream } => Some(stream),
             Phase::Open { ws } | Phase::Closing { ws } => Some(ws.into_inner()),
             Phase::Dead => None,
         }

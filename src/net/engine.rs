@@ -152,19 +152,31 @@ impl<S: Stream> Engine<S> {
         let over_limit = self.conns.len() >= self.config.connections_max;
         self.generation = self.generation.wrapping_add(1).max(1);
         let entry = self.conns.vacant_entry();
-        let id = ConnId { index: entry.key() as u32, generation: self.generation };
+        let id = ConnId {
+            index: entry.key() as u32,
+            generation: self.generation,
+        };
         entry.insert(Conn::new(id, stream, now.mono, over_limit));
-        self.wheel.insert(now.mono + self.config.net.handshake_timeout_ms, (id, ShellTimer::Handshake));
+        self.wheel.insert(
+            now.mono + self.config.net.handshake_timeout_ms,
+            (id, ShellTimer::Handshake),
+        );
         self.stats.accepted += 1;
         if over_limit {
-            log!(Warn, "event=refused reason=connection_limit conn={id} limit={}", self.config.connections_max);
+            log!(
+                Warn,
+                "event=refused reason=connection_limit conn={id} limit={}",
+                self.config.connections_max
+            );
         }
         Ok(id)
     }
 
     /// Readiness reported for `id`; stale ids are ignored.
     pub fn ready(&mut self, now: Now, id: ConnId, readable: bool, writable: bool) {
-        let Some(conn) = self.conn_mut(id) else { return };
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
         conn.readable |= readable;
         conn.writable |= writable;
         if writable {
@@ -236,7 +248,9 @@ impl<S: Stream> Engine<S> {
         self.apply_outputs(now);
         let ids: Vec<ConnId> = self.conns.iter().map(|(_, c)| c.id).collect();
         for id in ids {
-            let Some(conn) = self.conn_mut(id) else { continue };
+            let Some(conn) = self.conn_mut(id) else {
+                continue;
+            };
             if matches!(conn.phase, Phase::Open { .. }) {
                 self.close_with(now, id, CloseCode::Away, "Server shutting down", false);
             } else if !matches!(conn.phase, Phase::Closing { .. }) {
@@ -270,7 +284,9 @@ impl<S: Stream> Engine<S> {
     /// (request → respond → open → read).
     fn drive(&mut self, now: Now, id: ConnId) {
         for _ in 0..4 {
-            let Some(conn) = self.conn_mut(id) else { return };
+            let Some(conn) = self.conn_mut(id) else {
+                return;
+            };
             let advanced = match conn.phase {
                 Phase::Request { .. } => self.drive_request(id),
                 Phase::Respond { .. } => self.drive_respond(now, id),
@@ -287,8 +303,12 @@ impl<S: Stream> Engine<S> {
 
     fn drive_request(&mut self, id: ConnId) -> bool {
         let head_max = self.config.net.request_head_bytes_max;
-        let Some(conn) = self.conns.get_mut(id.index as usize) else { return false };
-        let Phase::Request { stream, head } = &mut conn.phase else { return false };
+        let Some(conn) = self.conns.get_mut(id.index as usize) else {
+            return false;
+        };
+        let Phase::Request { stream, head } = &mut conn.phase else {
+            return false;
+        };
         while conn.readable && head.len() < head_max {
             let room = (head_max - head.len()).min(self.scratch.len());
             match stream.read(&mut self.scratch[..room]) {
@@ -313,7 +333,10 @@ impl<S: Stream> Engine<S> {
             _ if conn.over_limit => (upgrade::refusal(Status::Unavailable), AfterResponse::Close),
             Route::WebSocket { key } => {
                 let leftover = head[len.min(head.len())..].to_vec();
-                (upgrade::switching_protocols(&key), AfterResponse::Upgrade { leftover })
+                (
+                    upgrade::switching_protocols(&key),
+                    AfterResponse::Upgrade { leftover },
+                )
             }
             Route::Health { origin } => {
                 let stats = self.gateway.core().stats();
@@ -322,14 +345,23 @@ impl<S: Stream> Engine<S> {
                 (body, AfterResponse::Close)
             }
             Route::Refuse(status) => {
-                log!(Debug, "event=http_refused conn={id} status={}", status.line().0);
+                log!(
+                    Debug,
+                    "event=http_refused conn={id} status={}",
+                    status.line().0
+                );
                 (upgrade::refusal(status), AfterResponse::Close)
             }
         };
         let Phase::Request { stream, .. } = std::mem::replace(&mut conn.phase, Phase::Dead) else {
             return false;
         };
-        conn.phase = Phase::Respond { stream, bytes, written: 0, then };
+        conn.phase = Phase::Respond {
+            stream,
+            bytes,
+            written: 0,
+            then,
+        };
         true
     }
 
@@ -337,7 +369,15 @@ impl<S: Stream> Engine<S> {
         let Some(conn) = self.conns.get_mut(id.index as usize).filter(|c| c.id == id) else {
             return false;
         };
-        let Phase::Respond { stream, bytes, written, .. } = &mut conn.phase else { return false };
+        let Phase::Respond {
+            stream,
+            bytes,
+            written,
+            ..
+        } = &mut conn.phase
+        else {
+            return false;
+        };
         while *written < bytes.len() {
             match stream.write(&bytes[*written..]) {
                 Ok(0) => {
@@ -357,7 +397,8 @@ impl<S: Stream> Engine<S> {
             }
         }
         let _ = stream.flush();
-        let Phase::Respond { stream, then, .. } = std::mem::replace(&mut conn.phase, Phase::Dead) else {
+        let Phase::Respond { stream, then, .. } = std::mem::replace(&mut conn.phase, Phase::Dead)
+        else {
             return false;
         };
         match then {
@@ -423,10 +464,16 @@ impl<S: Stream> Engine<S> {
     /// Reads up to the per-turn budget of messages and hands them to the gateway.
     fn drive_open(&mut self, now: Now, id: ConnId) -> bool {
         for _ in 0..self.config.net.messages_per_turn_max {
-            let Some(conn) = self.conn_mut(id) else { return false };
-            let Phase::Open { ws } = &mut conn.phase else { return true };
+            let Some(conn) = self.conn_mut(id) else {
+                return false;
+            };
+            let Phase::Open { ws } = &mut conn.phase else {
+                return true;
+            };
             let result = ws.read();
-            let Some(conn) = self.conn_mut(id) else { return false };
+            let Some(conn) = self.conn_mut(id) else {
+                return false;
+            };
             match result {
                 Ok(message) => {
                     conn.heard_at = now.mono;
@@ -465,13 +512,17 @@ impl<S: Stream> Engine<S> {
                 self.leave_core(now, id);
                 if let Some(conn) = self.conn_mut(id) {
                     if let Phase::Open { .. } = conn.phase {
-                        let Phase::Open { ws } = std::mem::replace(&mut conn.phase, Phase::Dead) else {
+                        let Phase::Open { ws } = std::mem::replace(&mut conn.phase, Phase::Dead)
+                        else {
                             return;
                         };
                         conn.phase = Phase::Closing { ws };
                     }
                 }
-                self.wheel.insert(now.mono + self.config.net.close_timeout_ms, (id, ShellTimer::Closing));
+                self.wheel.insert(
+                    now.mono + self.config.net.close_timeout_ms,
+                    (id, ShellTimer::Closing),
+                );
             }
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
         }
@@ -490,7 +541,9 @@ impl<S: Stream> Engine<S> {
             | WsError::AlreadyClosed
             | WsError::Io(_) => self.kill(id),
             WsError::WriteBufferFull(_) => self.evict(id),
-            WsError::Protocol(_) => self.close_with(now, id, CloseCode::Protocol, "Protocol error", true),
+            WsError::Protocol(_) => {
+                self.close_with(now, id, CloseCode::Protocol, "Protocol error", true)
+            }
             _ => self.kill(id),
         }
     }
@@ -498,14 +551,22 @@ impl<S: Stream> Engine<S> {
     /// After a closing handshake started: keep reading until tungstenite reports the end, or
     /// (after a fatal read error, when the stream is mid-frame) discard raw bytes until EOF.
     fn drive_closing(&mut self, id: ConnId) -> bool {
-        let Some(conn) = self.conn_mut(id) else { return false };
-        let Phase::Closing { ws } = &mut conn.phase else { return false };
+        let Some(conn) = self.conn_mut(id) else {
+            return false;
+        };
+        let Phase::Closing { ws } = &mut conn.phase else {
+            return false;
+        };
         if !ws.can_read() || ws.get_config().max_frame_size == Some(0) {
             return self.drive_drain(id);
         }
         for _ in 0..self.config.net.messages_per_turn_max {
-            let Some(conn) = self.conn_mut(id) else { return false };
-            let Phase::Closing { ws } = &mut conn.phase else { return false };
+            let Some(conn) = self.conn_mut(id) else {
+                return false;
+            };
+            let Phase::Closing { ws } = &mut conn.phase else {
+                return false;
+            };
             match ws.read() {
                 Ok(_) => {}
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -526,9 +587,18 @@ impl<S: Stream> Engine<S> {
 
     /// Starts a closing handshake with `code`. `fatal`: the read side is unusable (mid-frame
     /// after a limit), so later input is discarded raw instead of parsed.
-    fn close_with(&mut self, now: Now, id: ConnId, code: CloseCode, reason: &'static str, fatal: bool) {
+    fn close_with(
+        &mut self,
+        now: Now,
+        id: ConnId,
+        code: CloseCode,
+        reason: &'static str,
+        fatal: bool,
+    ) {
         self.leave_core(now, id);
-        let Some(conn) = self.conn_mut(id) else { return };
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
         let ws = match std::mem::replace(&mut conn.phase, Phase::Dead) {
             Phase::Open { ws } | Phase::Closing { ws } => ws,
             other => {
@@ -542,7 +612,10 @@ impl<S: Stream> Engine<S> {
             // configured otherwise).
             ws.set_config(|c| c.max_frame_size = Some(0));
         }
-        let frame = CloseFrame { code, reason: reason.into() };
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
         match ws.close(Some(frame)) {
             // The close frame is out; after a fatal error nothing more will be read or
             // written, so half-close and let the peer finish.
@@ -553,12 +626,17 @@ impl<S: Stream> Engine<S> {
         }
         conn.phase = Phase::Closing { ws };
         self.mark_dirty(id);
-        self.wheel.insert(now.mono + self.config.net.close_timeout_ms, (id, ShellTimer::Closing));
+        self.wheel.insert(
+            now.mono + self.config.net.close_timeout_ms,
+            (id, ShellTimer::Closing),
+        );
     }
 
     /// Tells the core the connection is gone (once).
     fn leave_core(&mut self, now: Now, id: ConnId) {
-        let Some(conn) = self.conn_mut(id) else { return };
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
         if conn.in_core {
             conn.in_core = false;
             self.websockets -= 1;
@@ -577,7 +655,11 @@ impl<S: Stream> Engine<S> {
     /// is no room for a close frame and the peer is not reading).
     fn evict(&mut self, id: ConnId) {
         self.stats.evicted += 1;
-        log!(Warn, "event=evicted reason=slow_consumer conn={id} queued_max={}", self.config.net.outbox_bytes_max);
+        log!(
+            Warn,
+            "event=evicted reason=slow_consumer conn={id} queued_max={}",
+            self.config.net.outbox_bytes_max
+        );
         self.kill(id);
     }
 
@@ -585,19 +667,29 @@ impl<S: Stream> Engine<S> {
 
     fn timer(&mut self, now: Now, id: ConnId, timer: ShellTimer) {
         let idle_ms = self.config.net.idle_timeout_ms;
-        let Some(conn) = self.conn_mut(id) else { return };
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
         match (timer, &conn.phase) {
             (ShellTimer::Handshake, Phase::Request { .. }) => {
-                let Phase::Request { stream, .. } = std::mem::replace(&mut conn.phase, Phase::Dead) else {
+                let Phase::Request { stream, .. } = std::mem::replace(&mut conn.phase, Phase::Dead)
+                else {
                     return;
                 };
                 let bytes = upgrade::refusal(Status::RequestTimeout);
-                conn.phase = Phase::Respond { stream, bytes, written: 0, then: AfterResponse::Close };
+                conn.phase = Phase::Respond {
+                    stream,
+                    bytes,
+                    written: 0,
+                    then: AfterResponse::Close,
+                };
                 conn.writable = true;
                 self.drive(now, id);
             }
             (ShellTimer::Handshake, Phase::Respond { .. }) => conn.phase = Phase::Dead,
-            (ShellTimer::Closing, Phase::Closing { .. } | Phase::Drain { .. }) => conn.phase = Phase::Dead,
+            (ShellTimer::Closing, Phase::Closing { .. } | Phase::Drain { .. }) => {
+                conn.phase = Phase::Dead
+            }
             (ShellTimer::Idle, Phase::Open { .. }) => {
                 let silent = now.mono.since(conn.heard_at);
                 if silent >= idle_ms {
@@ -634,7 +726,11 @@ impl<S: Stream> Engine<S> {
                     // Pongs go out at once: their send instant is part of the clock sync.
                     self.flush(conn);
                 }
-                Output::ClientLog { conn, category, message } => {
+                Output::ClientLog {
+                    conn,
+                    category,
+                    message,
+                } => {
                     log!(
                         Debug,
                         "event=client_log conn={conn} category={} message={:?}",
@@ -650,8 +746,12 @@ impl<S: Stream> Engine<S> {
     }
 
     fn write(&mut self, id: ConnId, message: Message) {
-        let Some(conn) = self.conn_mut(id) else { return };
-        let Phase::Open { ws } = &mut conn.phase else { return };
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
+        let Phase::Open { ws } = &mut conn.phase else {
+            return;
+        };
         if !ws.can_write() {
             return;
         }
@@ -668,7 +768,9 @@ impl<S: Stream> Engine<S> {
     }
 
     fn flush(&mut self, id: ConnId) {
-        let Some(conn) = self.conn_mut(id) else { return };
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
         let ws = match &mut conn.phase {
             Phase::Open { ws } | Phase::Closing { ws } => ws,
             Phase::Respond { .. } => return,
@@ -684,7 +786,9 @@ impl<S: Stream> Engine<S> {
 
     fn flush_dirty(&mut self) {
         for id in std::mem::take(&mut self.dirty) {
-            let Some(conn) = self.conn_mut(id) else { continue };
+            let Some(conn) = self.conn_mut(id) else {
+                continue;
+            };
             conn.dirty = false;
             if matches!(conn.phase, Phase::Respond { .. }) {
                 continue;

@@ -44,7 +44,9 @@ pub struct Server {
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server").field("local_addr", &self.local_addr).finish_non_exhaustive()
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -56,9 +58,11 @@ impl Server {
         let local_addr = listener.local_addr()?;
         let poll = Poll::new()?;
         let mut listener = listener;
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
         let mut signals = Signals::new([SIGTERM, SIGINT])?;
-        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let clock = Clock::start();
         let engine_config = EngineConfig {
             net: config.net.clone(),
@@ -99,7 +103,10 @@ impl Server {
                     continue;
                 }
                 poll_failures += 1;
-                log!(Error, "event=poll_failed error={error:?} count={poll_failures}");
+                log!(
+                    Error,
+                    "event=poll_failed error={error:?} count={poll_failures}"
+                );
                 if poll_failures >= POLL_FAILURES_MAX {
                     return Err(error);
                 }
@@ -117,8 +124,11 @@ impl Server {
                         }
                     }
                     token => {
-                        let Some(id) = ConnId::from_token(token.0) else { continue };
-                        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+                        let Some(id) = ConnId::from_token(token.0) else {
+                            continue;
+                        };
+                        let readable =
+                            event.is_readable() || event.is_read_closed() || event.is_error();
                         let writable = event.is_writable() || event.is_write_closed();
                         self.engine.ready(now, id, readable, writable);
                     }
@@ -141,7 +151,8 @@ impl Server {
     }
 
     fn timeout(&self, accept: &AcceptState, stop_at: Option<Millis>) -> Option<Duration> {
-        let accept_now = accept.pending && accept.paused_until.is_none() && self.engine.can_accept();
+        let accept_now =
+            accept.pending && accept.paused_until.is_none() && self.engine.can_accept();
         if self.engine.has_carry_over() || accept_now {
             return Some(Duration::ZERO);
         }
@@ -173,11 +184,19 @@ impl Server {
                     state.pending = false;
                     return;
                 }
-                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) => {}
                 Err(e) => {
                     // Typically out of descriptors: stop accepting and retry from a timer,
                     // never spin on a listener that stays readable.
-                    log!(Warn, "event=accept_paused error={e:?} retry_ms={}", self.accept_retry_ms);
+                    log!(
+                        Warn,
+                        "event=accept_paused error={e:?} retry_ms={}",
+                        self.accept_retry_ms
+                    );
                     state.paused_until = Some(now.mono + self.accept_retry_ms);
                     return;
                 }
@@ -207,7 +226,12 @@ impl Server {
     }
 
     fn begin_shutdown(&mut self, now: Now) -> Millis {
-        log!(Info, "event=shutdown connections={} rooms={}", self.engine.websockets(), self.engine.gateway().core().stats().rooms);
+        log!(
+            Info,
+            "event=shutdown connections={} rooms={}",
+            self.engine.websockets(),
+            self.engine.gateway().core().stats().rooms
+        );
         let _ = self.poll.registry().deregister(&mut self.listener);
         self.engine.shutdown(now);
         now.mono + SHUTDOWN_MS
@@ -226,7 +250,11 @@ struct AcceptState {
 /// burst of connections stall for a SYN retransmit).
 fn listen(address: SocketAddr) -> io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
     socket.set_reuse_address(true)?;
     if address.is_ipv6() {
         // `::` serves IPv4 too.

@@ -112,7 +112,9 @@ fn route(request: &httparse::Request<'_, '_>, allowed_origins: Option<&[String]>
             return Route::Refuse(Status::MethodNotAllowed);
         }
         let origin = origin.filter(|_| origin_allowed && allowed_origins.is_some());
-        return Route::Health { origin: origin.map(String::from) };
+        return Route::Health {
+            origin: origin.map(String::from),
+        };
     }
     if !on("/ws") {
         return Route::Refuse(Status::NotFound);
@@ -136,7 +138,9 @@ fn route(request: &httparse::Request<'_, '_>, allowed_origins: Option<&[String]>
         return Route::Refuse(Status::UpgradeRequired);
     }
     match header("Sec-WebSocket-Key").map(str::trim) {
-        Some(key) if valid_key(key) => Route::WebSocket { key: key.to_string() },
+        Some(key) if valid_key(key) => Route::WebSocket {
+            key: key.to_string(),
+        },
         _ => Route::Refuse(Status::BadRequest),
     }
 }
@@ -146,7 +150,9 @@ fn valid_key(key: &str) -> bool {
     let bytes = key.as_bytes();
     bytes.len() == 24
         && bytes.ends_with(b"==")
-        && bytes[..22].iter().all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+        && bytes[..22]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
 }
 
 /// The 101 response completing an upgrade.
@@ -177,7 +183,12 @@ pub fn refusal(status: Status) -> Vec<u8> {
 }
 
 /// `/health`: status, auth mode and a few counters.
-pub fn health(origin: Option<&str>, auth_enabled: bool, connections: usize, rooms: usize) -> Vec<u8> {
+pub fn health(
+    origin: Option<&str>,
+    auth_enabled: bool,
+    connections: usize,
+    rooms: usize,
+) -> Vec<u8> {
     let body = format!(
         "{{\"status\":\"ok\",\"auth_enabled\":{auth_enabled},\"connections\":{connections},\
          \"rooms\":{rooms},\"version\":\"{}\"}}",
@@ -189,7 +200,10 @@ pub fn health(origin: Option<&str>, auth_enabled: bool, connections: usize, room
         body.len()
     );
     if let Some(origin) = origin {
-        let _ = write!(response, "Access-Control-Allow-Origin: {origin}\r\nVary: Origin\r\n");
+        let _ = write!(
+            response,
+            "Access-Control-Allow-Origin: {origin}\r\nVary: Origin\r\n"
+        );
     }
     response.push_str("\r\n");
     response.push_str(&body);
@@ -214,38 +228,77 @@ mod tests {
     }
 
     fn route_of(text: &str) -> Route {
-        parse_request(text.as_bytes(), 8_192, Some(&origins())).expect("complete").1
+        parse_request(text.as_bytes(), 8_192, Some(&origins()))
+            .expect("complete")
+            .1
     }
 
     /// /ws and /ws/... upgrade; other paths are 404; /health answers.
     #[test]
     fn routes() {
-        assert_eq!(route_of(&upgrade("/ws", "")), Route::WebSocket { key: KEY.into() });
-        assert_eq!(route_of(&upgrade("/ws/room?x=1", "")), Route::WebSocket { key: KEY.into() });
-        assert_eq!(route_of(&upgrade("/wsx", "")), Route::Refuse(Status::NotFound));
-        assert_eq!(route_of("GET /health HTTP/1.1\r\n\r\n"), Route::Health { origin: None });
-        assert_eq!(route_of("GET / HTTP/1.1\r\n\r\n"), Route::Refuse(Status::NotFound));
+        assert_eq!(
+            route_of(&upgrade("/ws", "")),
+            Route::WebSocket { key: KEY.into() }
+        );
+        assert_eq!(
+            route_of(&upgrade("/ws/room?x=1", "")),
+            Route::WebSocket { key: KEY.into() }
+        );
+        assert_eq!(
+            route_of(&upgrade("/wsx", "")),
+            Route::Refuse(Status::NotFound)
+        );
+        assert_eq!(
+            route_of("GET /health HTTP/1.1\r\n\r\n"),
+            Route::Health { origin: None }
+        );
+        assert_eq!(
+            route_of("GET / HTTP/1.1\r\n\r\n"),
+            Route::Refuse(Status::NotFound)
+        );
     }
 
     /// Origin: absent allowed, listed allowed, other 403; `*` (None) allows any.
     #[test]
     fn origin_rules() {
-        assert!(matches!(route_of(&upgrade("/ws", "Origin: http://localhost:8096\r\n")), Route::WebSocket { .. }));
-        assert_eq!(route_of(&upgrade("/ws", "Origin: http://evil\r\n")), Route::Refuse(Status::Forbidden));
-        let any = parse_request(upgrade("/ws", "Origin: http://evil\r\n").as_bytes(), 8_192, None);
+        assert!(matches!(
+            route_of(&upgrade("/ws", "Origin: http://localhost:8096\r\n")),
+            Route::WebSocket { .. }
+        ));
+        assert_eq!(
+            route_of(&upgrade("/ws", "Origin: http://evil\r\n")),
+            Route::Refuse(Status::Forbidden)
+        );
+        let any = parse_request(
+            upgrade("/ws", "Origin: http://evil\r\n").as_bytes(),
+            8_192,
+            None,
+        );
         assert!(matches!(any, Some((_, Route::WebSocket { .. }))));
     }
 
     /// A plain GET of /ws is 426; a bad key is 400; a huge head is 431; partial is None.
     #[test]
     fn refusals() {
-        assert_eq!(route_of("GET /ws HTTP/1.1\r\nHost: x\r\n\r\n"), Route::Refuse(Status::UpgradeRequired));
+        assert_eq!(
+            route_of("GET /ws HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Route::Refuse(Status::UpgradeRequired)
+        );
         let bad_key = upgrade("/ws", "").replace(KEY, "short");
         assert_eq!(route_of(&bad_key), Route::Refuse(Status::BadRequest));
         let huge = format!("GET /ws HTTP/1.1\r\nX: {}\r\n", "a".repeat(9_000));
-        assert_eq!(parse_request(huge.as_bytes(), 8_192, None).map(|r| r.1), Some(Route::Refuse(Status::HeadersTooLarge)));
-        assert_eq!(parse_request(b"GET /ws HTTP/1.1\r\nHost", 8_192, None), None);
-        assert_eq!(route_of("garbage\r\n\r\n"), Route::Refuse(Status::BadRequest));
+        assert_eq!(
+            parse_request(huge.as_bytes(), 8_192, None).map(|r| r.1),
+            Some(Route::Refuse(Status::HeadersTooLarge))
+        );
+        assert_eq!(
+            parse_request(b"GET /ws HTTP/1.1\r\nHost", 8_192, None),
+            None
+        );
+        assert_eq!(
+            route_of("garbage\r\n\r\n"),
+            Route::Refuse(Status::BadRequest)
+        );
     }
 
     /// The accept key is RFC 6455's example.

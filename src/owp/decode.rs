@@ -4,7 +4,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::core::room::valid_position;
-use crate::core::types::{Command, Control, ControlAction, DecodeError, Json, PlayState, Relay, Report};
+use crate::core::types::{
+    Command, Control, ControlAction, DecodeError, Json, PlayState, Relay, Report,
+};
 
 /// The envelope. Every field is kept raw so that an ill-typed optional field is ignored
 /// rather than failing the whole message.
@@ -64,7 +66,9 @@ fn number(raw: Option<&RawValue>) -> Option<f64> {
     if raw.starts_with('"') {
         return None;
     }
-    serde_json::from_str::<f64>(raw).ok().filter(|n| n.is_finite())
+    serde_json::from_str::<f64>(raw)
+        .ok()
+        .filter(|n| n.is_finite())
 }
 
 fn boolean(raw: Option<&RawValue>) -> Option<bool> {
@@ -89,8 +93,9 @@ pub fn decode(text: &str) -> Result<Command, DecodeError> {
     let kind = string(envelope.kind).ok_or(DecodeError::Invalid)?;
     let room = string(envelope.room).filter(|room| !room.is_empty());
     let payload = envelope.payload.filter(|p| is_object(p));
-    let fields: Fields<'_> =
-        payload.and_then(|p| serde_json::from_str(p.get()).ok()).unwrap_or_default();
+    let fields: Fields<'_> = payload
+        .and_then(|p| serde_json::from_str(p.get()).ok())
+        .unwrap_or_default();
     let command = match kind.as_str() {
         "auth" => Command::Identify {
             user_name: string(fields.user_name),
@@ -102,7 +107,9 @@ pub fn decode(text: &str) -> Result<Command, DecodeError> {
         "create_room" => Command::CreateRoom {
             name: string(fields.name),
             user_name: string(fields.user_name),
-            start_position: number(fields.start_pos).filter(|p| valid_position(*p)).unwrap_or(0.0),
+            start_position: number(fields.start_pos)
+                .filter(|p| valid_position(*p))
+                .unwrap_or(0.0),
             media_id: media_id(fields.media_id),
         },
         "join_room" => Command::JoinRoom {
@@ -118,7 +125,9 @@ pub fn decode(text: &str) -> Result<Command, DecodeError> {
                 control: Control {
                     action: ControlAction::parse(&action),
                     position: number(fields.position).filter(|p| valid_position(*p)),
-                    play_state: string(fields.play_state).as_deref().and_then(PlayState::parse),
+                    play_state: string(fields.play_state)
+                        .as_deref()
+                        .and_then(PlayState::parse),
                     relay: relay(&fields),
                 },
             }
@@ -130,13 +139,20 @@ pub fn decode(text: &str) -> Result<Command, DecodeError> {
                 position_number: number(fields.position),
                 position: number(fields.position).filter(|p| valid_position(*p)),
                 play_state_text: string(fields.play_state),
-                relay: Relay { action: None, ..relay(&fields) },
+                relay: Relay {
+                    action: None,
+                    ..relay(&fields)
+                },
             },
         },
-        "ping" => Command::Ping { room, echo: owned(envelope.payload) },
-        "chat_message" => {
-            Command::Chat { room, text: string(fields.text).ok_or(DecodeError::Invalid)? }
-        }
+        "ping" => Command::Ping {
+            room,
+            echo: owned(envelope.payload),
+        },
+        "chat_message" => Command::Chat {
+            room,
+            text: string(fields.text).ok_or(DecodeError::Invalid)?,
+        },
         "client_log" => Command::ClientLog {
             category: string(fields.category),
             message: string(fields.message),
@@ -165,13 +181,22 @@ mod tests {
         assert_eq!(decode("{\"type\":5}"), Err(DecodeError::Invalid));
         assert_eq!(decode("{}"), Err(DecodeError::Invalid));
         assert_eq!(decode("{\"type\":\"nope\"}"), Err(DecodeError::UnknownType));
-        assert_eq!(decode("{\"type\":\"list_rooms\",\"ts\":\"x\",\"room\":7}"), Ok(Command::ListRooms));
+        assert_eq!(
+            decode("{\"type\":\"list_rooms\",\"ts\":\"x\",\"room\":7}"),
+            Ok(Command::ListRooms)
+        );
         assert_eq!(
             decode("{\"type\":\"player_event\",\"room\":\"r\",\"payload\":{\"position\":1}}"),
             Err(DecodeError::Invalid)
         );
-        assert_eq!(decode("{\"type\":\"chat_message\",\"payload\":[\"hi\"]}"), Err(DecodeError::Invalid));
-        assert_eq!(decode("{\"type\":\"join_room\",\"room\":\"\"}"), Err(DecodeError::Invalid));
+        assert_eq!(
+            decode("{\"type\":\"chat_message\",\"payload\":[\"hi\"]}"),
+            Err(DecodeError::Invalid)
+        );
+        assert_eq!(
+            decode("{\"type\":\"join_room\",\"room\":\"\"}"),
+            Err(DecodeError::Invalid)
+        );
     }
 
     /// create_room keeps valid fields and silently drops invalid ones, as the original.
@@ -182,14 +207,23 @@ mod tests {
         );
         assert_eq!(
             command,
-            Ok(Command::CreateRoom { name: None, user_name: None, start_position: 0.0, media_id: None })
+            Ok(Command::CreateRoom {
+                name: None,
+                user_name: None,
+                start_position: 0.0,
+                media_id: None
+            })
         );
         let id = "0123456789abcdefABCDEF0123456789";
         let text = format!(
             "{{\"type\":\"create_room\",\"payload\":{{\"start_pos\":12.5,\"media_id\":\"{id}\"}}}}"
         );
         match decode(&text) {
-            Ok(Command::CreateRoom { start_position, media_id, .. }) => {
+            Ok(Command::CreateRoom {
+                start_position,
+                media_id,
+                ..
+            }) => {
                 assert_eq!(start_position, 12.5);
                 assert_eq!(media_id.as_deref(), Some(id));
             }
@@ -201,10 +235,15 @@ mod tests {
     #[test]
     fn relay_fields_are_raw() {
         let text = "{\"type\":\"player_event\",\"room\":\"r\",\"payload\":{\"action\":\"seek\",\"position\":1e2,\"play_state\":[1]}}";
-        let Ok(Command::Control { control, .. }) = decode(text) else { panic!() };
+        let Ok(Command::Control { control, .. }) = decode(text) else {
+            panic!()
+        };
         assert_eq!(control.position, Some(100.0));
         assert_eq!(control.play_state, None);
         assert_eq!(control.relay.position.as_ref().map(Json::text), Some("1e2"));
-        assert_eq!(control.relay.play_state.as_ref().map(Json::text), Some("[1]"));
+        assert_eq!(
+            control.relay.play_state.as_ref().map(Json::text),
+            Some("[1]")
+        );
     }
 }

@@ -42,7 +42,14 @@ fn render<P: Serialize>(
     ts: UnixMillis,
     server_ts: UnixMillis,
 ) -> String {
-    let envelope = Envelope { kind, room, client, payload, ts: ts.0, server_ts: server_ts.0 };
+    let envelope = Envelope {
+        kind,
+        room,
+        client,
+        payload,
+        ts: ts.0,
+        server_ts: server_ts.0,
+    };
     // Serializing strings, numbers and raw JSON into a String cannot fail.
     serde_json::to_string(&envelope).unwrap_or_default()
 }
@@ -103,11 +110,23 @@ struct ListEntry<'a> {
 /// `RoomList`, which the caller renders once per version with `encode_room_list`.
 pub fn encode(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Option<Encoded> {
     use serde_json::json;
-    let one = |first: String| Some(Encoded { first, second: None });
+    let one = |first: String| {
+        Some(Encoded {
+            first,
+            second: None,
+        })
+    };
     match event {
         Event::Hello { seat } => {
             let id = seat.to_string();
-            one(render("client_hello", None, Some(&id), Some(json!({ "client_id": id })), now, now))
+            one(render(
+                "client_hello",
+                None,
+                Some(&id),
+                Some(json!({ "client_id": id })),
+                now,
+                now,
+            ))
         }
         Event::RoomState { .. } => Some(room_state(event, now, sync_lead_ms)),
         Event::Participants { room, count } => one(render(
@@ -118,7 +137,11 @@ pub fn encode(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Option<Encod
             now,
             now,
         )),
-        Event::Control { room, host, message } => one(render(
+        Event::Control {
+            room,
+            host,
+            message,
+        } => one(render(
             "player_event",
             Some(&room.to_string()),
             Some(&host.to_string()),
@@ -126,7 +149,12 @@ pub fn encode(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Option<Encod
             now,
             message.target,
         )),
-        Event::State { room, host, relay, server_ts } => one(render(
+        Event::State {
+            room,
+            host,
+            relay,
+            server_ts,
+        } => one(render(
             "state_update",
             Some(&room.to_string()),
             Some(&host.to_string()),
@@ -142,10 +170,21 @@ pub fn encode(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Option<Encod
             now,
             now,
         )),
-        Event::RoomClosed { room, reason } => {
-            one(render("room_closed", Some(room), None, Some(json!({ "reason": reason })), now, now))
-        }
-        Event::Chat { room, seat, username, text, server_ts } => one(render(
+        Event::RoomClosed { room, reason } => one(render(
+            "room_closed",
+            Some(room),
+            None,
+            Some(json!({ "reason": reason })),
+            now,
+            now,
+        )),
+        Event::Chat {
+            room,
+            seat,
+            username,
+            text,
+            server_ts,
+        } => one(render(
             "chat_message",
             Some(&room.to_string()),
             Some(&seat.to_string()),
@@ -169,9 +208,18 @@ pub fn encode(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Option<Encod
             now,
             now,
         )),
-        Event::Pong { seat, room, echo, received } => {
-            one(encode_pong(*seat, room.as_deref(), echo.as_ref(), *received, now))
-        }
+        Event::Pong {
+            seat,
+            room,
+            echo,
+            received,
+        } => one(encode_pong(
+            *seat,
+            room.as_deref(),
+            echo.as_ref(),
+            *received,
+            now,
+        )),
         Event::RoomList { .. } | Event::ClientLog { .. } => None,
     }
 }
@@ -183,13 +231,25 @@ pub fn encode(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Option<Encod
 /// client's sync baseline and replaces its 8 s lock-out with a 2 s one.
 fn room_state(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Encoded {
     let Event::RoomState {
-        room, seat, name, host, clock, participants, media_id, server_ts, joiner,
+        room,
+        seat,
+        name,
+        host,
+        clock,
+        participants,
+        media_id,
+        server_ts,
+        joiner,
     } = event
     else {
         unreachable!("room_state called with another event")
     };
     let (room, seat, host) = (room.to_string(), seat.to_string(), host.to_string());
-    let lead = if *joiner { sync_lead_ms as f64 / 1_000.0 } else { 0.0 };
+    let lead = if *joiner {
+        sync_lead_ms as f64 / 1_000.0
+    } else {
+        0.0
+    };
     let payload = RoomStatePayload {
         name,
         host_id: &host,
@@ -200,7 +260,14 @@ fn room_state(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Encoded {
         participant_count: *participants,
         media_id: media_id.as_deref(),
     };
-    let first = render("room_state", Some(&room), Some(&seat), Some(payload), now, *server_ts);
+    let first = render(
+        "room_state",
+        Some(&room),
+        Some(&seat),
+        Some(payload),
+        now,
+        *server_ts,
+    );
     let second = (*joiner && clock.playing).then(|| {
         let payload = PlayPayload {
             action: "play",
@@ -208,7 +275,14 @@ fn room_state(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Encoded {
             play_state: "playing",
             target_server_ts: server_ts.0,
         };
-        render("player_event", Some(&room), Some(&host), Some(payload), now, *server_ts)
+        render(
+            "player_event",
+            Some(&room),
+            Some(&host),
+            Some(payload),
+            now,
+            *server_ts,
+        )
     });
     Encoded { first, second }
 }
@@ -272,7 +346,9 @@ pub fn encode_pong(
 pub fn encode_command(command: &Command, room: Option<&str>, ts: u64) -> String {
     use serde_json::{json, Value};
     let raw = |j: &Option<Json>| -> Value {
-        j.as_ref().and_then(|j| serde_json::from_str(j.text()).ok()).unwrap_or(Value::Null)
+        j.as_ref()
+            .and_then(|j| serde_json::from_str(j.text()).ok())
+            .unwrap_or(Value::Null)
     };
     let strip_nulls = |mut value: Value| {
         if let Value::Object(map) = &mut value {
@@ -281,22 +357,34 @@ pub fn encode_command(command: &Command, room: Option<&str>, ts: u64) -> String 
         value
     };
     let (kind, envelope_room, payload): (&str, Option<&str>, Value) = match command {
-        Command::Identify { user_name, user_id, follows_schedule, token } => (
+        Command::Identify {
+            user_name,
+            user_id,
+            follows_schedule,
+            token,
+        } => (
             "auth",
             None,
             json!({ "user_name": user_name, "user_id": user_id, "scheduled": follows_schedule,
                     "token": token.then_some("token") }),
         ),
         Command::ListRooms => ("list_rooms", None, json!({})),
-        Command::CreateRoom { name, user_name, start_position, media_id } => (
+        Command::CreateRoom {
+            name,
+            user_name,
+            start_position,
+            media_id,
+        } => (
             "create_room",
             room,
             json!({ "name": name, "user_name": user_name, "start_pos": start_position,
                     "media_id": media_id }),
         ),
-        Command::JoinRoom { room, user_name } => {
-            ("join_room", Some(room.as_str()), json!({ "user_name": user_name }))
-        }
+        Command::JoinRoom { room, user_name } => (
+            "join_room",
+            Some(room.as_str()),
+            json!({ "user_name": user_name }),
+        ),
         Command::LeaveRoom => ("leave_room", room, json!({})),
         Command::Ready { room } => ("ready", room.as_deref(), json!({})),
         Command::Control { room, control } => (
@@ -316,16 +404,22 @@ pub fn encode_command(command: &Command, room: Option<&str>, ts: u64) -> String 
         }
         Command::Ping { room, echo } => ("ping", room.as_deref(), raw(echo)),
         Command::Chat { room, text } => ("chat_message", room.as_deref(), json!({ "text": text })),
-        Command::ClientLog { category, message } => {
-            ("client_log", None, json!({ "category": category, "message": message }))
-        }
+        Command::ClientLog { category, message } => (
+            "client_log",
+            None,
+            json!({ "category": category, "message": message }),
+        ),
     };
     let mut message = json!({ "type": kind, "ts": ts });
     if let Some(room) = envelope_room {
         message["room"] = Value::from(room);
     }
     // A relayed field that was JSON null decodes as absent, so dropping nulls is faithful.
-    let payload = if matches!(command, Command::Ping { .. }) { payload } else { strip_nulls(payload) };
+    let payload = if matches!(command, Command::Ping { .. }) {
+        payload
+    } else {
+        strip_nulls(payload)
+    };
     if !payload.is_null() {
         message["payload"] = payload;
     }
@@ -350,7 +444,10 @@ mod tests {
             seat: SeatId(uuid::Uuid::nil()),
             name: "r".into(),
             host: SeatId(uuid::Uuid::max()),
-            clock: ClockReading { position: 10.0, playing: true },
+            clock: ClockReading {
+                position: 10.0,
+                playing: true,
+            },
             participants: 2,
             media_id: None,
             server_ts: UnixMillis(5_000),
@@ -372,7 +469,13 @@ mod tests {
     #[test]
     fn pong_midpoint() {
         let echo = Json(RawValue::from_string("{\"client_ts\":1}".into()).expect("json"));
-        let pong = parse(&encode_pong(SeatId(uuid::Uuid::nil()), None, Some(&echo), UnixMillis(100), UnixMillis(104)));
+        let pong = parse(&encode_pong(
+            SeatId(uuid::Uuid::nil()),
+            None,
+            Some(&echo),
+            UnixMillis(100),
+            UnixMillis(104),
+        ));
         assert_eq!(pong["server_ts"], 102);
         assert_eq!(pong["payload"]["client_ts"], 1);
         assert!(pong.get("room").is_none());

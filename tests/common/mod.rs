@@ -46,7 +46,10 @@ impl Client {
         let mut client = Client::connect_raw(addr, "/ws", &[]);
         let hello = client.recv();
         assert_eq!(hello["type"], "client_hello", "{hello}");
-        client.id = hello["payload"]["client_id"].as_str().expect("client_id").to_string();
+        client.id = hello["payload"]["client_id"]
+            .as_str()
+            .expect("client_id")
+            .to_string();
         let list = client.recv();
         assert_eq!(list["type"], "room_list", "{list}");
         client
@@ -68,7 +71,10 @@ impl Client {
             );
         }
         let (ws, _) = tungstenite::client(request, stream).expect("handshake");
-        Client { ws, id: String::new() }
+        Client {
+            ws,
+            id: String::new(),
+        }
     }
 
     /// Sends a JSON message with `ts` added.
@@ -76,7 +82,9 @@ impl Client {
         if message.get("ts").is_none() {
             message["ts"] = json!(now_ms());
         }
-        self.ws.send(Message::text(message.to_string())).expect("send");
+        self.ws
+            .send(Message::text(message.to_string()))
+            .expect("send");
     }
 
     /// Sends raw text.
@@ -123,7 +131,10 @@ impl Client {
     pub fn expect_quiet(&mut self) {
         self.send(json!({"type": "ping", "payload": {"client_ts": 1}}));
         let next = self.recv();
-        assert_eq!(next["type"], "pong", "expected nothing before the pong, got {next}");
+        assert_eq!(
+            next["type"], "pong",
+            "expected nothing before the pong, got {next}"
+        );
     }
 
     /// Creates a room; returns its id (after reading the room_state).
@@ -142,7 +153,10 @@ impl Client {
 
 /// Wall clock in ms (what a browser's Date.now() is).
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 /// Sends raw bytes and reads the whole HTTP response (until the server closes).
@@ -157,5 +171,9 @@ pub fn http(addr: SocketAddr, request: &[u8]) -> String {
 
 /// The status code of an HTTP response.
 pub fn status(response: &str) -> u16 {
-    response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
