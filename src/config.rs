@@ -538,3 +538,22 @@ mod tests {
         assert!(help().contains("--max-ready-wait-ms"));
     }
 }
+
+#[cfg(test)]
+mod docs_tests {
+    use super::SETTINGS;
+
+    /// README lists every setting, and docs/protocol.md every error code: docs stay true.
+    #[test]
+    fn docs_cover_every_setting_and_error_code() {
+        let readme = include_str!("../README.md");
+        for setting in SETTINGS {
+            assert!(readme.contains(&format!("`{}`", setting.env)), "README lacks {}", setting.env);
+        }
+        let protocol = include_str!("../docs/protocol.md");
+        for code in crate::core::types::ErrorCode::ALL {
+            assert!(protocol.contains(&format!("`{}`", code.code())), "protocol.md lacks {code:?}");
+            assert!(protocol.contains(code.message()), "protocol.md lacks {:?}", code.message());
+        }
+    }
+}

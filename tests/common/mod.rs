@@ -118,7 +118,11 @@ impl Client {
     pub fn close_code(&mut self) -> Option<u16> {
         for _ in 0..10_000 {
             match self.ws.read() {
-                Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+                Ok(Message::Close(frame)) => {
+                    // Complete the closing handshake as a browser would: send the reply.
+                    let _ = self.ws.flush();
+                    return frame.map(|f| u16::from(f.code));
+                }
                 Ok(_) => continue,
                 Err(_) => return None,
             }
