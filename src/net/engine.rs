@@ -78,6 +78,9 @@ pub struct Engine<S> {
     outputs: Vec<Output>,
     dirty: Vec<ConnId>,
     carry: Vec<ConnId>,
+    /// Connections driven, flushed or timed this turn: the only ones that can have died, so
+    /// reaping never scans the whole slab.
+    touched: Vec<ConnId>,
     clock: Option<Clock>,
     websockets: usize,
     stats: EngineStats,
@@ -106,6 +109,7 @@ impl<S: Stream> Engine<S> {
             outputs: Vec::new(),
             dirty: Vec::new(),
             carry: Vec::new(),
+            touched: Vec::new(),
             clock,
             websockets: 0,
             stats: EngineStats::default(),
@@ -205,26 +209,27 @@ impl<S: Stream> Engine<S> {
         // Bounded: each pass removes at least one connection or stops.
         for _ in 0..=self.conns.len() {
             self.flush_dirty();
-            let dead: Vec<usize> = self
-                .conns
-                .iter()
-                .filter(|(_, c)| matches!(c.phase, Phase::Dead))
-                .map(|(key, _)| key)
-                .collect();
-            if dead.is_empty() {
-                break;
-            }
-            for key in dead {
-                let mut conn = self.conns.remove(key);
+            let mut removed = false;
+            for id in std::mem::take(&mut self.touched) {
+                let Some(conn) = self.conn_mut(id) else { continue };
+                if !matches!(conn.phase, Phase::Dead) {
+                    continue;
+                }
+                let mut conn = self.conns.remove(id.index as usize);
                 if conn.in_core {
                     self.websockets -= 1;
                     self.gateway.close(now, conn.id, &mut self.outputs);
                 }
                 log!(Debug, "event=closed conn={}", conn.id);
                 reaped.extend(conn.take_stream());
+                removed = true;
+            }
+            if !removed {
+                break;
             }
             self.apply_outputs(now);
         }
+        self.touched.clear();
     }
 
     /// When the engine next has timed work; `Some(now)`-ish when work is carried over.
@@ -255,6 +260,7 @@ impl<S: Stream> Engine<S> {
                 self.close_with(now, id, CloseCode::Away, "Server shutting down", false);
             } else if !matches!(conn.phase, Phase::Closing { .. }) {
                 conn.phase = Phase::Dead;
+                self.touched.push(id);
             }
         }
     }
@@ -283,6 +289,7 @@ impl<S: Stream> Engine<S> {
     /// towards the next phase or stops; the bound covers the longest chain
     /// (request → respond → open → read).
     fn drive(&mut self, now: Now, id: ConnId) {
+        self.touched.push(id);
         for _ in 0..4 {
             let Some(conn) = self.conn_mut(id) else {
                 return;
@@ -596,6 +603,7 @@ impl<S: Stream> Engine<S> {
         fatal: bool,
     ) {
         self.leave_core(now, id);
+        self.touched.push(id);
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
@@ -646,6 +654,7 @@ impl<S: Stream> Engine<S> {
     }
 
     fn kill(&mut self, id: ConnId) {
+        self.touched.push(id);
         if let Some(conn) = self.conn_mut(id) {
             conn.phase = Phase::Dead;
         }
@@ -666,6 +675,7 @@ impl<S: Stream> Engine<S> {
     // ----- timers -----
 
     fn timer(&mut self, now: Now, id: ConnId, timer: ShellTimer) {
+        self.touched.push(id);
         let idle_ms = self.config.net.idle_timeout_ms;
         let Some(conn) = self.conn_mut(id) else {
             return;
