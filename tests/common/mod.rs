@@ -3,6 +3,8 @@
 //! state), bounded by a read timeout, never a sleep.
 
 #![allow(dead_code)]
+// Tests measure wall-clock time like a browser's Date.now(); the clock rule is for src/.
+#![allow(clippy::disallowed_methods, clippy::field_reassign_with_default)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -180,4 +182,122 @@ pub fn status(response: &str) -> u16 {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
+}
+
+// ----- helpers for the protocol and playback tests -----
+
+impl Client {
+    /// The next text message as its raw text (pings are answered by tungstenite).
+    pub fn recv_text(&mut self) -> String {
+        loop {
+            match self.ws.read().expect("a message within the wait") {
+                Message::Text(text) => return text.as_str().to_string(),
+                Message::Close(frame) => panic!("closed: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next text message if one arrives within `wait`; `None` if none does. A bounded
+    /// read that also answers the server's pings, never a sleep.
+    pub fn recv_within(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = now_ms() + wait.as_millis() as u64;
+        let result = loop {
+            let left = deadline.saturating_sub(now_ms());
+            if left == 0 {
+                break None;
+            }
+            let left = Duration::from_millis(left);
+            self.ws.get_mut().set_read_timeout(Some(left)).unwrap();
+            match self.ws.read() {
+                Ok(Message::Text(text)) => {
+                    break Some(serde_json::from_str(text.as_str()).expect("JSON"))
+                }
+                Ok(Message::Close(frame)) => panic!("closed: {frame:?}"),
+                Ok(_) => continue,
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break None
+                }
+                Err(e) => panic!("read failed: {e}"),
+            }
+        };
+        self.ws.get_mut().set_read_timeout(Some(WAIT)).unwrap();
+        result
+    }
+
+    /// Asserts that nothing arrives for `wait` (used where only elapsed time can show an
+    /// absence, e.g. to let a server window pass while checking it stays silent).
+    pub fn expect_silence(&mut self, wait: Duration) {
+        if let Some(message) = self.recv_within(wait) {
+            panic!("expected silence for {wait:?}, got {message}");
+        }
+    }
+
+    /// Sends a ping with a unique marker and returns every message that came before its
+    /// pong (everything the server had queued for this connection until then).
+    pub fn drain(&mut self) -> Vec<Value> {
+        static MARKER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let marker = MARKER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.send(json!({"type": "ping", "payload": {"client_ts": 1, "marker": marker}}));
+        let mut before = Vec::new();
+        for _ in 0..1_000 {
+            let message = self.recv();
+            if message["type"] == "pong" && message["payload"]["marker"] == marker {
+                return before;
+            }
+            before.push(message);
+        }
+        panic!("no pong for marker {marker} in 1000 messages");
+    }
+
+    /// Joins a room under `name`; returns the room_state.
+    pub fn join_as(&mut self, room: &str, name: &str) -> Value {
+        self.send(json!({"type": "join_room", "room": room, "payload": {"user_name": name}}));
+        self.recv_type("room_state")
+    }
+
+    /// Sends `auth` with `scheduled: true` (a client that follows the server's schedule).
+    pub fn declare_scheduled(&mut self) {
+        self.send(json!({"type": "auth", "payload": {"scheduled": true}}));
+    }
+}
+
+/// Asserts `id` is a lower-case hyphenated UUID v4 (RFC 4122 variant).
+pub fn assert_uuid_v4(id: &str) {
+    let bytes = id.as_bytes();
+    assert_eq!(bytes.len(), 36, "not a hyphenated UUID: {id:?}");
+    for (i, &b) in bytes.iter().enumerate() {
+        if [8, 13, 18, 23].contains(&i) {
+            assert_eq!(b, b'-', "not a hyphenated UUID: {id:?}");
+        } else {
+            assert!(
+                b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+                "not lower-case hex: {id:?}"
+            );
+        }
+    }
+    assert_eq!(bytes[14], b'4', "not version 4: {id:?}");
+    assert!(
+        b"89ab".contains(&bytes[19]),
+        "not the RFC 4122 variant: {id:?}"
+    );
+}
+
+/// Asserts `message` is an `error` with this message text and code.
+pub fn assert_error(message: &Value, text: &str, code: &str) {
+    assert_eq!(message["type"], "error", "{message}");
+    assert_eq!(message["payload"]["message"], text, "{message}");
+    assert_eq!(message["payload"]["code"], code, "{message}");
+}
+
+/// A JSON number as f64 (panics with the message otherwise).
+pub fn num(value: &Value) -> f64 {
+    value
+        .as_f64()
+        .unwrap_or_else(|| panic!("not a number: {value}"))
 }
