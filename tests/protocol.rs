@@ -496,7 +496,7 @@ fn lost_room_notice_once() {
 
 /// The lost-room notice is once per room name even when two stale names alternate.
 #[test]
-#[ignore = "server bug: Session.gone_notified remembers only the last room name, so alternating stale names repeat room_closed"]
+
 fn lost_room_notice_once_per_name_interleaved() {
     let addr = start(config());
     let mut client = Client::connect(addr);
@@ -515,7 +515,7 @@ fn lost_room_notice_once_per_name_interleaved() {
 
 /// A member told its room closed is not told again when a message in flight still names it.
 #[test]
-#[ignore = "server bug: close_room does not record the closed room in members' gone_notified, so a stale ping gets a second room_closed"]
+
 fn no_second_notice_after_room_closed() {
     let addr = start(config());
     let (host, mut guest, room) = host_and_guest(addr);

@@ -76,8 +76,9 @@ struct Session {
     caps: Capabilities,
     /// Room-list version this connection last received.
     list_seen: u64,
-    /// The room name last answered with `room_closed`, so it is answered once.
-    gone_notified: Option<String>,
+    /// Room names already answered with `room_closed` (most recent last, bounded), so each
+    /// is answered once.
+    gone_notified: Vec<String>,
     messages: Budget,
     client_logs: Budget,
 }
@@ -155,7 +156,7 @@ impl Core {
             room: None,
             caps,
             list_seen: 0,
-            gone_notified: None,
+            gone_notified: Vec::new(),
             messages: Budget::default(),
             client_logs: Budget::default(),
         });
@@ -457,10 +458,8 @@ impl Core {
             } => self.create_room(conn, name, user_name, start_position, media_id, out),
             Command::JoinRoom { room, user_name } => self.join_room(conn, &room, user_name, out),
             Command::LeaveRoom => {
-                if self.session(conn).is_some_and(|s| s.room.is_some()) {
-                    self.leave_current(conn, out);
-                    self.send_room_list(conn, out);
-                }
+                self.leave_current(conn, out);
+                self.send_room_list(conn, out);
             }
             Command::Ready { room } => self.ready(conn, room.as_deref(), out),
             Command::Control { room, control } => {
@@ -539,16 +538,19 @@ impl Core {
         media_id: Option<String>,
         out: &mut Outbox,
     ) {
+        let current = self.session(conn).and_then(|s| s.room);
+        let hosts_current = current.is_some_and(|key| self.rooms[key].host == conn);
+        if self.rooms.len() - usize::from(hosts_current) >= self.config.rooms_max {
+            // Refused before anything changes: the sender keeps its room.
+            self.error(conn, None, ErrorCode::RoomsLimit, out);
+            return;
+        }
         if let Some(key) = self.session(conn).and_then(|s| s.room) {
             if self.rooms[key].host == conn {
                 self.close_room(key, reason::HOST_NEW_ROOM, None, out);
             } else {
                 self.leave_current(conn, out);
             }
-        }
-        if self.rooms.len() >= self.config.rooms_max {
-            self.error(conn, None, ErrorCode::RoomsLimit, out);
-            return;
         }
         let Some(session) = self.session_mut(conn) else {
             return;
@@ -595,7 +597,7 @@ impl Core {
         self.room_index.insert(id, key);
         if let Some(session) = self.session_mut(conn) {
             session.room = Some(key);
-            session.gone_notified = None;
+            session.gone_notified.clear();
         }
         self.send_room_state(key, conn, false, out);
         self.list_changed();
@@ -633,7 +635,7 @@ impl Core {
             return;
         };
         session.room = Some(key);
-        session.gone_notified = None;
+        session.gone_notified.clear();
         let seat = session.seat;
         let room = &mut self.rooms[key];
         room.members.push(Member {
@@ -700,9 +702,12 @@ impl Core {
             room: room.id.to_string(),
             reason: why,
         });
+        let name = room.id.to_string();
         for member in &room.members {
             if let Some(session) = self.session_mut(member.conn) {
                 session.room = None;
+                // Messages already in flight that name the room need no second notice.
+                remember_gone(session, name.clone());
             }
             if Some(member.conn) != quiet {
                 out.send(member.conn, index);
@@ -791,10 +796,10 @@ impl Core {
         let Some(session) = self.session_mut(conn) else {
             return;
         };
-        if session.gone_notified.as_deref() == Some(name) {
+        if session.gone_notified.iter().any(|n| n == name) {
             return;
         }
-        session.gone_notified = Some(name.to_string());
+        remember_gone(session, name.to_string());
         out.unicast(
             conn,
             Event::RoomClosed {
@@ -880,6 +885,16 @@ impl Core {
             },
         );
     }
+}
+
+/// Room names a connection remembers having been told are gone.
+const GONE_NOTIFIED_MAX: usize = 8;
+
+fn remember_gone(session: &mut Session, name: String) {
+    if session.gone_notified.len() >= GONE_NOTIFIED_MAX {
+        session.gone_notified.remove(0);
+    }
+    session.gone_notified.push(name);
 }
 
 #[cfg(test)]
