@@ -41,6 +41,10 @@ pub struct NetConfig {
     pub outbox_bytes_max: usize,
     /// tungstenite's read chunk, allocated per connection.
     pub read_buffer_bytes: usize,
+    /// Kernel send buffer per socket (SO_SNDBUF); 0 keeps the kernel's autotuning, which lets
+    /// a client that stops reading pin megabytes of kernel memory before the outbox cap is
+    /// ever reached.
+    pub socket_send_buffer_bytes: usize,
     /// Messages read from one connection per loop turn before others get their turn.
     pub messages_per_turn_max: usize,
     /// Connections accepted per loop turn.
@@ -88,6 +92,7 @@ impl Default for NetConfig {
             close_timeout_ms: 2_000,
             outbox_bytes_max: 256 << 10,
             read_buffer_bytes: 1 << 10,
+            socket_send_buffer_bytes: 64 << 10,
             messages_per_turn_max: 32,
             accepts_per_turn_max: 256,
             accept_retry_ms: 100,
@@ -297,6 +302,12 @@ pub const SETTINGS: &[Setting] = &[
         help: "bytes queued for a client before it is evicted",
         default: "262144",
         apply: number!(net.outbox_bytes_max),
+    },
+    Setting {
+        env: "SOCKET_SEND_BUFFER_BYTES",
+        help: "kernel send buffer per socket (SO_SNDBUF); 0 = kernel default",
+        default: "65536",
+        apply: number!(net.socket_send_buffer_bytes),
     },
     Setting {
         env: "READ_BUFFER_BYTES",
@@ -548,12 +559,23 @@ mod docs_tests {
     fn docs_cover_every_setting_and_error_code() {
         let readme = include_str!("../README.md");
         for setting in SETTINGS {
-            assert!(readme.contains(&format!("`{}`", setting.env)), "README lacks {}", setting.env);
+            assert!(
+                readme.contains(&format!("`{}`", setting.env)),
+                "README lacks {}",
+                setting.env
+            );
         }
         let protocol = include_str!("../docs/protocol.md");
         for code in crate::core::types::ErrorCode::ALL {
-            assert!(protocol.contains(&format!("`{}`", code.code())), "protocol.md lacks {code:?}");
-            assert!(protocol.contains(code.message()), "protocol.md lacks {:?}", code.message());
+            assert!(
+                protocol.contains(&format!("`{}`", code.code())),
+                "protocol.md lacks {code:?}"
+            );
+            assert!(
+                protocol.contains(code.message()),
+                "protocol.md lacks {:?}",
+                code.message()
+            );
         }
     }
 }

@@ -4,6 +4,8 @@ use std::io::{Read, Write};
 
 use tungstenite::WebSocket;
 
+use super::wire::Wire;
+
 use crate::id::ConnId;
 use crate::time::Millis;
 
@@ -37,12 +39,12 @@ pub enum Phase<S> {
     /// A WebSocket; the core knows this connection.
     Open {
         /// tungstenite's protocol state over the socket.
-        ws: Box<WebSocket<S>>,
+        ws: Box<WebSocket<Wire<S>>>,
     },
     /// A close frame was sent or received; waiting for the closing handshake to finish.
     Closing {
         /// tungstenite's protocol state over the socket.
-        ws: Box<WebSocket<S>>,
+        ws: Box<WebSocket<Wire<S>>>,
     },
     /// To be removed at the end of the turn.
     Dead,
@@ -105,7 +107,7 @@ impl<S> Conn<S> {
             Phase::Request { stream, .. }
             | Phase::Respond { stream, .. }
             | Phase::Drain { stream } => Some(stream),
-            Phase::Open { ws } | Phase::Closing { ws } => Some(ws.get_mut()),
+            Phase::Open { ws } | Phase::Closing { ws } => Some(ws.get_mut().get_mut()),
             Phase::Dead => None,
         }
     }
@@ -116,7 +118,7 @@ impl<S> Conn<S> {
             Phase::Request { stream, .. }
             | Phase::Respond { stream, .. }
             | Phase::Drain { stream } => Some(stream),
-            Phase::Open { ws } | Phase::Closing { ws } => Some(ws.into_inner()),
+            Phase::Open { ws } | Phase::Closing { ws } => Some(ws.into_inner().into_inner()),
             Phase::Dead => None,
         }
     }

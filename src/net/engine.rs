@@ -21,6 +21,7 @@ use tungstenite::{Error as WsError, Message, WebSocket};
 
 use super::conn::{AfterResponse, Conn, Phase, Stream};
 use super::upgrade::{self, Route, Status};
+use super::wire::Wire;
 use crate::config::{CoreConfig, NetConfig};
 use crate::gateway::{Gateway, Output};
 use crate::id::ConnId;
@@ -94,7 +95,8 @@ impl<S: Stream> Engine<S> {
         let net = &config.net;
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(net.read_buffer_bytes)
-            .write_buffer_size(net.outbox_bytes_max / 4)
+            // tungstenite only writes its own control frames, straight into the Wire queue.
+            .write_buffer_size(0)
             .max_write_buffer_size(net.outbox_bytes_max)
             .max_message_size(Some(net.message_bytes_max))
             .max_frame_size(Some(net.message_bytes_max))
@@ -211,7 +213,9 @@ impl<S: Stream> Engine<S> {
             self.flush_dirty();
             let mut removed = false;
             for id in std::mem::take(&mut self.touched) {
-                let Some(conn) = self.conn_mut(id) else { continue };
+                let Some(conn) = self.conn_mut(id) else {
+                    continue;
+                };
                 if !matches!(conn.phase, Phase::Dead) {
                     continue;
                 }
@@ -418,7 +422,8 @@ impl<S: Stream> Engine<S> {
             }
             AfterResponse::Upgrade { leftover } => {
                 let config = Some(self.ws_config);
-                let ws = WebSocket::from_partially_read(stream, leftover, Role::Server, config);
+                let wire = Wire::new(stream);
+                let ws = WebSocket::from_partially_read(wire, leftover, Role::Server, config);
                 conn.phase = Phase::Open { ws: Box::new(ws) };
                 conn.in_core = true;
                 conn.heard_at = now.mono;
@@ -443,7 +448,7 @@ impl<S: Stream> Engine<S> {
         };
         let stream = match &mut conn.phase {
             Phase::Drain { stream } => stream,
-            Phase::Closing { ws } => ws.get_mut(),
+            Phase::Closing { ws } => ws.get_mut().get_mut(),
             _ => return false,
         };
         let mut budget = DRAIN_BYTES_MAX;
@@ -624,12 +629,15 @@ impl<S: Stream> Engine<S> {
             code,
             reason: reason.into(),
         };
-        match ws.close(Some(frame)) {
+        if ws.close(Some(frame)).is_err() {
+            return;
+        }
+        match ws.get_mut().send() {
             // The close frame is out; after a fatal error nothing more will be read or
             // written, so half-close and let the peer finish.
-            Ok(()) if fatal => ws.get_mut().close_write(),
+            Ok(()) if fatal => ws.get_mut().get_mut().close_write(),
             Ok(()) => {}
-            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => conn.writable = false,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.writable = false,
             Err(_) => return,
         }
         conn.phase = Phase::Closing { ws };
@@ -677,6 +685,7 @@ impl<S: Stream> Engine<S> {
     fn timer(&mut self, now: Now, id: ConnId, timer: ShellTimer) {
         self.touched.push(id);
         let idle_ms = self.config.net.idle_timeout_ms;
+        let cap = self.config.net.outbox_bytes_max;
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
@@ -711,6 +720,9 @@ impl<S: Stream> Engine<S> {
                 let next = if silent >= idle_ms / 2 {
                     if let Phase::Open { ws } = &mut conn.phase {
                         let _ = ws.write(Message::Ping(Default::default()));
+                        if ws.get_mut().queued() > cap {
+                            conn.phase = Phase::Dead;
+                        }
                     }
                     self.mark_dirty(id);
                     conn_heard(self, id) + idle_ms
@@ -729,10 +741,10 @@ impl<S: Stream> Engine<S> {
         let mut outputs = std::mem::take(&mut self.outputs);
         for output in outputs.drain(..) {
             match output {
-                Output::Send { conn, text } => self.write(conn, Message::Text(text)),
+                Output::Send { conn, text } => self.write(conn, &text),
                 Output::Pong { conn, reply } => {
                     let sent = self.clock.as_ref().map_or(now.wall, |c| c.now().wall);
-                    self.write(conn, Message::Text(reply.render(sent)));
+                    self.write(conn, &reply.render(sent));
                     // Pongs go out at once: their send instant is part of the clock sync.
                     self.flush(conn);
                 }
@@ -755,7 +767,9 @@ impl<S: Stream> Engine<S> {
         self.outputs = outputs;
     }
 
-    fn write(&mut self, id: ConnId, message: Message) {
+    /// Queues a text frame; a client owed more than the outbox cap is evicted.
+    fn write(&mut self, id: ConnId, text: &tungstenite::Utf8Bytes) {
+        let cap = self.config.net.outbox_bytes_max;
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
@@ -765,31 +779,38 @@ impl<S: Stream> Engine<S> {
         if !ws.can_write() {
             return;
         }
-        match ws.write(message) {
-            Ok(()) => self.mark_dirty(id),
-            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                // Queued in tungstenite's buffer; written when the socket is writable.
-                conn.writable = false;
-                self.mark_dirty(id);
-            }
-            Err(WsError::WriteBufferFull(_)) => self.evict(id),
-            Err(_) => self.kill(id),
+        let wire = ws.get_mut();
+        wire.push_text(text);
+        if wire.queued() > cap {
+            self.evict(id);
+        } else {
+            self.mark_dirty(id);
         }
     }
 
+    /// Moves tungstenite's pending control frames into the queue and writes the queue.
     fn flush(&mut self, id: ConnId) {
+        self.touched.push(id);
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
         let ws = match &mut conn.phase {
             Phase::Open { ws } | Phase::Closing { ws } => ws,
-            Phase::Respond { .. } => return,
             _ => return,
         };
-        match ws.flush() {
+        // ConnectionClosed: the closing handshake is complete once the queue is written.
+        let finished = match ws.flush() {
+            Ok(()) => false,
+            Err(WsError::ConnectionClosed) => true,
+            Err(_) => {
+                conn.phase = Phase::Dead;
+                return;
+            }
+        };
+        match ws.get_mut().send() {
+            Ok(()) if finished => conn.phase = Phase::Dead,
             Ok(()) => {}
-            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => conn.writable = false,
-            Err(WsError::WriteBufferFull(_)) => self.evict(id),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.writable = false,
             Err(_) => conn.phase = Phase::Dead,
         }
     }

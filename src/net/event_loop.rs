@@ -40,6 +40,7 @@ pub struct Server {
     local_addr: SocketAddr,
     accepts_per_turn_max: usize,
     accept_retry_ms: u64,
+    send_buffer_bytes: usize,
 }
 
 impl std::fmt::Debug for Server {
@@ -80,6 +81,7 @@ impl Server {
             local_addr,
             accepts_per_turn_max: config.net.accepts_per_turn_max,
             accept_retry_ms: config.net.accept_retry_ms,
+            send_buffer_bytes: config.net.socket_send_buffer_bytes,
         })
     }
 
@@ -206,6 +208,9 @@ impl Server {
 
     fn adopt(&mut self, now: Now, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
+        if self.send_buffer_bytes > 0 {
+            let _ = socket2::SockRef::from(&stream).set_send_buffer_size(self.send_buffer_bytes);
+        }
         match self.engine.accept(now, stream) {
             Ok(id) => {
                 let token = Token(id.to_token());

@@ -5,3 +5,4 @@ pub mod conn;
 pub mod engine;
 pub mod event_loop;
 pub mod upgrade;
+pub mod wire;

@@ -1,0 +1,97 @@
+//! A client that stops reading is evicted at the outbox cap; the room goes on.
+
+mod common;
+
+use std::io::{Read, Write};
+
+use common::*;
+use serde_json::json;
+
+fn health_connections(addr: std::net::SocketAddr) -> u64 {
+    let response = http(addr, b"GET /health HTTP/1.1\r\n\r\n");
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("{}");
+    let json: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    json["connections"].as_u64().unwrap_or(0)
+}
+
+/// A member that never reads is disconnected once it is owed more than OUTBOX_BYTES_MAX;
+/// the host and a reading guest keep receiving every message.
+#[test]
+fn non_reader_is_evicted_and_others_continue() {
+    let mut config = config();
+    config.core.messages_per_second_max = 100_000;
+    config.net.outbox_bytes_max = 128 << 10;
+    config.net.socket_send_buffer_bytes = 4 << 10;
+    let addr = start(config);
+    let mut host = Client::connect(addr);
+    let room = host.create_room(json!({}));
+    let mut guest = Client::connect(addr);
+    guest.join(&room);
+
+    // The non-reader: a raw socket with a tiny receive buffer that joins and then never reads.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4 << 10).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let mut slow: std::net::TcpStream = socket.into();
+    slow.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .unwrap();
+    let join = json!({"type": "join_room", "room": room, "payload": {}}).to_string();
+    slow.write_all(&masked_text_frame(join.as_bytes())).unwrap();
+    host.recv_type("participants_update");
+    host.recv_type("participants_update");
+    assert_eq!(health_connections(addr), 3);
+
+    let text = "x".repeat(400);
+    let mut evicted = false;
+    for round in 0..200 {
+        for _ in 0..50 {
+            host.send(json!({"type": "chat_message", "room": room, "payload": {"text": text}}));
+        }
+        for _ in 0..50 {
+            assert_eq!(
+                guest.recv_type("chat_message")["payload"]["text"],
+                text.as_str()
+            );
+            assert_eq!(
+                host.recv_type("chat_message")["payload"]["text"],
+                text.as_str()
+            );
+        }
+        if health_connections(addr) == 2 {
+            evicted = true;
+            assert!(round > 0, "evicted before it was owed anything");
+            break;
+        }
+    }
+    assert!(evicted, "the non-reader was never evicted");
+    // Its socket ends: draining what the kernel holds reaches EOF or a reset.
+    slow.set_read_timeout(Some(WAIT)).unwrap();
+    let mut sink = [0u8; 65_536];
+    let mut total = 0;
+    while let Ok(n) = slow.read(&mut sink) {
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    assert!(total < 2 << 20, "far more than the caps allow: {total}");
+}
+
+/// A client frame: text, final, masked with a fixed key.
+fn masked_text_frame(payload: &[u8]) -> Vec<u8> {
+    let key = [1u8, 2, 3, 4];
+    let mut frame = vec![0x81];
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&key);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    frame
+}
