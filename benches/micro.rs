@@ -32,11 +32,14 @@ fn main() {
     let quick = std::env::var("BENCH_QUICK").is_ok();
     let n = if quick { 20_000 } else { 500_000 };
     let player_event = r#"{"type":"player_event","room":"6f1c2c84-7a8e-4b1c-9d0e-1f2a3b4c5d6e","client":"x","payload":{"action":"play","position":1234.567,"play_state":"playing"},"ts":1732300000000}"#;
-    let ping = r#"{"type":"ping","room":"","payload":{"client_ts":1732300000000},"ts":1732300000000}"#;
+    let ping =
+        r#"{"type":"ping","room":"","payload":{"client_ts":1732300000000},"ts":1732300000000}"#;
     let decode_player = time("decode player_event", n, || {
         tandem::owp::decode(black_box(player_event)).is_ok() as u64
     });
-    let decode_ping = time("decode ping", n, || tandem::owp::decode(black_box(ping)).is_ok() as u64);
+    let decode_ping = time("decode ping", n, || {
+        tandem::owp::decode(black_box(ping)).is_ok() as u64
+    });
 
     let event = Event::Control {
         room: RoomId(uuid::Uuid::from_u128(7)),
@@ -51,7 +54,8 @@ fn main() {
         },
     };
     let encode_player = time("encode player_event", n, || {
-        tandem::owp::encode(black_box(&event), UnixMillis(1), 300).map_or(0, |e| e.first.len() as u64)
+        tandem::owp::encode(black_box(&event), UnixMillis(1), 300)
+            .map_or(0, |e| e.first.len() as u64)
     });
 
     let fanout = fanout_bench(if quick { 2_000 } else { 50_000 });
@@ -66,17 +70,41 @@ fn main() {
 /// A stock host relaying a player_event to 9 guests through the gateway (decode, core,
 /// render once, 9 shared sends): time per recipient.
 fn fanout_bench(iterations: u64) -> f64 {
-    let mut gateway = Gateway::new(CoreConfig { messages_per_second_max: u32::MAX, ..CoreConfig::default() }, 1);
-    let mut now = Now { mono: Millis(1), wall: UnixMillis(1_700_000_000_000) };
+    let mut gateway = Gateway::new(
+        CoreConfig {
+            messages_per_second_max: u32::MAX,
+            ..CoreConfig::default()
+        },
+        1,
+    );
+    let mut now = Now {
+        mono: Millis(1),
+        wall: UnixMillis(1_700_000_000_000),
+    };
     let mut out: Vec<Output> = Vec::new();
-    let conns: Vec<ConnId> = (1..=10).map(|index| ConnId { index, generation: 1 }).collect();
+    let conns: Vec<ConnId> = (1..=10)
+        .map(|index| ConnId {
+            index,
+            generation: 1,
+        })
+        .collect();
     for &conn in &conns {
         gateway.open(now, conn, &mut out);
     }
-    gateway.text(now, conns[0], r#"{"type":"create_room","payload":{}}"#, &mut out);
+    gateway.text(
+        now,
+        conns[0],
+        r#"{"type":"create_room","payload":{}}"#,
+        &mut out,
+    );
     let room = gateway.core().room_of(conns[0]).expect("room").to_string();
     for &conn in &conns[1..] {
-        gateway.text(now, conn, &format!(r#"{{"type":"join_room","room":"{room}"}}"#), &mut out);
+        gateway.text(
+            now,
+            conn,
+            &format!(r#"{{"type":"join_room","room":"{room}"}}"#),
+            &mut out,
+        );
     }
     let message = format!(
         r#"{{"type":"player_event","room":"{room}","payload":{{"action":"play","position":12.5,"play_state":"playing"}}}}"#
@@ -97,7 +125,9 @@ fn wheel_bench(iterations: u64) -> f64 {
     let mut now = 0u64;
     let mut state = 1u64;
     time("timer wheel insert+advance", iterations, || {
-        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
         wheel.insert(Millis(now + (state >> 33) % 5_000), now);
         now += 1;
         due.clear();

@@ -1,5 +1,7 @@
 //! SIGTERM against the real binary: members are told, sockets closed with 1001, exit 0.
 
+#![allow(clippy::disallowed_methods)] // Timing the shutdown needs the real clock.
+
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -27,7 +29,9 @@ fn sigterm_closes_rooms_and_exits_zero() {
         .by_ref()
         .map_while(Result::ok)
         .find_map(|line| {
-            line.split_whitespace().find_map(|kv| kv.strip_prefix("addr=")).map(String::from)
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix("addr="))
+                .map(String::from)
         })
         .expect("a startup line with the bound address");
     let addr = addr.parse().expect("an address");
@@ -38,7 +42,9 @@ fn sigterm_closes_rooms_and_exits_zero() {
     let mut lobby = Client::connect(addr);
 
     let signalled = Instant::now();
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     assert!(status.expect("kill").success());
     for member in [&mut host, &mut guest] {
         let closed = member.recv_type("room_closed");
@@ -52,7 +58,14 @@ fn sigterm_closes_rooms_and_exits_zero() {
     std::thread::spawn(move || {
         let _ = sender.send(child.wait());
     });
-    let exit = receiver.recv_timeout(Duration::from_secs(5)).expect("exit").expect("wait");
+    let exit = receiver
+        .recv_timeout(Duration::from_secs(5))
+        .expect("exit")
+        .expect("wait");
     assert!(exit.success(), "{exit:?}");
-    assert!(signalled.elapsed() < Duration::from_millis(1_500), "{:?}", signalled.elapsed());
+    assert!(
+        signalled.elapsed() < Duration::from_millis(1_500),
+        "{:?}",
+        signalled.elapsed()
+    );
 }
