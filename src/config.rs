@@ -41,6 +41,8 @@ pub struct NetConfig {
     pub outbox_bytes_max: usize,
     /// tungstenite's read chunk, allocated per connection.
     pub read_buffer_bytes: usize,
+    /// A client owed bytes that takes none of them for this long is evicted.
+    pub write_stall_timeout_ms: u64,
     /// Kernel send buffer per socket (SO_SNDBUF); 0 keeps the kernel's autotuning, which lets
     /// a client that stops reading pin megabytes of kernel memory before the outbox cap is
     /// ever reached.
@@ -93,6 +95,7 @@ impl Default for NetConfig {
             outbox_bytes_max: 256 << 10,
             read_buffer_bytes: 1 << 10,
             socket_send_buffer_bytes: 64 << 10,
+            write_stall_timeout_ms: 15_000,
             messages_per_turn_max: 32,
             accepts_per_turn_max: 256,
             accept_retry_ms: 100,
@@ -302,6 +305,12 @@ pub const SETTINGS: &[Setting] = &[
         help: "bytes queued for a client before it is evicted",
         default: "262144",
         apply: number!(net.outbox_bytes_max),
+    },
+    Setting {
+        env: "WRITE_STALL_TIMEOUT_MS",
+        help: "a client that takes none of the bytes owed to it for this long is evicted",
+        default: "15000",
+        apply: number!(net.write_stall_timeout_ms),
     },
     Setting {
         env: "SOCKET_SEND_BUFFER_BYTES",

@@ -17,10 +17,24 @@ fn health_connections(addr: std::net::SocketAddr) -> u64 {
 /// A member that never reads is disconnected once it is owed more than OUTBOX_BYTES_MAX;
 /// the host and a reading guest keep receiving every message.
 #[test]
-fn non_reader_is_evicted_and_others_continue() {
+fn non_reader_is_evicted_at_the_outbox_cap() {
     let mut config = config();
-    config.core.messages_per_second_max = 100_000;
     config.net.outbox_bytes_max = 128 << 10;
+    config.net.write_stall_timeout_ms = 3_600_000;
+    evicted_while_room_goes_on(config);
+}
+
+/// A member that takes no bytes for WRITE_STALL_TIMEOUT_MS is disconnected even under the cap.
+#[test]
+fn non_reader_is_evicted_after_the_stall_timeout() {
+    let mut config = config();
+    config.net.outbox_bytes_max = 64 << 20;
+    config.net.write_stall_timeout_ms = 200;
+    evicted_while_room_goes_on(config);
+}
+
+fn evicted_while_room_goes_on(mut config: tandem::config::Config) {
+    config.core.messages_per_second_max = 100_000;
     config.net.socket_send_buffer_bytes = 4 << 10;
     let addr = start(config);
     let mut host = Client::connect(addr);

@@ -81,6 +81,8 @@ pub struct Conn<S> {
     pub over_limit: bool,
     /// Already on this turn's flush list.
     pub dirty: bool,
+    /// Since when the socket has taken none of the bytes owed to it.
+    pub stalled_since: Option<Millis>,
 }
 
 impl<S> Conn<S> {
@@ -98,6 +100,7 @@ impl<S> Conn<S> {
             in_core: false,
             over_limit,
             dirty: false,
+            stalled_since: None,
         }
     }
 

@@ -210,7 +210,7 @@ impl<S: Stream> Engine<S> {
     pub fn end_turn(&mut self, now: Now, reaped: &mut Vec<S>) {
         // Bounded: each pass removes at least one connection or stops.
         for _ in 0..=self.conns.len() {
-            self.flush_dirty();
+            self.flush_dirty(now);
             let mut removed = false;
             for id in std::mem::take(&mut self.touched) {
                 let Some(conn) = self.conn_mut(id) else {
@@ -746,7 +746,7 @@ impl<S: Stream> Engine<S> {
                     let sent = self.clock.as_ref().map_or(now.wall, |c| c.now().wall);
                     self.write(conn, &reply.render(sent));
                     // Pongs go out at once: their send instant is part of the clock sync.
-                    self.flush(conn);
+                    self.flush(now, conn);
                 }
                 Output::ClientLog {
                     conn,
@@ -789,7 +789,8 @@ impl<S: Stream> Engine<S> {
     }
 
     /// Moves tungstenite's pending control frames into the queue and writes the queue.
-    fn flush(&mut self, id: ConnId) {
+    fn flush(&mut self, now: Now, id: ConnId) {
+        let stall_ms = self.config.net.write_stall_timeout_ms;
         self.touched.push(id);
         let Some(conn) = self.conn_mut(id) else {
             return;
@@ -807,15 +808,28 @@ impl<S: Stream> Engine<S> {
                 return;
             }
         };
+        let owed = ws.get_mut().queued();
         match ws.get_mut().send() {
             Ok(()) if finished => conn.phase = Phase::Dead,
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.writable = false,
+            Ok(()) => conn.stalled_since = None,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                conn.writable = false;
+                // A client that takes no bytes at all for a while is not coming back.
+                let progressed = ws.get_mut().queued() < owed;
+                let since = match conn.stalled_since {
+                    Some(since) if !progressed => since,
+                    _ => now.mono,
+                };
+                conn.stalled_since = Some(since);
+                if now.mono.since(since) >= stall_ms {
+                    self.evict(id);
+                }
+            }
             Err(_) => conn.phase = Phase::Dead,
         }
     }
 
-    fn flush_dirty(&mut self) {
+    fn flush_dirty(&mut self, now: Now) {
         for id in std::mem::take(&mut self.dirty) {
             let Some(conn) = self.conn_mut(id) else {
                 continue;
@@ -824,7 +838,7 @@ impl<S: Stream> Engine<S> {
             if matches!(conn.phase, Phase::Respond { .. }) {
                 continue;
             }
-            self.flush(id);
+            self.flush(now, id);
         }
     }
 }

@@ -22,20 +22,46 @@ const SLICES_PER_WRITE: usize = 64;
 
 #[derive(Debug)]
 enum Chunk {
-    /// A frame header (at most 10 bytes for an unmasked server frame).
-    Header([u8; 10], u8),
-    /// A payload shared with other recipients.
-    Shared(Utf8Bytes),
+    /// A text frame: its header (at most 10 bytes unmasked) and a payload shared with other
+    /// recipients. One queue entry per message keeps a slow client's backlog small.
+    Text {
+        header: [u8; 10],
+        header_len: u8,
+        payload: Utf8Bytes,
+    },
     /// Bytes tungstenite wrote (its control frames).
     Owned(Vec<u8>),
 }
 
 impl Chunk {
-    fn bytes(&self) -> &[u8] {
+    fn len(&self) -> usize {
         match self {
-            Chunk::Header(bytes, len) => &bytes[..*len as usize],
-            Chunk::Shared(text) => text.as_bytes(),
-            Chunk::Owned(bytes) => bytes,
+            Chunk::Text {
+                header_len,
+                payload,
+                ..
+            } => *header_len as usize + payload.len(),
+            Chunk::Owned(bytes) => bytes.len(),
+        }
+    }
+
+    /// The unwritten parts from `offset` on, as at most two slices.
+    fn parts(&self, offset: usize) -> [&[u8]; 2] {
+        match self {
+            Chunk::Text {
+                header,
+                header_len,
+                payload,
+            } => {
+                let header = &header[..*header_len as usize];
+                let payload = payload.as_bytes();
+                if offset < header.len() {
+                    [&header[offset..], payload]
+                } else {
+                    [&payload[offset - header.len()..], &[]]
+                }
+            }
+            Chunk::Owned(bytes) => [&bytes[offset..], &[]],
         }
     }
 }
@@ -95,9 +121,13 @@ impl<S> Wire<S> {
             Ok(()) => cursor.position() as u8,
             Err(_) => return,
         };
-        self.queue.push_back(Chunk::Header(bytes, written));
-        self.queue.push_back(Chunk::Shared(text.clone()));
         self.queued += written as usize + text.len();
+        let payload = text.clone();
+        self.queue.push_back(Chunk::Text {
+            header: bytes,
+            header_len: written,
+            payload,
+        });
     }
 }
 
@@ -108,14 +138,16 @@ impl<S: Write> Wire<S> {
         while !self.queue.is_empty() {
             let mut slices = [IoSlice::new(&[]); SLICES_PER_WRITE];
             let mut count = 0;
-            for (i, chunk) in self.queue.iter().take(SLICES_PER_WRITE).enumerate() {
-                let bytes = if i == 0 {
-                    &chunk.bytes()[self.offset..]
-                } else {
-                    chunk.bytes()
-                };
-                slices[count] = IoSlice::new(bytes);
-                count += 1;
+            for (i, chunk) in self.queue.iter().enumerate() {
+                if count + 2 > SLICES_PER_WRITE {
+                    break;
+                }
+                for part in chunk.parts(if i == 0 { self.offset } else { 0 }) {
+                    if !part.is_empty() {
+                        slices[count] = IoSlice::new(part);
+                        count += 1;
+                    }
+                }
             }
             let written = match self.stream.write_vectored(&slices[..count]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -134,7 +166,7 @@ impl<S: Write> Wire<S> {
             let Some(front) = self.queue.front() else {
                 break;
             };
-            let left = front.bytes().len() - self.offset;
+            let left = front.len() - self.offset;
             if written < left {
                 self.offset += written;
                 return;
@@ -142,15 +174,6 @@ impl<S: Write> Wire<S> {
             written -= left;
             self.offset = 0;
             self.queue.pop_front();
-        }
-        // Skip empty chunks so the queue never holds only zero-length entries.
-        while self
-            .queue
-            .front()
-            .is_some_and(|c| c.bytes().len() == self.offset)
-        {
-            self.queue.pop_front();
-            self.offset = 0;
         }
     }
 }
