@@ -121,7 +121,7 @@ try_start_server() {
     [[ -n $port ]] || die "no free port found"
     SERVER_SEQ=$((SERVER_SEQ + 1))
     SERVER_LOG=$OUT/server-$SERVER_SEQ.log
-    PORT=$port LOG_LEVEL=$1 MAX_CONNECTIONS=20000 "${PIN_SERVER[@]}" "$SERVER" \
+    env PORT=$port LOG_LEVEL=$1 MAX_CONNECTIONS=20000 ${BENCH_SERVER_ENV:-} "${PIN_SERVER[@]}" "$SERVER" \
         >/dev/null 2>"$SERVER_LOG" &
     SERVER_PID=$!
     URL=ws://127.0.0.1:$port/ws

@@ -200,6 +200,10 @@ impl Gateway {
             }
         }
         self.outbox.clear();
+        crate::net::engine::trim(&mut self.outbox.events);
+        crate::net::engine::trim(&mut self.outbox.sends);
+        self.rendered.clear();
+        crate::net::engine::trim(&mut self.rendered);
     }
 }
 

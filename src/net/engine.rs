@@ -234,6 +234,10 @@ impl<S: Stream> Engine<S> {
             self.apply_outputs(now);
         }
         self.touched.clear();
+        // A burst (a mass broadcast, a mass disconnect) must not pin its peak memory.
+        trim(&mut self.outputs);
+        trim(&mut self.dirty);
+        trim(&mut self.touched);
     }
 
     /// When the engine next has timed work; `Some(now)`-ish when work is carried over.
@@ -840,6 +844,16 @@ impl<S: Stream> Engine<S> {
             }
             self.flush(now, id);
         }
+    }
+}
+
+/// Scratch capacity kept between turns.
+const SCRATCH_KEPT: usize = 1_024;
+
+/// Releases a scratch vector's excess capacity once a burst is over.
+pub(crate) fn trim<T>(scratch: &mut Vec<T>) {
+    if scratch.is_empty() && scratch.capacity() > 4 * SCRATCH_KEPT {
+        scratch.shrink_to(SCRATCH_KEPT);
     }
 }
 
