@@ -26,6 +26,13 @@ pub enum Output {
         /// The frame's text, shared with other recipients.
         text: Utf8Bytes,
     },
+    /// Write this binary frame to `conn` (only the conformance echo service does).
+    SendBinary {
+        /// Recipient.
+        conn: ConnId,
+        /// The frame's payload.
+        data: tungstenite::Bytes,
+    },
     /// Write a pong to `conn`, stamped with the instant it is written.
     Pong {
         /// Recipient.

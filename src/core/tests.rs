@@ -45,7 +45,7 @@ impl Harness {
                     self.inbox
                         .push((conn, serde_json::from_str(text.as_str()).expect("JSON")))
                 }
-                Output::ClientLog { .. } => {}
+                Output::ClientLog { .. } | Output::SendBinary { .. } => {}
             }
         }
         self.gateway.core().check_invariants();

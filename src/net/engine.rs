@@ -24,6 +24,7 @@ use super::upgrade::{self, Route, Status};
 use super::wire::Wire;
 use crate::config::{CoreConfig, NetConfig};
 use crate::gateway::{Gateway, Output};
+use crate::id::ConnId as Id;
 use crate::id::ConnId;
 use crate::log;
 use crate::time::{Clock, Millis, Now};
@@ -67,14 +68,62 @@ pub struct EngineStats {
     pub idled_out: u64,
 }
 
-/// The transport of every connection, and the gateway behind it.
+/// What an engine serves: the watch-party gateway in production, an echo service for the
+/// WebSocket conformance run. Every call appends what to send to `out`.
+pub trait Service {
+    /// A WebSocket opened.
+    fn open(&mut self, now: Now, conn: Id, out: &mut Vec<Output>);
+    /// A text message arrived.
+    fn text(&mut self, now: Now, conn: Id, text: &str, out: &mut Vec<Output>);
+    /// A binary message arrived.
+    fn binary(&mut self, now: Now, conn: Id, data: &[u8], out: &mut Vec<Output>);
+    /// A WebSocket is gone (told once per `open`).
+    fn close(&mut self, now: Now, conn: Id, out: &mut Vec<Output>);
+    /// Timers due at `now`.
+    fn advance(&mut self, now: Now, out: &mut Vec<Output>);
+    /// The server is stopping.
+    fn shutdown(&mut self, now: Now, out: &mut Vec<Output>);
+    /// When `advance` next has work.
+    fn next_deadline(&self) -> Option<Millis>;
+    /// Rooms open, for /health.
+    fn rooms(&self) -> usize;
+}
+
+impl Service for Gateway {
+    fn open(&mut self, now: Now, conn: Id, out: &mut Vec<Output>) {
+        Gateway::open(self, now, conn, out)
+    }
+    fn text(&mut self, now: Now, conn: Id, text: &str, out: &mut Vec<Output>) {
+        Gateway::text(self, now, conn, text, out)
+    }
+    fn binary(&mut self, now: Now, conn: Id, _data: &[u8], out: &mut Vec<Output>) {
+        Gateway::binary(self, now, conn, out)
+    }
+    fn close(&mut self, now: Now, conn: Id, out: &mut Vec<Output>) {
+        Gateway::close(self, now, conn, out)
+    }
+    fn advance(&mut self, now: Now, out: &mut Vec<Output>) {
+        Gateway::advance(self, now, out)
+    }
+    fn shutdown(&mut self, now: Now, out: &mut Vec<Output>) {
+        Gateway::shutdown(self, now, out)
+    }
+    fn next_deadline(&self) -> Option<Millis> {
+        Gateway::next_deadline(self)
+    }
+    fn rooms(&self) -> usize {
+        self.core().stats().rooms
+    }
+}
+
+/// The transport of every connection, and the service behind it.
 #[derive(Debug)]
-pub struct Engine<S> {
+pub struct Engine<S, A = Gateway> {
     config: EngineConfig,
     ws_config: WebSocketConfig,
     conns: Slab<Conn<S>>,
     generation: u32,
-    gateway: Gateway,
+    gateway: A,
     wheel: TimerWheel<(ConnId, ShellTimer)>,
     outputs: Vec<Output>,
     dirty: Vec<ConnId>,
@@ -88,10 +137,23 @@ pub struct Engine<S> {
     scratch: Vec<u8>,
 }
 
-impl<S: Stream> Engine<S> {
-    /// An engine with no connections. With a `clock`, pongs are stamped with the instant they
-    /// are written; without one (simulation), with the turn's `now`.
+impl<S: Stream> Engine<S, Gateway> {
+    /// An engine serving the watch-party gateway. With a `clock`, pongs are stamped with the
+    /// instant they are written; without one (simulation), with the turn's `now`.
     pub fn new(config: EngineConfig, seed: u64, clock: Option<Clock>) -> Engine<S> {
+        let gateway = Gateway::new(config.core.clone(), seed);
+        Engine::with_service(config, gateway, clock)
+    }
+
+    /// The gateway, for inspection.
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+}
+
+impl<S: Stream, A: Service> Engine<S, A> {
+    /// An engine with no connections serving `service`.
+    pub fn with_service(config: EngineConfig, service: A, clock: Option<Clock>) -> Engine<S, A> {
         let net = &config.net;
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(net.read_buffer_bytes)
@@ -102,7 +164,7 @@ impl<S: Stream> Engine<S> {
             .max_frame_size(Some(net.message_bytes_max))
             .accept_unmasked_frames(false);
         Engine {
-            gateway: Gateway::new(config.core.clone(), seed),
+            gateway: service,
             conns: Slab::with_capacity(config.connections_max.min(1 << 16)),
             config,
             ws_config,
@@ -119,8 +181,8 @@ impl<S: Stream> Engine<S> {
         }
     }
 
-    /// The gateway, for inspection.
-    pub fn gateway(&self) -> &Gateway {
+    /// The service, for inspection.
+    pub fn service(&self) -> &A {
         &self.gateway
     }
 
@@ -354,9 +416,9 @@ impl<S: Stream> Engine<S> {
                 )
             }
             Route::Health { origin } => {
-                let stats = self.gateway.core().stats();
+                let rooms = self.gateway.rooms();
                 let auth = self.config.core.auth_enabled;
-                let body = upgrade::health(origin.as_deref(), auth, self.websockets, stats.rooms);
+                let body = upgrade::health(origin.as_deref(), auth, self.websockets, rooms);
                 (body, AfterResponse::Close)
             }
             Route::Refuse(status) => {
@@ -519,8 +581,8 @@ impl<S: Stream> Engine<S> {
                 self.gateway.text(now, id, text.as_str(), &mut self.outputs);
                 self.apply_outputs(now);
             }
-            Message::Binary(_) => {
-                self.gateway.binary(now, id, &mut self.outputs);
+            Message::Binary(data) => {
+                self.gateway.binary(now, id, &data, &mut self.outputs);
                 self.apply_outputs(now);
             }
             Message::Close(_) => {
@@ -746,6 +808,7 @@ impl<S: Stream> Engine<S> {
         for output in outputs.drain(..) {
             match output {
                 Output::Send { conn, text } => self.write(conn, &text),
+                Output::SendBinary { conn, data } => self.write_binary(conn, &data),
                 Output::Pong { conn, reply } => {
                     let sent = self.clock.as_ref().map_or(now.wall, |c| c.now().wall);
                     self.write(conn, &reply.render(sent));
@@ -785,6 +848,27 @@ impl<S: Stream> Engine<S> {
         }
         let wire = ws.get_mut();
         wire.push_text(text);
+        if wire.queued() > cap {
+            self.evict(id);
+        } else {
+            self.mark_dirty(id);
+        }
+    }
+
+    /// Queues a binary frame (the echo service's), with the same cap as text.
+    fn write_binary(&mut self, id: ConnId, data: &tungstenite::Bytes) {
+        let cap = self.config.net.outbox_bytes_max;
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
+        let Phase::Open { ws } = &mut conn.phase else {
+            return;
+        };
+        if !ws.can_write() {
+            return;
+        }
+        let wire = ws.get_mut();
+        wire.push_binary(data);
         if wire.queued() > cap {
             self.evict(id);
         } else {
@@ -857,6 +941,6 @@ pub(crate) fn trim<T>(scratch: &mut Vec<T>) {
     }
 }
 
-fn conn_heard<S: Stream>(engine: &mut Engine<S>, id: ConnId) -> Millis {
+fn conn_heard<S: Stream, A: Service>(engine: &mut Engine<S, A>, id: ConnId) -> Millis {
     engine.conn_mut(id).map_or(Millis(0), |c| c.heard_at)
 }

@@ -15,7 +15,8 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
-use super::engine::{Engine, EngineConfig};
+use super::engine::{Engine, EngineConfig, Service};
+use crate::gateway::Gateway;
 use crate::config::Config;
 use crate::id::ConnId;
 use crate::log;
@@ -31,11 +32,11 @@ const SHUTDOWN_MS: u64 = 800;
 const POLL_FAILURES_MAX: u32 = 16;
 
 /// A bound, not yet running server.
-pub struct Server {
+pub struct Server<A: Service = Gateway> {
     poll: Poll,
     listener: TcpListener,
     signals: Signals,
-    engine: Engine<TcpStream>,
+    engine: Engine<TcpStream, A>,
     clock: Clock,
     local_addr: SocketAddr,
     accepts_per_turn_max: usize,
@@ -43,7 +44,7 @@ pub struct Server {
     send_buffer_bytes: usize,
 }
 
-impl std::fmt::Debug for Server {
+impl<A: Service> std::fmt::Debug for Server<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("local_addr", &self.local_addr)
@@ -52,8 +53,16 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// Binds the listener (backlog 1024) and prepares the loop.
+    /// Binds the listener (backlog 1024) and prepares the loop, serving the watch-party
+    /// gateway; `seed` drives every id the core makes.
     pub fn bind(config: &Config, seed: u64) -> io::Result<Server> {
+        Server::bind_with(config, Gateway::new(config.core.clone(), seed))
+    }
+}
+
+impl<A: Service> Server<A> {
+    /// Binds the listener and prepares the loop, serving `service`.
+    pub fn bind_with(config: &Config, service: A) -> io::Result<Server<A>> {
         let address = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::from_std(listen(address)?);
         let local_addr = listener.local_addr()?;
@@ -71,7 +80,7 @@ impl Server {
             connections_max: config.connections_max,
             allowed_origins: config.allowed_origins.clone(),
         };
-        let engine = Engine::new(engine_config, seed, Some(clock));
+        let engine = Engine::with_service(engine_config, service, Some(clock));
         Ok(Server {
             poll,
             listener,
@@ -235,7 +244,7 @@ impl Server {
             Info,
             "event=shutdown connections={} rooms={}",
             self.engine.websockets(),
-            self.engine.gateway().core().stats().rooms
+            self.engine.service().rooms()
         );
         let _ = self.poll.registry().deregister(&mut self.listener);
         self.engine.shutdown(now);

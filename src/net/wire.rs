@@ -15,32 +15,48 @@ use std::io::{self, IoSlice, Read, Write};
 
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 use tungstenite::protocol::frame::FrameHeader;
-use tungstenite::Utf8Bytes;
+use tungstenite::{Bytes, Utf8Bytes};
 
 /// Slices handed to one vectored write.
 const SLICES_PER_WRITE: usize = 64;
 
 #[derive(Debug)]
 enum Chunk {
-    /// A text frame: its header (at most 10 bytes unmasked) and a payload shared with other
+    /// A data frame: its header (at most 10 bytes unmasked) and a payload shared with other
     /// recipients. One queue entry per message keeps a slow client's backlog small.
-    Text {
+    Frame {
         header: [u8; 10],
         header_len: u8,
-        payload: Utf8Bytes,
+        payload: Payload,
     },
     /// Bytes tungstenite wrote (its control frames).
     Owned(Vec<u8>),
 }
 
+/// A frame's payload, shared with other recipients.
+#[derive(Debug)]
+enum Payload {
+    Text(Utf8Bytes),
+    Binary(Bytes),
+}
+
+impl Payload {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Payload::Text(text) => text.as_bytes(),
+            Payload::Binary(data) => data,
+        }
+    }
+}
+
 impl Chunk {
     fn len(&self) -> usize {
         match self {
-            Chunk::Text {
+            Chunk::Frame {
                 header_len,
                 payload,
                 ..
-            } => *header_len as usize + payload.len(),
+            } => *header_len as usize + payload.as_bytes().len(),
             Chunk::Owned(bytes) => bytes.len(),
         }
     }
@@ -48,7 +64,7 @@ impl Chunk {
     /// The unwritten parts from `offset` on, as at most two slices.
     fn parts(&self, offset: usize) -> [&[u8]; 2] {
         match self {
-            Chunk::Text {
+            Chunk::Frame {
                 header,
                 header_len,
                 payload,
@@ -105,15 +121,24 @@ impl<S> Wire<S> {
 
     /// Queues a text frame whose payload is shared, not copied.
     pub fn push_text(&mut self, text: &Utf8Bytes) {
+        self.push(OpCode::Data(Data::Text), Payload::Text(text.clone()));
+    }
+
+    /// Queues a binary frame whose payload is shared, not copied.
+    pub fn push_binary(&mut self, data: &Bytes) {
+        self.push(OpCode::Data(Data::Binary), Payload::Binary(data.clone()));
+    }
+
+    fn push(&mut self, opcode: OpCode, payload: Payload) {
         let header = FrameHeader {
             is_final: true,
             rsv1: false,
             rsv2: false,
             rsv3: false,
-            opcode: OpCode::Data(Data::Text),
+            opcode,
             mask: None,
         };
-        let length = text.len() as u64;
+        let length = payload.as_bytes().len() as u64;
         let mut bytes = [0u8; 10];
         let mut cursor = io::Cursor::new(&mut bytes[..]);
         // An unmasked header is at most 10 bytes, so formatting into 10 bytes cannot fail.
@@ -121,9 +146,8 @@ impl<S> Wire<S> {
             Ok(()) => cursor.position() as u8,
             Err(_) => return,
         };
-        self.queued += written as usize + text.len();
-        let payload = text.clone();
-        self.queue.push_back(Chunk::Text {
+        self.queued += written as usize + payload.as_bytes().len();
+        self.queue.push_back(Chunk::Frame {
             header: bytes,
             header_len: written,
             payload,

@@ -1,0 +1,69 @@
+//! A WebSocket echo endpoint built from Tandem's own connection layer (upgrade parsing,
+//! tungstenite framing over the same engine, write queues, limits, event loop), for the
+//! Autobahn conformance cases (`make conformance`). Not a route of the production server.
+//!
+//! `cargo run --release --example echo -- [--production]`: listens on 127.0.0.1:$PORT (9001).
+//! By default the message limit is raised to 16 MiB and binary is echoed; `--production`
+//! keeps the server's real limits (64 KiB: larger messages close with 1009).
+
+use std::process::ExitCode;
+
+use tandem::config::Config;
+use tandem::gateway::Output;
+use tandem::id::ConnId;
+use tandem::net::engine::Service;
+use tandem::net::event_loop::Server;
+use tandem::time::{Millis, Now};
+use tungstenite::{Bytes, Utf8Bytes};
+
+/// Sends every message back as it came.
+struct Echo;
+
+impl Service for Echo {
+    fn open(&mut self, _now: Now, _conn: ConnId, _out: &mut Vec<Output>) {}
+    fn text(&mut self, _now: Now, conn: ConnId, text: &str, out: &mut Vec<Output>) {
+        out.push(Output::Send { conn, text: Utf8Bytes::from(text.to_string()) });
+    }
+    fn binary(&mut self, _now: Now, conn: ConnId, data: &[u8], out: &mut Vec<Output>) {
+        out.push(Output::SendBinary { conn, data: Bytes::copy_from_slice(data) });
+    }
+    fn close(&mut self, _now: Now, _conn: ConnId, _out: &mut Vec<Output>) {}
+    fn advance(&mut self, _now: Now, _out: &mut Vec<Output>) {}
+    fn shutdown(&mut self, _now: Now, _out: &mut Vec<Output>) {}
+    fn next_deadline(&self) -> Option<Millis> {
+        None
+    }
+    fn rooms(&self) -> usize {
+        0
+    }
+}
+
+fn main() -> ExitCode {
+    let production = std::env::args().any(|a| a == "--production");
+    let mut config = Config::default();
+    config.host = "127.0.0.1".parse().expect("loopback");
+    config.port = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(9_001);
+    config.allowed_origins = None;
+    config.log_level = tandem::log::Level::Warn;
+    if !production {
+        config.net.message_bytes_max = 16 << 20;
+        config.net.outbox_bytes_max = 64 << 20;
+        config.net.read_buffer_bytes = 64 << 10;
+        config.net.socket_send_buffer_bytes = 0;
+    }
+    // The conformance client sends fast and much: no idle or stall evictions in a run.
+    config.net.write_stall_timeout_ms = 60_000;
+    tandem::log::set_level(config.log_level);
+    let server = match Server::bind_with(&config, Echo) {
+        Ok(server) => server,
+        Err(error) => {
+            eprintln!("echo: cannot listen: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("echo listening addr={} production={production}", server.local_addr());
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
+    }
+}
