@@ -2,6 +2,8 @@
 //! room fan-out through the gateway, and the timer wheel. Prints one line per bench and a JSON
 //! summary line last. Figures vary with the machine; use them to compare changes.
 
+#![allow(clippy::disallowed_methods)] // A bench measures wall time.
+
 use std::hint::black_box;
 use std::time::Instant;
 

@@ -22,10 +22,16 @@ struct Echo;
 impl Service for Echo {
     fn open(&mut self, _now: Now, _conn: ConnId, _out: &mut Vec<Output>) {}
     fn text(&mut self, _now: Now, conn: ConnId, text: &str, out: &mut Vec<Output>) {
-        out.push(Output::Send { conn, text: Utf8Bytes::from(text.to_string()) });
+        out.push(Output::Send {
+            conn,
+            text: Utf8Bytes::from(text.to_string()),
+        });
     }
     fn binary(&mut self, _now: Now, conn: ConnId, data: &[u8], out: &mut Vec<Output>) {
-        out.push(Output::SendBinary { conn, data: Bytes::copy_from_slice(data) });
+        out.push(Output::SendBinary {
+            conn,
+            data: Bytes::copy_from_slice(data),
+        });
     }
     fn close(&mut self, _now: Now, _conn: ConnId, _out: &mut Vec<Output>) {}
     fn advance(&mut self, _now: Now, _out: &mut Vec<Output>) {}
@@ -40,11 +46,16 @@ impl Service for Echo {
 
 fn main() -> ExitCode {
     let production = std::env::args().any(|a| a == "--production");
-    let mut config = Config::default();
-    config.host = "127.0.0.1".parse().expect("loopback");
-    config.port = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(9_001);
-    config.allowed_origins = None;
-    config.log_level = tandem::log::Level::Warn;
+    let mut config = Config {
+        host: "127.0.0.1".parse().expect("loopback"),
+        port: std::env::var("PORT")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(9_001),
+        allowed_origins: None,
+        log_level: tandem::log::Level::Warn,
+        ..Config::default()
+    };
     if !production {
         config.net.message_bytes_max = 16 << 20;
         config.net.outbox_bytes_max = 64 << 20;
@@ -61,7 +72,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    eprintln!("echo listening addr={} production={production}", server.local_addr());
+    eprintln!(
+        "echo listening addr={} production={production}",
+        server.local_addr()
+    );
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::FAILURE,
