@@ -24,5 +24,8 @@ fmt:
 bench:
 	bash benches/bench.sh
 
+conformance:
+	bash conformance/run.sh
+
 clean:
 	$(CARGO) clean
