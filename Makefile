@@ -1,6 +1,7 @@
 # Tandem: `make run` and `make test` are all a new user needs.
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := upgrade_request decode_owp conn_bytes core_ops
 
 .PHONY: run build release test lint fmt bench fuzz fuzz-smoke conformance clean
 
@@ -26,6 +27,21 @@ bench:
 
 conformance:
 	bash conformance/run.sh
+
+# Each target for FUZZ_SECONDS on the stable toolchain (-s none: no sanitizer). New inputs go
+# to a scratch corpus under fuzz/target (git-ignored); the checked-in fuzz/corpus/<target>
+# seeds it and is only read. A crash fails the run and leaves its input in fuzz/artifacts.
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for target in $(FUZZ_TARGETS); do \
+	  mkdir -p target/corpus/$$target && \
+	  $(CARGO) fuzz run -s none $$target target/corpus/$$target corpus/$$target -- \
+	    -max_total_time=$(FUZZ_SECONDS) -max_len=4096 || exit 1; \
+	done
+
+# The checked-in corpora through the same properties, on stable, without libFuzzer.
+fuzz-smoke:
+	$(CARGO) test --test fuzz_corpus
 
 clean:
 	$(CARGO) clean

@@ -221,16 +221,10 @@ impl Core {
     /// The server is stopping: every member is told its room is closing.
     pub fn shutdown(&mut self, now: Now, out: &mut Outbox) {
         self.begin(now);
+        // Closed for real, so the disconnects that follow tell nobody anything more.
         let keys: Vec<usize> = self.room_index.values().copied().collect();
         for key in keys {
-            let room = &self.rooms[key];
-            let index = out.event(Event::RoomClosed {
-                room: room.id.to_string(),
-                reason: reason::SHUTDOWN,
-            });
-            for member in &room.members {
-                out.send(member.conn, index);
-            }
+            self.close_room(key, reason::SHUTDOWN, None, out);
         }
         self.finish();
     }
@@ -618,8 +612,8 @@ impl Core {
         if current == Some(key) {
             // Re-joining the room you are in: a fresh room_state, ready flag kept.
             let joiner = self.rooms[key].host != conn;
+            // Commands still ahead are already on their way to this member.
             self.send_room_state(key, conn, joiner, out);
-            self.replay_in_flight(key, conn, out);
             return;
         }
         if self.rooms[key].members.len() >= self.config.room_members_max {
@@ -672,6 +666,11 @@ impl Core {
             return;
         }
         room.members.retain(|m| m.conn != conn);
+        // Commands held for this membership die with it; a later join replays what is
+        // still ahead.
+        for held in &mut room.held {
+            held.recipients.retain(|&c| c != conn);
+        }
         let (id, count) = (room.id, room.members.len());
         let seat = self
             .session(conn)

@@ -190,8 +190,10 @@ impl Core {
         let play_pending = room.stock_play_at > now;
         for &conn in recipients {
             let follows = self.session(conn).is_some_and(|s| s.caps.follows_schedule);
+            // Whatever is still held for this member goes first, whatever it declares now.
+            let behind = room.held.iter().any(|h| h.recipients.contains(&conn));
             let now_ok = room.held.is_empty() && (play || (at <= now && !play_pending));
-            if follows || now_ok {
+            if (follows && !behind) || now_ok {
                 out.send(conn, index);
                 stock_now |= !follows;
             } else {

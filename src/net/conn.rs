@@ -46,8 +46,9 @@ pub enum Phase<S> {
         /// tungstenite's protocol state over the socket.
         ws: Box<WebSocket<Wire<S>>>,
     },
-    /// To be removed at the end of the turn.
-    Dead,
+    /// To be removed at the end of the turn; the socket is kept so the event loop can
+    /// deregister it.
+    Dead(Option<S>),
 }
 
 /// What happens after an HTTP response is written.
@@ -111,18 +112,24 @@ impl<S> Conn<S> {
             | Phase::Respond { stream, .. }
             | Phase::Drain { stream } => Some(stream),
             Phase::Open { ws } | Phase::Closing { ws } => Some(ws.get_mut().get_mut()),
-            Phase::Dead => None,
+            Phase::Dead(stream) => stream.as_mut(),
         }
+    }
+
+    /// Marks the connection dead, keeping its socket for deregistration.
+    pub fn die(&mut self) {
+        let stream = self.take_stream();
+        self.phase = Phase::Dead(stream);
     }
 
     /// Takes the socket out, leaving the connection dead.
     pub fn take_stream(&mut self) -> Option<S> {
-        match std::mem::replace(&mut self.phase, Phase::Dead) {
+        match std::mem::replace(&mut self.phase, Phase::Dead(None)) {
             Phase::Request { stream, .. }
             | Phase::Respond { stream, .. }
             | Phase::Drain { stream } => Some(stream),
             Phase::Open { ws } | Phase::Closing { ws } => Some(ws.into_inner().into_inner()),
-            Phase::Dead => None,
+            Phase::Dead(stream) => stream,
         }
     }
 }

@@ -278,7 +278,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
                 let Some(conn) = self.conn_mut(id) else {
                     continue;
                 };
-                if !matches!(conn.phase, Phase::Dead) {
+                if !matches!(conn.phase, Phase::Dead(_)) {
                     continue;
                 }
                 let mut conn = self.conns.remove(id.index as usize);
@@ -329,7 +329,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
             if matches!(conn.phase, Phase::Open { .. }) {
                 self.close_with(now, id, CloseCode::Away, "Server shutting down", false);
             } else if !matches!(conn.phase, Phase::Closing { .. }) {
-                conn.phase = Phase::Dead;
+                conn.die();
                 self.touched.push(id);
             }
         }
@@ -370,7 +370,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
                 Phase::Drain { .. } => self.drive_drain(id),
                 Phase::Open { .. } => self.drive_open(now, id),
                 Phase::Closing { .. } => self.drive_closing(id),
-                Phase::Dead => false,
+                Phase::Dead(_) => false,
             };
             if !advanced {
                 return;
@@ -390,14 +390,14 @@ impl<S: Stream, A: Service> Engine<S, A> {
             let room = (head_max - head.len()).min(self.scratch.len());
             match stream.read(&mut self.scratch[..room]) {
                 Ok(0) => {
-                    conn.phase = Phase::Dead;
+                    conn.die();
                     return false;
                 }
                 Ok(n) => head.extend_from_slice(&self.scratch[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.readable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
-                    conn.phase = Phase::Dead;
+                    conn.die();
                     return false;
                 }
             }
@@ -430,7 +430,8 @@ impl<S: Stream, A: Service> Engine<S, A> {
                 (upgrade::refusal(status), AfterResponse::Close)
             }
         };
-        let Phase::Request { stream, .. } = std::mem::replace(&mut conn.phase, Phase::Dead) else {
+        let Phase::Request { stream, .. } = std::mem::replace(&mut conn.phase, Phase::Dead(None))
+        else {
             return false;
         };
         conn.phase = Phase::Respond {
@@ -458,7 +459,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
         while *written < bytes.len() {
             match stream.write(&bytes[*written..]) {
                 Ok(0) => {
-                    conn.phase = Phase::Dead;
+                    conn.die();
                     return false;
                 }
                 Ok(n) => *written += n,
@@ -468,13 +469,14 @@ impl<S: Stream, A: Service> Engine<S, A> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
-                    conn.phase = Phase::Dead;
+                    conn.die();
                     return false;
                 }
             }
         }
         let _ = stream.flush();
-        let Phase::Respond { stream, then, .. } = std::mem::replace(&mut conn.phase, Phase::Dead)
+        let Phase::Respond { stream, then, .. } =
+            std::mem::replace(&mut conn.phase, Phase::Dead(None))
         else {
             return false;
         };
@@ -521,14 +523,14 @@ impl<S: Stream, A: Service> Engine<S, A> {
         while conn.readable && budget > 0 {
             match stream.read(&mut self.scratch) {
                 Ok(0) => {
-                    conn.phase = Phase::Dead;
+                    conn.die();
                     return false;
                 }
                 Ok(n) => budget = budget.saturating_sub(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.readable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
-                    conn.phase = Phase::Dead;
+                    conn.die();
                     return false;
                 }
             }
@@ -590,7 +592,8 @@ impl<S: Stream, A: Service> Engine<S, A> {
                 self.leave_core(now, id);
                 if let Some(conn) = self.conn_mut(id) {
                     if let Phase::Open { .. } = conn.phase {
-                        let Phase::Open { ws } = std::mem::replace(&mut conn.phase, Phase::Dead)
+                        let Phase::Open { ws } =
+                            std::mem::replace(&mut conn.phase, Phase::Dead(None))
                         else {
                             return;
                         };
@@ -654,7 +657,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
                 }
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
-                    conn.phase = Phase::Dead;
+                    conn.die();
                     return false;
                 }
             }
@@ -678,7 +681,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
-        let ws = match std::mem::replace(&mut conn.phase, Phase::Dead) {
+        let ws = match std::mem::replace(&mut conn.phase, Phase::Dead(None)) {
             Phase::Open { ws } | Phase::Closing { ws } => ws,
             other => {
                 conn.phase = other;
@@ -696,6 +699,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
             reason: reason.into(),
         };
         if ws.close(Some(frame)).is_err() {
+            conn.phase = Phase::Dead(Some(ws.into_inner().into_inner()));
             return;
         }
         match ws.get_mut().send() {
@@ -704,7 +708,10 @@ impl<S: Stream, A: Service> Engine<S, A> {
             Ok(()) if fatal => ws.get_mut().get_mut().close_write(),
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.writable = false,
-            Err(_) => return,
+            Err(_) => {
+                conn.phase = Phase::Dead(Some(ws.into_inner().into_inner()));
+                return;
+            }
         }
         conn.phase = Phase::Closing { ws };
         self.mark_dirty(id);
@@ -730,7 +737,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
     fn kill(&mut self, id: ConnId) {
         self.touched.push(id);
         if let Some(conn) = self.conn_mut(id) {
-            conn.phase = Phase::Dead;
+            conn.die();
         }
     }
 
@@ -757,7 +764,8 @@ impl<S: Stream, A: Service> Engine<S, A> {
         };
         match (timer, &conn.phase) {
             (ShellTimer::Handshake, Phase::Request { .. }) => {
-                let Phase::Request { stream, .. } = std::mem::replace(&mut conn.phase, Phase::Dead)
+                let Phase::Request { stream, .. } =
+                    std::mem::replace(&mut conn.phase, Phase::Dead(None))
                 else {
                     return;
                 };
@@ -771,10 +779,8 @@ impl<S: Stream, A: Service> Engine<S, A> {
                 conn.writable = true;
                 self.drive(now, id);
             }
-            (ShellTimer::Handshake, Phase::Respond { .. }) => conn.phase = Phase::Dead,
-            (ShellTimer::Closing, Phase::Closing { .. } | Phase::Drain { .. }) => {
-                conn.phase = Phase::Dead
-            }
+            (ShellTimer::Handshake, Phase::Respond { .. }) => conn.die(),
+            (ShellTimer::Closing, Phase::Closing { .. } | Phase::Drain { .. }) => conn.die(),
             (ShellTimer::Idle, Phase::Open { .. }) => {
                 let silent = now.mono.since(conn.heard_at);
                 if silent >= idle_ms {
@@ -787,7 +793,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
                     if let Phase::Open { ws } = &mut conn.phase {
                         let _ = ws.write(Message::Ping(Default::default()));
                         if ws.get_mut().queued() > cap {
-                            conn.phase = Phase::Dead;
+                            conn.die();
                         }
                     }
                     self.mark_dirty(id);
@@ -892,13 +898,13 @@ impl<S: Stream, A: Service> Engine<S, A> {
             Ok(()) => false,
             Err(WsError::ConnectionClosed) => true,
             Err(_) => {
-                conn.phase = Phase::Dead;
+                conn.die();
                 return;
             }
         };
         let owed = ws.get_mut().queued();
         match ws.get_mut().send() {
-            Ok(()) if finished => conn.phase = Phase::Dead,
+            Ok(()) if finished => conn.die(),
             Ok(()) => conn.stalled_since = None,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 conn.writable = false;
@@ -913,7 +919,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
                     self.evict(id);
                 }
             }
-            Err(_) => conn.phase = Phase::Dead,
+            Err(_) => conn.die(),
         }
     }
 

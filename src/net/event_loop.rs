@@ -16,8 +16,8 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use super::engine::{Engine, EngineConfig, Service};
-use crate::gateway::Gateway;
 use crate::config::Config;
+use crate::gateway::Gateway;
 use crate::id::ConnId;
 use crate::log;
 use crate::time::{Clock, Millis, Now};

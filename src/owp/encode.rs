@@ -343,20 +343,20 @@ pub fn encode_pong(
 }
 
 /// The client side of `decode`: renders a command as an OpenWatchParty client would send it.
+/// Relayed fields and echoed payloads are written back byte for byte.
 pub fn encode_command(command: &Command, room: Option<&str>, ts: u64) -> String {
     use serde_json::{json, Value};
-    let raw = |j: &Option<Json>| -> Value {
-        j.as_ref()
-            .and_then(|j| serde_json::from_str(j.text()).ok())
-            .unwrap_or(Value::Null)
-    };
-    let strip_nulls = |mut value: Value| {
+    let to_raw = |value: Value| -> Option<Box<RawValue>> {
+        let mut value = value;
+        // A field that was JSON null decodes as absent, so dropping nulls is faithful.
         if let Value::Object(map) = &mut value {
             map.retain(|_, v| !v.is_null());
         }
-        value
+        serde_json::value::to_raw_value(&value).ok()
     };
-    let (kind, envelope_room, payload): (&str, Option<&str>, Value) = match command {
+    let relay = |relay: &Relay| serde_json::value::to_raw_value(&relay_payload(relay, None)).ok();
+    let (kind, envelope_room, payload): (&str, Option<&str>, Option<Box<RawValue>>) = match command
+    {
         Command::Identify {
             user_name,
             user_id,
@@ -365,10 +365,10 @@ pub fn encode_command(command: &Command, room: Option<&str>, ts: u64) -> String 
         } => (
             "auth",
             None,
-            json!({ "user_name": user_name, "user_id": user_id, "scheduled": follows_schedule,
-                    "token": token.then_some("token") }),
+            to_raw(json!({ "user_name": user_name, "user_id": user_id,
+                           "scheduled": follows_schedule, "token": token.then_some("token") })),
         ),
-        Command::ListRooms => ("list_rooms", None, json!({})),
+        Command::ListRooms => ("list_rooms", None, to_raw(json!({}))),
         Command::CreateRoom {
             name,
             user_name,
@@ -377,53 +377,60 @@ pub fn encode_command(command: &Command, room: Option<&str>, ts: u64) -> String 
         } => (
             "create_room",
             room,
-            json!({ "name": name, "user_name": user_name, "start_pos": start_position,
-                    "media_id": media_id }),
+            to_raw(
+                json!({ "name": name, "user_name": user_name, "start_pos": start_position,
+                           "media_id": media_id }),
+            ),
         ),
         Command::JoinRoom { room, user_name } => (
             "join_room",
             Some(room.as_str()),
-            json!({ "user_name": user_name }),
+            to_raw(json!({ "user_name": user_name })),
         ),
-        Command::LeaveRoom => ("leave_room", room, json!({})),
-        Command::Ready { room } => ("ready", room.as_deref(), json!({})),
-        Command::Control { room, control } => (
-            "player_event",
-            room.as_deref(),
-            json!({ "action": raw(&control.relay.action), "position": raw(&control.relay.position),
-                    "play_state": raw(&control.relay.play_state) }),
-        ),
+        Command::LeaveRoom => ("leave_room", room, to_raw(json!({}))),
+        Command::Ready { room } => ("ready", room.as_deref(), to_raw(json!({}))),
+        Command::Control { room, control } => {
+            ("player_event", room.as_deref(), relay(&control.relay))
+        }
         Command::Report { room, report } => {
             let payload = if report.has_payload {
-                json!({ "position": raw(&report.relay.position),
-                        "play_state": raw(&report.relay.play_state) })
+                relay(&report.relay)
             } else {
-                Value::Null
+                None
             };
             ("state_update", room.as_deref(), payload)
         }
-        Command::Ping { room, echo } => ("ping", room.as_deref(), raw(echo)),
-        Command::Chat { room, text } => ("chat_message", room.as_deref(), json!({ "text": text })),
+        Command::Ping { room, echo } => {
+            ("ping", room.as_deref(), echo.as_ref().map(|j| j.0.clone()))
+        }
+        Command::Chat { room, text } => (
+            "chat_message",
+            room.as_deref(),
+            to_raw(json!({ "text": text })),
+        ),
         Command::ClientLog { category, message } => (
             "client_log",
             None,
-            json!({ "category": category, "message": message }),
+            to_raw(json!({ "category": category, "message": message })),
         ),
     };
-    let mut message = json!({ "type": kind, "ts": ts });
-    if let Some(room) = envelope_room {
-        message["room"] = Value::from(room);
+    #[derive(Serialize)]
+    struct ClientMessage<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        payload: Option<Box<RawValue>>,
+        ts: u64,
     }
-    // A relayed field that was JSON null decodes as absent, so dropping nulls is faithful.
-    let payload = if matches!(command, Command::Ping { .. }) {
-        payload
-    } else {
-        strip_nulls(payload)
+    let message = ClientMessage {
+        kind,
+        room: envelope_room,
+        payload,
+        ts,
     };
-    if !payload.is_null() {
-        message["payload"] = payload;
-    }
-    message.to_string()
+    serde_json::to_string(&message).unwrap_or_default()
 }
 
 #[cfg(test)]

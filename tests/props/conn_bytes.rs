@@ -1,0 +1,346 @@
+//! `conn_bytes`: one connection of a real `Engine<MemStream>` fed arbitrary bytes in
+//! arbitrary chunks, with the clock, the server's write window and read chunking also
+//! chosen by the input.
+//!
+//! Input: a flags byte (bit 0: start with a valid upgrade request; bit 1: the client does
+//! not read; bits 2-3: write window; bits 4-5: read chunk), then operations, one byte each:
+//! `00-BF` a chunk of 1-64 input bytes; `C0-CF` move the clock; `D0-DF` change a knob, drain,
+//! stall or poke; `E0-EF` a chunk of up to 4 KiB; `F0-FE` a canned masked frame (text, ping,
+//! close, fragments, an oversized header, a stock client message); `FF` half-close.
+//!
+//! Properties: no panic; at most one connection and one WebSocket; core invariants after
+//! every turn; the server's bytes start as an HTTP response; output is bounded by a multiple
+//! of the input (no amplification loop); allocation peaks stay under a fixed budget when a
+//! probe is given (the fuzz target counts allocations); and after the client half-closes and
+//! the clock passes every deadline, the connection is gone.
+
+use std::io::Write;
+
+use tandem::config::{CoreConfig, NetConfig};
+use tandem::net::engine::{Engine, EngineConfig};
+use tandem::time::{Millis, Now, UnixMillis};
+
+use super::bytes::Bytes;
+use super::mem_stream::{self, Knobs, MemStream};
+
+/// A fixed client upgrade request (RFC 6455's sample key).
+pub const UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: localhost:3000\r\nUpgrade: websocket\r\n\
+Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+const WINDOWS: [usize; 4] = [1 << 18, 16, 700, 1 << 12];
+const CHUNKS: [usize; 4] = [1 << 12, 1, 7, 300];
+const WALL_ORIGIN: u64 = 1_700_000_000_000;
+/// Allocation budget above the input-proportional part: tungstenite's out buffer (capped at
+/// `outbox_bytes_max`, but a `Vec` may double), a 64 KiB frame plus its reassembly, the pipe
+/// windows, and the engine's fixed tables.
+const MEMORY_FIXED_MAX: usize = 2 << 20;
+
+/// Counts live heap bytes, where the caller can (the fuzz target's global allocator).
+pub trait MemoryProbe {
+    /// Starts a measurement: the peak becomes the current live bytes.
+    fn reset(&self);
+    /// Peak live bytes since `reset` minus live bytes at `reset`, if measured.
+    fn peak_growth(&self) -> Option<usize>;
+}
+
+/// No measurement (stable `cargo test`, where `unsafe` allocators are forbidden).
+pub struct NoProbe;
+
+impl MemoryProbe for NoProbe {
+    fn reset(&self) {}
+    fn peak_growth(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// The engine configuration used here: production limits, a few connections.
+pub fn engine_config() -> EngineConfig {
+    EngineConfig {
+        net: NetConfig::default(),
+        core: CoreConfig::default(),
+        connections_max: 4,
+        allowed_origins: None,
+    }
+}
+
+/// Checks every property on one input.
+pub fn check(data: &[u8], probe: &dyn MemoryProbe) {
+    probe.reset();
+    let mut input = Bytes::new(data);
+    let mut rig = Rig::new(input.byte());
+    while !input.is_empty() {
+        rig.op(&mut input);
+        rig.turn();
+        rig.verify(probe);
+    }
+    rig.finish();
+    rig.verify(probe);
+}
+
+struct Rig {
+    engine: Engine<MemStream>,
+    client: MemStream,
+    server: MemStream,
+    id: tandem::id::ConnId,
+    now: Now,
+    reading: bool,
+    /// The first bytes the server wrote, for the HTTP check.
+    head: Vec<u8>,
+    /// Bytes the server wrote that the client has read.
+    read_total: usize,
+}
+
+impl Rig {
+    fn new(flags: u8) -> Rig {
+        let now = Now {
+            mono: Millis(0),
+            wall: UnixMillis(WALL_ORIGIN),
+        };
+        let mut engine = Engine::new(engine_config(), 7, None);
+        let (mut client, server) = mem_stream::pair();
+        let handle = server.handle();
+        handle.set_knobs(Knobs {
+            window: WINDOWS[(flags >> 2 & 3) as usize],
+            read_chunk: CHUNKS[(flags >> 4 & 3) as usize],
+            ..Knobs::default()
+        });
+        let Ok(id) = engine.accept(now, server) else {
+            panic!("an empty engine refused a socket")
+        };
+        if flags & 1 != 0 {
+            let _ = client.write_all(UPGRADE);
+        }
+        Rig {
+            engine,
+            client,
+            server: handle,
+            id,
+            now,
+            reading: flags & 2 == 0,
+            head: Vec::new(),
+            read_total: 0,
+        }
+    }
+
+    fn op(&mut self, input: &mut Bytes<'_>) {
+        let op = input.byte();
+        match op {
+            0x00..=0xBF => self.send(input.take((op & 63) as usize + 1)),
+            0xC0..=0xCF => self.advance(u64::from(op & 15) * 500 + 1),
+            0xD0..=0xD7 => {
+                let window = [0, 1, 16, 128, 1 << 10, 1 << 12, 1 << 16, 1 << 18][(op & 7) as usize];
+                self.server.set_knobs(Knobs {
+                    window,
+                    ..self.server.knobs()
+                });
+            }
+            0xD8..=0xDB => {
+                let read_chunk = CHUNKS[(op & 3) as usize];
+                self.server.set_knobs(Knobs {
+                    read_chunk,
+                    ..self.server.knobs()
+                });
+            }
+            0xDC => self.read(),
+            0xDD => self.reading = !self.reading,
+            0xDE => self.server.stall_reads(u32::from(input.byte() & 3)),
+            0xDF => self.engine.ready(self.now, self.id, true, true),
+            0xE0..=0xEF => {
+                let len = (usize::from(op & 15) << 8 | usize::from(input.byte())) + 1;
+                self.send(input.take(len));
+            }
+            0xF0..=0xFE => {
+                let frame = canned_frame(op - 0xF0, input);
+                self.send(&frame);
+            }
+            0xFF => tandem::net::conn::Stream::close_write(&mut self.client),
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        // After a half-close writes fail, as they would on a socket: the bytes are lost.
+        let _ = self.client.write_all(bytes);
+    }
+
+    /// One event-loop turn, plus the turns the loop runs while work is carried over or the
+    /// client's reads opened the window. A tiny window moves one byte per turn, so the bound
+    /// is on turns without progress (a spin), not on turns.
+    fn turn(&mut self) {
+        let mut reaped = Vec::new();
+        let mut idle = 0;
+        for _ in 0..1_000_000 {
+            let before = self.progress();
+            self.engine.begin_turn(self.now);
+            if self.server.take_edge() {
+                self.engine.ready(self.now, self.id, true, true);
+            }
+            self.engine.end_turn(self.now, &mut reaped);
+            reaped.clear();
+            if self.reading {
+                self.read();
+            }
+            if !self.engine.has_carry_over() && !self.server_has_edge() {
+                return;
+            }
+            idle = if self.progress() == before {
+                idle + 1
+            } else {
+                0
+            };
+            assert!(
+                idle < 64,
+                "the engine spun for 64 turns without reading or writing a byte"
+            );
+        }
+        panic!("a million turns for one step");
+    }
+
+    /// (bytes the server read, bytes it wrote).
+    fn progress(&self) -> (usize, u64) {
+        let sent = self.client.handle().written_total() as usize;
+        (
+            sent - self.server.readable_bytes(),
+            self.server.written_total(),
+        )
+    }
+
+    fn server_has_edge(&self) -> bool {
+        self.server.has_edge() && !self.engine.is_empty()
+    }
+
+    fn read(&mut self) {
+        let bytes = self.client.handle().drain();
+        self.read_total += bytes.len();
+        let room = 16usize.saturating_sub(self.head.len());
+        self.head.extend_from_slice(&bytes[..room.min(bytes.len())]);
+    }
+
+    /// Moves the clock to `now + delta`, stopping at every deadline on the way, as the event
+    /// loop's poll timeout does.
+    fn advance(&mut self, delta: u64) {
+        let target = self.now.mono + delta;
+        for _ in 0..10_000 {
+            match self.engine.next_deadline() {
+                Some(next) if next <= target && next > self.now.mono => {
+                    self.now = self.now.plus(next.since(self.now.mono));
+                    self.turn();
+                }
+                _ => break,
+            }
+        }
+        self.now = self.now.plus(target.since(self.now.mono));
+        self.turn();
+    }
+
+    fn verify(&self, probe: &dyn MemoryProbe) {
+        assert!(
+            self.engine.len() <= 1,
+            "{} connections from one socket",
+            self.engine.len()
+        );
+        assert!(self.engine.websockets() <= 1);
+        self.engine.gateway().core().check_invariants();
+        if !self.head.is_empty() {
+            let expected = &b"HTTP/1.1 "[..self.head.len().min(9)];
+            assert_eq!(
+                &self.head[..expected.len()],
+                expected,
+                "the server did not answer HTTP first"
+            );
+        }
+        let written = self.server.written_total() as usize;
+        let sent = self.client.handle().written_total() as usize;
+        // A reply per message (an error reply is ~150 bytes for a 6-byte empty frame), pongs,
+        // the greeting and idle pings: generous, but linear in what the client sent (canned
+        // frames make the client send more than the fuzz input holds).
+        let bound = (16 << 10) + 32 * sent;
+        assert!(
+            written <= bound,
+            "wrote {written} bytes for {sent} received"
+        );
+        if let Some(growth) = probe.peak_growth() {
+            // The unread client bytes sit in the pipe: count them once, and once more for slack.
+            let budget = MEMORY_FIXED_MAX + 2 * sent;
+            assert!(
+                growth <= budget,
+                "allocation peak grew by {growth} bytes (budget {budget})"
+            );
+        }
+    }
+
+    /// The client reads everything, half-closes, and the clock passes every deadline: the
+    /// connection must be gone.
+    fn finish(&mut self) {
+        self.reading = true;
+        self.server.set_knobs(Knobs {
+            window: 1 << 18,
+            ..self.server.knobs()
+        });
+        tandem::net::conn::Stream::close_write(&mut self.client);
+        self.turn();
+        self.advance(200_000);
+        assert!(
+            self.engine.is_empty(),
+            "the connection outlived EOF and every deadline"
+        );
+        assert_eq!(self.engine.gateway().core().stats().sessions, 0);
+    }
+}
+
+/// Stock client messages, for canned frames.
+pub const STOCK_MESSAGES: [&str; 8] = [
+    r#"{"type":"list_rooms","ts":1}"#,
+    r#"{"type":"auth","payload":{"user_name":"Ann","scheduled":true},"ts":1}"#,
+    r#"{"type":"create_room","payload":{"name":"Movie","start_pos":3,"media_id":"0123456789abcdef0123456789abcdef"},"ts":1}"#,
+    r#"{"type":"player_event","room":"x","payload":{"action":"play","position":3.5},"ts":1}"#,
+    r#"{"type":"state_update","payload":{"position":4,"play_state":"playing"},"ts":1}"#,
+    r#"{"type":"ping","payload":{"client_ts":123},"ts":1}"#,
+    r#"{"type":"chat_message","payload":{"text":"hello"},"ts":1}"#,
+    r#"{"type":"leave_room","ts":1}"#,
+];
+
+fn canned_frame(kind: u8, input: &mut Bytes<'_>) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    match kind {
+        0 => frame(0x81, input.slice(), mask),
+        1 => frame(0x89, input.slice(), mask),
+        2 => frame(0x88, &[0x03, 0xe8, b'b', b'y', b'e'], mask),
+        3 => frame(0x82, input.slice(), mask),
+        4 => frame(0x01, input.slice(), mask),
+        5 => frame(0x80, input.slice(), mask),
+        6 => oversized_header(mask),
+        7 => frame(0x8A, input.slice(), mask),
+        8 => frame(0x81, b"", mask),
+        _ => {
+            let message = STOCK_MESSAGES[input.below(STOCK_MESSAGES.len())];
+            frame(0x81, message.as_bytes(), mask)
+        }
+    }
+}
+
+/// A masked client frame: `first` is FIN, RSV and opcode.
+pub fn frame(first: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let mut out = vec![first];
+    let len = payload.len();
+    if len < 126 {
+        out.push(0x80 | len as u8);
+    } else if len <= 0xFFFF {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// The header of a text frame one byte over the 64 KiB limit, and a little of its payload.
+fn oversized_header(mask: [u8; 4]) -> Vec<u8> {
+    let mut out = vec![0x81, 0x80 | 127];
+    out.extend_from_slice(&((64u64 << 10) + 1).to_be_bytes());
+    out.extend_from_slice(&mask);
+    out.extend_from_slice(&[b'x' ^ mask[0]; 64]);
+    out
+}

@@ -1,0 +1,367 @@
+//! `core_ops`: the input is a program of core operations (quinn's `streams` style): open and
+//! close connections (stale ids included), send commands built from bytes and put through
+//! `owp::encode_command` and `owp::decode`, send raw text, and move the clock by small or
+//! large steps or to `next_deadline()`.
+//!
+//! After every operation: `check_invariants()`; every event goes to an open connection; an
+//! event about a room goes only to a member of that room; after `advance(now)`,
+//! `next_deadline()` is later than `now`. At the end, closing every connection empties the
+//! core and, once the clock passes them, leaves no timer behind.
+
+use tandem::config::CoreConfig;
+use tandem::core::types::{
+    Capabilities, Command, Control, ControlAction, DecodeError, Event, Json, Outbox, PlayState,
+    Relay, Report,
+};
+use tandem::core::Core;
+use tandem::id::{ConnId, RoomId};
+use tandem::owp;
+use tandem::time::{Millis, Now, UnixMillis};
+
+use super::bytes::Bytes;
+
+/// Wall-clock origin of the simulated clocks (any instant works; a real one reads well).
+const WALL_ORIGIN: u64 = 1_700_000_000_000;
+const MEDIA_ID: &str = "0123456789abcdef0123456789ABCDEF";
+
+/// Checks every property on one input.
+pub fn check(data: &[u8]) {
+    let mut input = Bytes::new(data);
+    let mut harness = Harness::new(config(input.byte()), u64::from(input.byte()));
+    // Bounded by the input: every operation consumes at least one byte.
+    while !input.is_empty() {
+        harness.step(&mut input);
+    }
+    harness.wind_down();
+}
+
+/// Small limits, so that fuzz inputs reach them (rooms full, rate limited, ready waits).
+fn config(byte: u8) -> CoreConfig {
+    CoreConfig {
+        rooms_max: 1 + (byte & 3) as usize,
+        room_members_max: 2 + (byte >> 2 & 3) as usize,
+        messages_per_second_max: if byte & 0x10 != 0 { 4 } else { 30 },
+        client_logs_per_second_max: 2,
+        ready_wait_ms_max: if byte & 0x20 != 0 { 50 } else { 2_000 },
+        ..CoreConfig::default()
+    }
+}
+
+struct Harness {
+    core: Core,
+    now: Now,
+    open: Vec<ConnId>,
+    stale: Vec<ConnId>,
+    /// Freed slot indices, reused last-freed first (as slab does).
+    free: Vec<u32>,
+    slots: u32,
+    generation: u32,
+    /// Every room id seen in a `room_state`, including rooms since closed.
+    rooms: Vec<String>,
+    out: Outbox,
+}
+
+impl Harness {
+    fn new(config: CoreConfig, seed: u64) -> Harness {
+        Harness {
+            core: Core::new(config, seed),
+            now: Now {
+                mono: Millis(0),
+                wall: UnixMillis(WALL_ORIGIN),
+            },
+            open: Vec::new(),
+            stale: Vec::new(),
+            free: Vec::new(),
+            slots: 0,
+            generation: 0,
+            rooms: Vec::new(),
+            out: Outbox::default(),
+        }
+    }
+
+    fn step(&mut self, input: &mut Bytes<'_>) {
+        match input.byte() % 13 {
+            0 | 1 => self.open(input.flag()),
+            2 => {
+                if let Some(conn) = self.pick_open(input) {
+                    self.close(conn);
+                }
+            }
+            3 => {
+                // Closing a stale id must not touch the connection now in its slot.
+                let conn = self.pick_stale(input);
+                self.core.close(self.now, conn, &mut self.out);
+            }
+            4..=6 => {
+                let conn = self.pick_sender(input);
+                let command = build_command(input, &self.rooms);
+                self.send_command(conn, &command);
+            }
+            7 => {
+                let conn = self.pick_sender(input);
+                let text = input.text();
+                self.core
+                    .receive(self.now, conn, owp::decode(&text), &mut self.out);
+            }
+            8 => {
+                let conn = self.pick_sender(input);
+                self.core
+                    .receive(self.now, conn, Err(DecodeError::Binary), &mut self.out);
+            }
+            9 => self.advance(u64::from(input.byte())),
+            10 => self.advance(u64::from(input.byte()) * 1_000 + u64::from(input.byte())),
+            11 => {
+                let next = self
+                    .core
+                    .next_deadline()
+                    .map_or(0, |d| d.since(self.now.mono));
+                self.advance(next);
+            }
+            _ => {
+                // A burst of the same command, to reach the rate limit.
+                let conn = self.pick_sender(input);
+                let command = build_command(input, &self.rooms);
+                for _ in 0..input.below(40) {
+                    self.send_command(conn, &command);
+                    self.verify();
+                }
+            }
+        }
+        self.verify();
+    }
+
+    fn open(&mut self, follows_schedule: bool) {
+        self.generation += 1;
+        let index = self.free.pop().unwrap_or_else(|| {
+            self.slots += 1;
+            self.slots - 1
+        });
+        let conn = ConnId {
+            index,
+            generation: self.generation,
+        };
+        self.open.push(conn);
+        self.core.open(
+            self.now,
+            conn,
+            Capabilities { follows_schedule },
+            &mut self.out,
+        );
+        let hello = self
+            .out
+            .sends
+            .first()
+            .map(|&(to, i)| (to, &self.out.events[i as usize]));
+        assert!(
+            matches!(hello, Some((to, Event::Hello { .. })) if to == conn),
+            "no hello first"
+        );
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        self.open.retain(|&c| c != conn);
+        self.stale.push(conn);
+        self.free.push(conn.index);
+        self.core.close(self.now, conn, &mut self.out);
+    }
+
+    fn send_command(&mut self, conn: ConnId, command: &Command) {
+        let text = owp::encode_command(command, None, self.now.wall.0);
+        self.core
+            .receive(self.now, conn, owp::decode(&text), &mut self.out);
+    }
+
+    fn advance(&mut self, delta: u64) {
+        self.now = self.now.plus(delta);
+        self.core.advance(self.now, &mut self.out);
+        let next = self.core.next_deadline();
+        assert!(
+            next.is_none_or(|d| d > self.now.mono),
+            "next deadline {next:?} not after {:?}",
+            self.now.mono
+        );
+    }
+
+    fn pick_open(&self, input: &mut Bytes<'_>) -> Option<ConnId> {
+        (!self.open.is_empty()).then(|| self.open[input.below(self.open.len())])
+    }
+
+    fn pick_stale(&self, input: &mut Bytes<'_>) -> ConnId {
+        let never = ConnId {
+            index: 1_000 + input.byte() as u32,
+            generation: u32::MAX,
+        };
+        if self.stale.is_empty() {
+            return never;
+        }
+        self.stale[input.below(self.stale.len())]
+    }
+
+    /// Usually an open connection, sometimes a closed one (whose messages must be ignored).
+    fn pick_sender(&self, input: &mut Bytes<'_>) -> ConnId {
+        let byte = input.byte();
+        match self.pick_open(input) {
+            Some(conn) if byte < 240 => conn,
+            _ => self.pick_stale(input),
+        }
+    }
+
+    /// Checks what the last call produced, then empties the outbox.
+    fn verify(&mut self) {
+        for &(conn, index) in &self.out.sends {
+            assert!(
+                self.open.contains(&conn),
+                "event for a connection that is not open: {conn}"
+            );
+            let event = &self.out.events[index as usize];
+            if let Event::RoomState { room, .. } = event {
+                let id = room.to_string();
+                if !self.rooms.contains(&id) {
+                    self.rooms.push(id);
+                }
+            }
+            if let Some(room) = room_of_event(event) {
+                let member = self.core.room_of(conn);
+                assert_eq!(
+                    member,
+                    Some(room),
+                    "{event:?} sent to {conn}, a member of {member:?}"
+                );
+            }
+        }
+        self.out.clear();
+        self.core.check_invariants();
+    }
+
+    fn wind_down(&mut self) {
+        for conn in self.open.clone() {
+            self.close(conn);
+            self.verify();
+        }
+        let stats = self.core.stats();
+        assert_eq!(
+            (stats.sessions, stats.rooms),
+            (0, 0),
+            "closing everything left state behind"
+        );
+        self.advance(400_000_000);
+        assert_eq!(
+            self.core.next_deadline(),
+            None,
+            "a timer outlived every connection"
+        );
+        assert!(self.out.sends.is_empty(), "events with nobody connected");
+    }
+}
+
+/// The room an event is about, for events that only members may receive.
+fn room_of_event(event: &Event) -> Option<RoomId> {
+    match event {
+        Event::RoomState { room, .. }
+        | Event::Participants { room, .. }
+        | Event::Control { room, .. }
+        | Event::State { room, .. }
+        | Event::ClientLeft { room, .. }
+        | Event::Chat { room, .. } => Some(*room),
+        _ => None,
+    }
+}
+
+/// A command as a client could send it, from the input.
+pub fn build_command(input: &mut Bytes<'_>, rooms: &[String]) -> Command {
+    let room = |input: &mut Bytes<'_>| -> Option<String> {
+        match input.below(rooms.len() + 3) {
+            0 => None,
+            1 => Some("not-a-room".to_string()),
+            2 => Some("0f8fad5b-d9cb-469f-a165-70867728950e".to_string()),
+            i => Some(rooms[i - 3].clone()),
+        }
+    };
+    let maybe_text = |input: &mut Bytes<'_>| input.flag().then(|| input.text());
+    match input.below(12) {
+        0 => Command::Identify {
+            user_name: maybe_text(input),
+            user_id: maybe_text(input),
+            follows_schedule: input.pick(&[None, Some(true), Some(false)]),
+            token: input.flag(),
+        },
+        1 => Command::ListRooms,
+        2 => Command::CreateRoom {
+            name: maybe_text(input),
+            user_name: maybe_text(input),
+            start_position: input.pick(&[0.0, 12.5, 86_400.0]),
+            media_id: input.flag().then(|| MEDIA_ID.to_string()),
+        },
+        3 => Command::JoinRoom {
+            room: room(input).unwrap_or_default(),
+            user_name: maybe_text(input),
+        },
+        4 => Command::LeaveRoom,
+        5 => Command::Ready { room: room(input) },
+        6 | 7 => Command::Control {
+            room: room(input),
+            control: build_control(input),
+        },
+        8 => Command::Report {
+            room: room(input),
+            report: build_report(input),
+        },
+        9 => Command::Ping {
+            room: room(input),
+            echo: input.flag().then(Json::empty_object),
+        },
+        10 => {
+            let text = input.pick(&["hi".to_string(), " ".to_string(), "x".repeat(501)]);
+            let text = if input.flag() { input.text() } else { text };
+            Command::Chat {
+                room: room(input),
+                text,
+            }
+        }
+        _ => Command::ClientLog {
+            category: maybe_text(input),
+            message: maybe_text(input),
+        },
+    }
+}
+
+const POSITIONS: [Option<f64>; 6] = [
+    None,
+    Some(0.0),
+    Some(12.5),
+    Some(86_400.0),
+    Some(-1.0),
+    Some(1e9),
+];
+
+fn build_control(input: &mut Bytes<'_>) -> Control {
+    let action = input.pick(&["play", "pause", "seek", "buffering", "stop"]);
+    let position = input.pick(&POSITIONS);
+    let play_state = input.pick(&[None, Some("playing"), Some("paused"), Some("bogus")]);
+    Control {
+        action: ControlAction::parse(action),
+        position: position.filter(|p| tandem::core::room::valid_position(*p)),
+        play_state: play_state.and_then(PlayState::parse),
+        relay: Relay {
+            action: Some(Json::string(action)),
+            position: position.map(Json::number),
+            play_state: play_state.map(Json::string),
+        },
+    }
+}
+
+fn build_report(input: &mut Bytes<'_>) -> Report {
+    let position = input.pick(&POSITIONS);
+    let play_state = input.pick(&[None, Some("playing"), Some("paused")]);
+    Report {
+        has_payload: input.byte() < 230,
+        position_number: position,
+        position: position.filter(|p| tandem::core::room::valid_position(*p)),
+        play_state_text: play_state.map(String::from),
+        relay: Relay {
+            action: None,
+            position: position.map(Json::number),
+            play_state: play_state.map(Json::string),
+        },
+    }
+}
