@@ -243,6 +243,19 @@ row_size() {
         --target x86_64-unknown-linux-gnu && [[ -f $bin ]]; then
         ls -l "$bin" >&2
         record size 1 "static binary" "{\"scenario\":\"size\",\"bytes\":$(stat -c %s "$bin")}"
+        # RSS at start of the binary a router or NAS would run.
+        local run rss anon saved=$SERVER
+        SERVER=$bin
+        for run in $(seq 1 "$RUNS"); do
+            start_server
+            sleep 1
+            rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status")
+            anon=$(awk '/^RssAnon:/ {print $2}' "/proc/$SERVER_PID/status")
+            record rss_static "$run" "RSS at start, static binary" \
+                "{\"scenario\":\"rss\",\"rss_kib\":$rss,\"anon_kib\":$anon}"
+            stop_server
+        done
+        SERVER=$saved
     else
         record size 1 "static binary" '{"scenario":"size","error":"build failed"}'
     fi
@@ -325,6 +338,7 @@ add("churn", f"{fmt(med('churn', 'cycles_per_s'))} cycles/s, errors {fmt(med('ch
              f"join p99 {fmt(med('churn', 'join_p99_us'), ' µs')}")
 add("logs", f"{fmt(med('logs', 'log_lines'))} lines")
 add("size", f"{fmt(med('size', 'bytes'))} bytes")
+add("rss_static", f"VmRSS {fmt(med('rss_static', 'rss_kib'))} KiB, RssAnon {fmt(med('rss_static', 'anon_kib'))} KiB")
 
 print("| figure | median | runs |")
 print("| --- | --- | --- |")

@@ -9,8 +9,6 @@ use std::fs;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use props::conn_bytes::NoProbe;
-
 fn corpus_dir(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz/corpus")
@@ -57,7 +55,7 @@ fn decode_owp_corpus() {
 fn conn_bytes_corpus() {
     assert!(
         replay(&corpus_dir("conn_bytes"), |data| props::conn_bytes::check(
-            data, &NoProbe
+            data
         )) > 0
     );
 }

@@ -196,6 +196,19 @@ impl<S: Stream, A: Service> Engine<S, A> {
         self.conns.len()
     }
 
+    /// The most bytes queued for any one connection (for tests and fuzzing).
+    pub fn queued_max(&self) -> usize {
+        let queued = |conn: &Conn<S>| match &conn.phase {
+            Phase::Open { ws } | Phase::Closing { ws } => ws.get_ref().queued(),
+            _ => 0,
+        };
+        self.conns
+            .iter()
+            .map(|(_, conn)| queued(conn))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Whether there are no connections.
     pub fn is_empty(&self) -> bool {
         self.conns.is_empty()

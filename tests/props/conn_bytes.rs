@@ -10,8 +10,8 @@
 //!
 //! Properties: no panic; at most one connection and one WebSocket; core invariants after
 //! every turn; the server's bytes start as an HTTP response; output is bounded by a multiple
-//! of the input (no amplification loop); allocation peaks stay under a fixed budget when a
-//! probe is given (the fuzz target counts allocations); and after the client half-closes and
+//! of the input (no amplification loop); bytes queued for the client stay within the outbox
+//! cap; and after the client half-closes and
 //! the clock passes every deadline, the connection is gone.
 
 use std::io::Write;
@@ -30,28 +30,6 @@ Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSoc
 const WINDOWS: [usize; 4] = [1 << 18, 16, 700, 1 << 12];
 const CHUNKS: [usize; 4] = [1 << 12, 1, 7, 300];
 const WALL_ORIGIN: u64 = 1_700_000_000_000;
-/// Allocation budget above the input-proportional part: tungstenite's out buffer (capped at
-/// `outbox_bytes_max`, but a `Vec` may double), a 64 KiB frame plus its reassembly, the pipe
-/// windows, and the engine's fixed tables.
-const MEMORY_FIXED_MAX: usize = 2 << 20;
-
-/// Counts live heap bytes, where the caller can (the fuzz target's global allocator).
-pub trait MemoryProbe {
-    /// Starts a measurement: the peak becomes the current live bytes.
-    fn reset(&self);
-    /// Peak live bytes since `reset` minus live bytes at `reset`, if measured.
-    fn peak_growth(&self) -> Option<usize>;
-}
-
-/// No measurement (stable `cargo test`, where `unsafe` allocators are forbidden).
-pub struct NoProbe;
-
-impl MemoryProbe for NoProbe {
-    fn reset(&self) {}
-    fn peak_growth(&self) -> Option<usize> {
-        None
-    }
-}
 
 /// The engine configuration used here: production limits, a few connections.
 pub fn engine_config() -> EngineConfig {
@@ -64,17 +42,16 @@ pub fn engine_config() -> EngineConfig {
 }
 
 /// Checks every property on one input.
-pub fn check(data: &[u8], probe: &dyn MemoryProbe) {
-    probe.reset();
+pub fn check(data: &[u8]) {
     let mut input = Bytes::new(data);
     let mut rig = Rig::new(input.byte());
     while !input.is_empty() {
         rig.op(&mut input);
         rig.turn();
-        rig.verify(probe);
+        rig.verify();
     }
     rig.finish();
-    rig.verify(probe);
+    rig.verify();
 }
 
 struct Rig {
@@ -232,7 +209,7 @@ impl Rig {
         self.turn();
     }
 
-    fn verify(&self, probe: &dyn MemoryProbe) {
+    fn verify(&self) {
         assert!(
             self.engine.len() <= 1,
             "{} connections from one socket",
@@ -258,14 +235,14 @@ impl Rig {
             written <= bound,
             "wrote {written} bytes for {sent} received"
         );
-        if let Some(growth) = probe.peak_growth() {
-            // The unread client bytes sit in the pipe: count them once, and once more for slack.
-            let budget = MEMORY_FIXED_MAX + 2 * sent;
-            assert!(
-                growth <= budget,
-                "allocation peak grew by {growth} bytes (budget {budget})"
-            );
-        }
+        // Bytes owed to the client never exceed the outbox cap (plus one control frame):
+        // past it the connection is evicted.
+        let cap = engine_config().net.outbox_bytes_max;
+        assert!(
+            self.engine.queued_max() <= cap + 256,
+            "{} bytes queued, cap {cap}",
+            self.engine.queued_max()
+        );
     }
 
     /// The client reads everything, half-closes, and the clock passes every deadline: the

@@ -34,7 +34,10 @@ pub fn check(data: &[u8]) {
     let Ok(again) = decoded else {
         panic!("re-encoded command does not decode: {decoded:?}\ncommand: {command:?}\ntext: {encoded}")
     };
-    assert_eq!(again, command, "round trip changed the command\ntext: {encoded}");
+    assert_eq!(
+        again, command,
+        "round trip changed the command\ntext: {encoded}"
+    );
     let canonical = owp::encode_command(&again, room, ts);
     assert_eq!(canonical, encoded, "not a fixed point");
 }
