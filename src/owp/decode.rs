@@ -56,6 +56,16 @@ fn is_object(raw: &RawValue) -> bool {
     raw.get().starts_with('{')
 }
 
+/// A JSON string, borrowed from the message when it has no escapes.
+fn str_value(raw: Option<&RawValue>) -> Option<std::borrow::Cow<'_, str>> {
+    use std::borrow::Cow;
+    let raw = raw?.get();
+    match serde_json::from_str::<&str>(raw) {
+        Ok(borrowed) => Some(Cow::Borrowed(borrowed)),
+        Err(_) => serde_json::from_str::<String>(raw).ok().map(Cow::Owned),
+    }
+}
+
 fn string(raw: Option<&RawValue>) -> Option<String> {
     serde_json::from_str::<String>(raw?.get()).ok()
 }
@@ -90,13 +100,13 @@ pub fn decode(text: &str) -> Result<Command, DecodeError> {
         return Err(DecodeError::Invalid);
     }
     let envelope: Envelope<'_> = serde_json::from_str(text).map_err(|_| DecodeError::Invalid)?;
-    let kind = string(envelope.kind).ok_or(DecodeError::Invalid)?;
+    let kind = str_value(envelope.kind).ok_or(DecodeError::Invalid)?;
     let room = string(envelope.room).filter(|room| !room.is_empty());
     let payload = envelope.payload.filter(|p| is_object(p));
     let fields: Fields<'_> = payload
         .and_then(|p| serde_json::from_str(p.get()).ok())
         .unwrap_or_default();
-    let command = match kind.as_str() {
+    let command = match kind.as_ref() {
         "auth" => Command::Identify {
             user_name: string(fields.user_name),
             user_id: string(fields.user_id),

@@ -50,8 +50,34 @@ fn render<P: Serialize>(
         ts: ts.0,
         server_ts: server_ts.0,
     };
-    // Serializing strings, numbers and raw JSON into a String cannot fail.
-    serde_json::to_string(&envelope).unwrap_or_default()
+    to_json(&envelope)
+}
+
+/// Serializes into a buffer sized for a typical message, so rendering does not reallocate.
+fn to_json<T: Serialize>(value: &T) -> String {
+    let mut out = Vec::with_capacity(320);
+    // Serializing strings, numbers and raw JSON into a Vec cannot fail, and serde_json
+    // writes only valid UTF-8.
+    if serde_json::to_writer(&mut out, value).is_err() {
+        return String::new();
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// A UUID rendered on the stack, as the lower-case hyphenated text clients see.
+struct IdText([u8; 36]);
+
+impl IdText {
+    fn new(id: uuid::Uuid) -> IdText {
+        let mut buf = [0u8; 36];
+        id.hyphenated().encode_lower(&mut buf);
+        IdText(buf)
+    }
+
+    fn as_str(&self) -> &str {
+        // Hyphenated lower-case hex is ASCII.
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
 }
 
 #[derive(Serialize)]
@@ -118,7 +144,8 @@ pub fn encode(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Option<Encod
     };
     match event {
         Event::Hello { seat } => {
-            let id = seat.to_string();
+            let id = IdText::new(seat.0);
+            let id = id.as_str();
             one(render(
                 "client_hello",
                 None,
@@ -131,7 +158,7 @@ pub fn encode(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Option<Encod
         Event::RoomState { .. } => Some(room_state(event, now, sync_lead_ms)),
         Event::Participants { room, count } => one(render(
             "participants_update",
-            Some(&room.to_string()),
+            Some(IdText::new(room.0).as_str()),
             None,
             Some(json!({ "participant_count": count })),
             now,
@@ -143,8 +170,8 @@ pub fn encode(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Option<Encod
             message,
         } => one(render(
             "player_event",
-            Some(&room.to_string()),
-            Some(&host.to_string()),
+            Some(IdText::new(room.0).as_str()),
+            Some(IdText::new(host.0).as_str()),
             Some(relay_payload(&message.relay, Some(message.target))),
             now,
             message.target,
@@ -156,16 +183,16 @@ pub fn encode(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Option<Encod
             server_ts,
         } => one(render(
             "state_update",
-            Some(&room.to_string()),
-            Some(&host.to_string()),
+            Some(IdText::new(room.0).as_str()),
+            Some(IdText::new(host.0).as_str()),
             Some(relay_payload(relay, None)),
             now,
             *server_ts,
         )),
         Event::ClientLeft { room, seat, count } => one(render(
             "client_left",
-            Some(&room.to_string()),
-            Some(&seat.to_string()),
+            Some(IdText::new(room.0).as_str()),
+            Some(IdText::new(seat.0).as_str()),
             Some(json!({ "participant_count": count })),
             now,
             now,
@@ -186,16 +213,16 @@ pub fn encode(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Option<Encod
             server_ts,
         } => one(render(
             "chat_message",
-            Some(&room.to_string()),
-            Some(&seat.to_string()),
+            Some(IdText::new(room.0).as_str()),
+            Some(IdText::new(seat.0).as_str()),
             Some(json!({ "username": username, "text": text })),
             now,
             *server_ts,
         )),
         Event::Error { seat, room, code } => one(render(
             "error",
-            room.map(|r| r.to_string()).as_deref(),
-            Some(&seat.to_string()),
+            room.map(|r| IdText::new(r.0)).as_ref().map(IdText::as_str),
+            Some(IdText::new(seat.0).as_str()),
             Some(json!({ "message": code.message(), "code": code.code() })),
             now,
             now,
@@ -203,7 +230,7 @@ pub fn encode(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Option<Encod
         Event::AuthSuccess { seat, user_name } => one(render(
             "auth_success",
             None,
-            Some(&seat.to_string()),
+            Some(IdText::new(seat.0).as_str()),
             Some(json!({ "user_name": user_name })),
             now,
             now,
@@ -339,7 +366,7 @@ pub fn encode_pong(
         server_rx_ts: received.0,
         server_tx_ts: sent.0,
     };
-    serde_json::to_string(&pong).unwrap_or_default()
+    to_json(&pong)
 }
 
 /// The client side of `decode`: renders a command as an OpenWatchParty client would send it.
