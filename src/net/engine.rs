@@ -855,27 +855,15 @@ impl<S: Stream, A: Service> Engine<S, A> {
 
     /// Queues a text frame; a client owed more than the outbox cap is evicted.
     fn write(&mut self, id: ConnId, text: &tungstenite::Utf8Bytes) {
-        let cap = self.config.net.outbox_bytes_max;
-        let Some(conn) = self.conn_mut(id) else {
-            return;
-        };
-        let Phase::Open { ws } = &mut conn.phase else {
-            return;
-        };
-        if !ws.can_write() {
-            return;
-        }
-        let wire = ws.get_mut();
-        wire.push_text(text);
-        if wire.queued() > cap {
-            self.evict(id);
-        } else {
-            self.mark_dirty(id);
-        }
+        self.queue_frame(id, |wire| wire.push_text(text));
     }
 
     /// Queues a binary frame (the echo service's), with the same cap as text.
     fn write_binary(&mut self, id: ConnId, data: &tungstenite::Bytes) {
+        self.queue_frame(id, |wire| wire.push_binary(data));
+    }
+
+    fn queue_frame(&mut self, id: ConnId, push: impl FnOnce(&mut Wire<S>)) {
         let cap = self.config.net.outbox_bytes_max;
         let Some(conn) = self.conn_mut(id) else {
             return;
@@ -887,7 +875,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
             return;
         }
         let wire = ws.get_mut();
-        wire.push_binary(data);
+        push(wire);
         if wire.queued() > cap {
             self.evict(id);
         } else {
