@@ -53,11 +53,7 @@ fn decode_owp_corpus() {
 /// Every conn_bytes corpus file runs through a real engine connection within its bounds.
 #[test]
 fn conn_bytes_corpus() {
-    assert!(
-        replay(&corpus_dir("conn_bytes"), |data| props::conn_bytes::check(
-            data
-        )) > 0
-    );
+    assert!(replay(&corpus_dir("conn_bytes"), props::conn_bytes::check) > 0);
 }
 
 /// Every core_ops corpus program keeps the core's invariants after each operation.

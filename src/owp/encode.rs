@@ -149,7 +149,7 @@ pub fn encode(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Option<Encod
             one(render(
                 "client_hello",
                 None,
-                Some(&id),
+                Some(id),
                 Some(json!({ "client_id": id })),
                 now,
                 now,

@@ -156,7 +156,9 @@ impl Model {
             let last = view.seen.last().copied();
             if !view.seen.insert(marker) || last.is_some_and(|last| marker < last) {
                 self.rejoin_duplicates += 1;
-                return Err(format!("{conn} got old command {marker} twice or out of order"));
+                return Err(format!(
+                    "{conn} got old command {marker} twice or out of order"
+                ));
             }
             return Ok(());
         }
