@@ -13,7 +13,6 @@ build:
 
 test:
 	$(CARGO) test --all-targets
-	$(CARGO) test --doc
 
 lint:
 	$(CARGO) fmt --all -- --check
