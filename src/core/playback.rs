@@ -47,24 +47,23 @@ impl Core {
         }
     }
 
+    /// Moves the room clock to the command, effective at `at`, and notes it for the
+    /// state_update filter.
+    fn record(&mut self, key: usize, control: &super::types::Control, at: Millis) {
+        let now = self.now.mono;
+        let room = &mut self.rooms[key];
+        let (action, position, play_state) =
+            (&control.action, control.position, control.play_state);
+        room.clock
+            .apply_control(now, at, action, position, play_state);
+        note_command(room, action, position, play_state, now);
+    }
+
     /// Stock host: the command already happened; tell the others now.
     fn relay_fact(&mut self, key: usize, control: super::types::Control, out: &mut Outbox) {
         let now = self.now.mono;
-        let room = &mut self.rooms[key];
-        room.clock.apply_control(
-            now,
-            now,
-            &control.action,
-            control.position,
-            control.play_state,
-        );
-        note_command(
-            room,
-            &control.action,
-            control.position,
-            control.play_state,
-            now,
-        );
+        self.record(key, &control, now);
+        let room = &self.rooms[key];
         let message = ControlMessage {
             relay: control.relay,
             target: self.now.wall,
@@ -81,23 +80,9 @@ impl Core {
 
     /// Scheduling host: a pause, seek or other command for everyone, a little ahead.
     fn schedule_control(&mut self, key: usize, control: super::types::Control, out: &mut Outbox) {
-        let now = self.now.mono;
         let (at, target) = later(self.now, self.config.control_schedule_ms);
-        let room = &mut self.rooms[key];
-        room.clock.apply_control(
-            now,
-            at,
-            &control.action,
-            control.position,
-            control.play_state,
-        );
-        note_command(
-            room,
-            &control.action,
-            control.position,
-            control.play_state,
-            now,
-        );
+        self.record(key, &control, at);
+        let room = &self.rooms[key];
         let message = ControlMessage {
             relay: control.relay,
             target,
