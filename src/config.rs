@@ -53,6 +53,9 @@ pub struct NetConfig {
     pub accepts_per_turn_max: usize,
     /// Delay before accepting again after the process ran out of descriptors.
     pub accept_retry_ms: u64,
+    /// Connection memory freed (queued bytes plus a per-connection estimate) after which the
+    /// server compacts its tables and hands free memory back to the OS; 0 never does.
+    pub memory_release_after_bytes: u64,
 }
 
 /// Rules the core enforces.
@@ -99,6 +102,7 @@ impl Default for NetConfig {
             messages_per_turn_max: 32,
             accepts_per_turn_max: 256,
             accept_retry_ms: 100,
+            memory_release_after_bytes: 256 << 10,
         }
     }
 }
@@ -323,6 +327,13 @@ pub const SETTINGS: &[Setting] = &[
         help: "per-connection read chunk",
         default: "1024",
         apply: number!(net.read_buffer_bytes),
+    },
+    Setting {
+        env: "MEMORY_RELEASE_AFTER_BYTES",
+        help: "connection memory freed before tables are compacted and memory returned to \
+               the OS; 0 = never",
+        default: "262144",
+        apply: number!(net.memory_release_after_bytes),
     },
 ];
 

@@ -146,6 +146,13 @@ impl Gateway {
         self.core.next_deadline()
     }
 
+    /// Releases capacity left over from a crowd that has gone (see `Core::compact`).
+    pub fn compact(&mut self) {
+        self.core.compact();
+        self.rendered = Vec::new();
+        self.outbox.compact();
+    }
+
     fn render(&mut self, now: Now, out: &mut Vec<Output>) {
         self.rendered.clear();
         self.rendered.resize(self.outbox.events.len(), None);

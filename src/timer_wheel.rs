@@ -69,6 +69,17 @@ impl<T> TimerWheel<T> {
         }
     }
 
+    /// Releases slot capacity beyond what the held entries need (after a burst of timers;
+    /// 384 slots each keep their peak otherwise).
+    pub fn compact(&mut self) {
+        for level in &mut self.levels {
+            for slot in &mut level.slots {
+                slot.shrink_to_fit();
+            }
+        }
+        self.expired.shrink_to_fit();
+    }
+
     /// Number of entries held (stale ones included until they fire).
     pub fn len(&self) -> usize {
         self.len

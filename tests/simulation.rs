@@ -75,6 +75,34 @@ fn run_seed(seed: u64, steps: u64, trace: bool) -> Tally {
     }
 }
 
+/// Compaction (`Gateway::compact`, run after crowds leave) releases capacity only: a workload
+/// compacting every few steps sends exactly the frames of the same workload without it.
+#[test]
+fn compaction_changes_nothing_observable() {
+    let steps = env_number("SIM_STEPS").unwrap_or(400);
+    for seed in 0..24 {
+        let run = |compact_every| {
+            let mut sim = Sim::new(seed, false);
+            sim.compact_every = compact_every;
+            for step in 0..steps {
+                if let Err(problem) = sim.step() {
+                    panic!("seed={seed} step={step} compact_every={compact_every}: {problem}");
+                }
+            }
+            (sim.delivered, sim.digest)
+        };
+        let plain = run(0);
+        assert!(plain.0 > 0, "seed {seed} delivered nothing");
+        for every in [1, 7] {
+            assert_eq!(
+                run(every),
+                plain,
+                "seed {seed}: compacting every {every} steps"
+            );
+        }
+    }
+}
+
 /// Level 1: 256 seeded workloads (or `SIM_SEED`/`SIM_SEEDS`/`SIM_STEPS`) keep the core's
 /// invariants and agree with the client-side model after every step.
 #[test]

@@ -232,6 +232,13 @@ pub struct Room {
 }
 
 impl Room {
+    /// Releases capacity left by members and commands that are gone.
+    pub fn compact(&mut self) {
+        self.members.shrink_to_fit();
+        self.held.shrink_to_fit();
+        self.in_flight.shrink_to_fit();
+    }
+
     /// The member entry of `conn`.
     pub fn member(&self, conn: ConnId) -> Option<&Member> {
         self.members.iter().find(|m| m.conn == conn)

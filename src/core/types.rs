@@ -455,6 +455,12 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// Releases capacity beyond what is held.
+    pub fn compact(&mut self) {
+        self.events.shrink_to_fit();
+        self.sends.shrink_to_fit();
+    }
+
     /// Adds an event and returns its index.
     pub fn event(&mut self, event: Event) -> u32 {
         self.events.push(event);

@@ -84,6 +84,8 @@ pub struct Conn<S> {
     pub dirty: bool,
     /// Since when the socket has taken none of the bytes owed to it.
     pub stalled_since: Option<Millis>,
+    /// Bytes that were still queued when the WebSocket was dropped.
+    pub dropped_bytes: usize,
 }
 
 impl<S> Conn<S> {
@@ -102,6 +104,7 @@ impl<S> Conn<S> {
             over_limit,
             dirty: false,
             stalled_since: None,
+            dropped_bytes: 0,
         }
     }
 
@@ -128,7 +131,10 @@ impl<S> Conn<S> {
             Phase::Request { stream, .. }
             | Phase::Respond { stream, .. }
             | Phase::Drain { stream } => Some(stream),
-            Phase::Open { ws } | Phase::Closing { ws } => Some(ws.into_inner().into_inner()),
+            Phase::Open { ws } | Phase::Closing { ws } => {
+                self.dropped_bytes += ws.get_ref().queued();
+                Some(ws.into_inner().into_inner())
+            }
             Phase::Dead(stream) => stream,
         }
     }

@@ -34,6 +34,9 @@ use crate::timer_wheel::TimerWheel;
 const REFUSAL_SLOTS: usize = 64;
 /// Bytes discarded per drive of a draining connection.
 const DRAIN_BYTES_MAX: usize = 64 << 10;
+/// What a connection holds besides its queue, roughly (tungstenite's state and read chunk,
+/// the slot, the core's session), counted in `EngineStats::freed_bytes`.
+const CONN_FOOTPRINT_BYTES: usize = 2 << 10;
 
 /// What the engine needs to know.
 #[derive(Clone, Debug)]
@@ -66,6 +69,9 @@ pub struct EngineStats {
     pub evicted: u64,
     /// Connections closed for idleness.
     pub idled_out: u64,
+    /// Memory freed by connections that are gone (bytes queued for them plus a fixed estimate
+    /// per connection): the event loop compacts and returns memory when this has grown.
+    pub freed_bytes: u64,
 }
 
 /// What an engine serves: the watch-party gateway in production, an echo service for the
@@ -87,6 +93,8 @@ pub trait Service {
     fn next_deadline(&self) -> Option<Millis>;
     /// Rooms open, for /health.
     fn rooms(&self) -> usize;
+    /// Releases capacity left over from connections that are gone.
+    fn compact(&mut self) {}
 }
 
 impl Service for Gateway {
@@ -113,6 +121,9 @@ impl Service for Gateway {
     }
     fn rooms(&self) -> usize {
         self.core().stats().rooms
+    }
+    fn compact(&mut self) {
+        Gateway::compact(self)
     }
 }
 
@@ -295,6 +306,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
                     continue;
                 }
                 let mut conn = self.conns.remove(id.index as usize);
+                self.stats.freed_bytes += (conn.dropped_bytes + CONN_FOOTPRINT_BYTES) as u64;
                 if conn.in_core {
                     self.websockets -= 1;
                     self.gateway.close(now, conn.id, &mut self.outputs);
@@ -313,6 +325,19 @@ impl<S: Stream, A: Service> Engine<S, A> {
         trim(&mut self.outputs);
         trim(&mut self.dirty);
         trim(&mut self.touched);
+    }
+
+    /// Releases table capacity left over from connections that are gone: the connection
+    /// slab past its last occupied slot, the timer slots, the scratch vectors and the
+    /// service's own tables. Call between turns, after many connections have closed.
+    pub fn compact(&mut self) {
+        self.conns.shrink_to_fit();
+        self.wheel.compact();
+        self.outputs.shrink_to_fit();
+        self.dirty.shrink_to_fit();
+        self.carry.shrink_to_fit();
+        self.touched.shrink_to_fit();
+        self.gateway.compact();
     }
 
     /// When the engine next has timed work; `Some(now)`-ish when work is carried over.
@@ -712,6 +737,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
             reason: reason.into(),
         };
         if ws.close(Some(frame)).is_err() {
+            conn.dropped_bytes += ws.get_ref().queued();
             conn.phase = Phase::Dead(Some(ws.into_inner().into_inner()));
             return;
         }
@@ -722,6 +748,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.writable = false,
             Err(_) => {
+                conn.dropped_bytes += ws.get_ref().queued();
                 conn.phase = Phase::Dead(Some(ws.into_inner().into_inner()));
                 return;
             }

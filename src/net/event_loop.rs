@@ -30,6 +30,9 @@ const LISTEN_BACKLOG: i32 = 1_024;
 const SHUTDOWN_MS: u64 = 800;
 /// Consecutive `poll` failures tolerated before giving up.
 const POLL_FAILURES_MAX: u32 = 16;
+/// Delay between crossing `MEMORY_RELEASE_AFTER_BYTES` and releasing, so that a wave of
+/// departures (an eviction sweep, a mass disconnect) is handled once, after it.
+const MEMORY_RELEASE_DELAY_MS: u64 = 1_000;
 
 /// A bound, not yet running server.
 pub struct Server<A: Service = Gateway> {
@@ -42,6 +45,7 @@ pub struct Server<A: Service = Gateway> {
     accepts_per_turn_max: usize,
     accept_retry_ms: u64,
     send_buffer_bytes: usize,
+    memory: MemoryRelease,
 }
 
 impl<A: Service> std::fmt::Debug for Server<A> {
@@ -91,7 +95,17 @@ impl<A: Service> Server<A> {
             accepts_per_turn_max: config.net.accepts_per_turn_max,
             accept_retry_ms: config.net.accept_retry_ms,
             send_buffer_bytes: config.net.socket_send_buffer_bytes,
+            memory: MemoryRelease {
+                after_bytes: config.net.memory_release_after_bytes,
+                ..MemoryRelease::default()
+            },
         })
+    }
+
+    /// Installs what returns free memory to the OS after the tables are compacted (the
+    /// binary passes the allocator's trim; without it, only the tables are compacted).
+    pub fn on_memory_release(&mut self, release: fn()) {
+        self.memory.release = Some(release);
     }
 
     /// The bound address (with the real port when 0 was asked for).
@@ -152,6 +166,7 @@ impl<A: Service> Server<A> {
             for mut stream in reaped.drain(..) {
                 let _ = self.poll.registry().deregister(&mut stream);
             }
+            self.release_memory(now);
             if let Some(stop_at) = stop_at {
                 if self.engine.is_empty() || now.mono >= stop_at {
                     log!(Info, "event=stopped connections_left={}", self.engine.len());
@@ -167,7 +182,12 @@ impl<A: Service> Server<A> {
         if self.engine.has_carry_over() || accept_now {
             return Some(Duration::ZERO);
         }
-        let deadlines = [self.engine.next_deadline(), accept.paused_until, stop_at];
+        let deadlines = [
+            self.engine.next_deadline(),
+            accept.paused_until,
+            stop_at,
+            self.memory.due,
+        ];
         let deadline = deadlines.into_iter().flatten().min()?;
         let now = self.clock.now().mono;
         Some(Duration::from_millis(deadline.since(now)))
@@ -239,6 +259,34 @@ impl<A: Service> Server<A> {
         }
     }
 
+    /// Once connections holding `MEMORY_RELEASE_AFTER_BYTES` have gone, and after a delay:
+    /// compacts the tables and calls the release hook. Without it the allocator keeps the
+    /// peak of a crowd of slow consumers (fragmented small blocks) for good.
+    fn release_memory(&mut self, now: Now) {
+        let memory = &mut self.memory;
+        let freed = self.engine.stats().freed_bytes;
+        if memory.after_bytes == 0 {
+            return;
+        }
+        if memory.due.is_none() && freed - memory.released_at >= memory.after_bytes {
+            memory.due = Some(now.mono + MEMORY_RELEASE_DELAY_MS);
+        }
+        if memory.due.is_some_and(|due| now.mono >= due) {
+            memory.due = None;
+            memory.released_at = freed;
+            self.engine.compact();
+            if let Some(release) = memory.release {
+                release();
+            }
+            let took_ms = self.clock.now().mono.since(now.mono);
+            log!(
+                Debug,
+                "event=memory_released freed_bytes={freed} connections={} took_ms={took_ms}",
+                self.engine.len()
+            );
+        }
+    }
+
     fn begin_shutdown(&mut self, now: Now) -> Millis {
         log!(
             Info,
@@ -250,6 +298,18 @@ impl<A: Service> Server<A> {
         self.engine.shutdown(now);
         now.mono + SHUTDOWN_MS
     }
+}
+
+#[derive(Default)]
+struct MemoryRelease {
+    /// `MEMORY_RELEASE_AFTER_BYTES`; 0 disables.
+    after_bytes: u64,
+    /// The engine's `freed_bytes` at the last release.
+    released_at: u64,
+    /// When the next release is due.
+    due: Option<Millis>,
+    /// Returns free memory to the OS.
+    release: Option<fn()>,
 }
 
 #[derive(Default)]

@@ -153,6 +153,9 @@ impl SimNet {
         self.engine.end_turn(self.now, &mut reaped);
         self.reaped += reaped.len();
         drop(reaped);
+        // Compaction between turns (which the event loop does after crowds leave) must be
+        // invisible: every scenario here runs with it after each turn.
+        self.engine.compact();
         self.engine.gateway().core().check_invariants();
         assert!(self.engine.websockets() <= self.engine.len());
     }

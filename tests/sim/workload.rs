@@ -80,6 +80,13 @@ pub struct Sim {
     pub delivered: u64,
     /// Messages delivered per type, and error codes, to see what a sweep exercised.
     pub kinds: std::collections::BTreeMap<String, u64>,
+    /// Every delivery (recipient and bytes) folded into one number: two runs with the same
+    /// digest sent the same frames to the same connections in the same order.
+    pub digest: u64,
+    /// Compacts the gateway's tables every this many steps (0: never); compaction must not
+    /// change anything observable.
+    pub compact_every: u64,
+    steps: u64,
 }
 
 impl Sim {
@@ -105,6 +112,9 @@ impl Sim {
             caps_switch: std::env::var_os("SIM_NO_CAPS_SWITCH").is_none(),
             delivered: 0,
             kinds: Default::default(),
+            digest: 0xCBF2_9CE4_8422_2325,
+            compact_every: 0,
+            steps: 0,
         }
     }
 
@@ -132,6 +142,11 @@ impl Sim {
             24 => self.burst(),
             _ => self.client_action(),
         }?;
+        self.steps += 1;
+        if self.compact_every > 0 && self.steps % self.compact_every == 0 {
+            self.note(format_args!("compact"));
+            self.gateway.compact();
+        }
         let (now, interval) = (self.now.mono.0, self.config.room_list_interval_ms);
         self.model.check_step(self.gateway.core(), now, interval)
     }
@@ -494,6 +509,8 @@ impl Sim {
                 continue;
             };
             self.delivered += 1;
+            self.digest = fnv1a(self.digest, &conn.index.to_le_bytes());
+            self.digest = fnv1a(self.digest, text.as_str().as_bytes());
             let message: Value =
                 serde_json::from_str(text.as_str()).map_err(|e| format!("{e}: {text}"))?;
             let kind = match message["payload"]["code"].as_str() {
@@ -530,4 +547,12 @@ fn abbreviate(text: &str) -> String {
         .find(|&i| text.is_char_boundary(i))
         .unwrap_or(0);
     format!("{}… ({} bytes)", &text[..cut], text.len())
+}
+
+/// FNV-1a over `bytes`, continuing from `hash`.
+fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3);
+    }
+    hash
 }
