@@ -216,6 +216,7 @@ row_fanout() {
         say "floor run $run/$RUNS"
         line=$("${PIN_SERVER[@]}" "$LOADGEN" --scenario floor --conns "$FLOOR_CONNS" \
             --frame-bytes 150,1000 --count "$FLOOR_COUNT" "${READER_CPU[@]}" \
+            --paced-rate "$((FAN_ROOMS * 190))" --burst 9 \
             2>>"$OUT/loadgen.log" | tail -n1) || true
         record floor "$run" "loopback write floor" "$line"
     done
@@ -325,8 +326,10 @@ if "idle" in rows:
     lines.append(f"| {label('idle')} disconnecting at once | busy {fmt(med('idle', 'close_busy_s'), ' s', 3)}, "
                  f"server CPU {fmt(med('idle', 'close_cpu_s'), ' s', 3)} | {len(rows['idle'])} |")
 cpu, floor = med("fanout", "server_cpu_us_per_delivery"), med("floor", "cpu_us_per_write_150")
+paced = med("floor", "cpu_us_per_write_paced_150")
 add("fanout", f"{fmt(cpu, ' µs', 2)} CPU/delivery, floor {fmt(floor, ' µs', 2)}/write (150 B), "
-              f"ratio {ratio(cpu, floor)}; p99 {fmt(med('fanout', 'p99_us'), ' µs')}; "
+              f"ratio {ratio(cpu, floor)}; paced floor {fmt(paced, ' µs', 2)}/write, ratio {ratio(cpu, paced)}; "
+              f"p99 {fmt(med('fanout', 'p99_us'), ' µs')}; "
               f"delivered {fmt(med('fanout', 'delivered'))}/{fmt(med('fanout', 'expected'))}")
 add("burst", f"max connect→hello {fmt(med('burst', 'max_us'), ' µs')}, p99 {fmt(med('burst', 'p99_us'), ' µs')}, "
              f"over 900 ms {fmt(med('burst', 'over_900ms'))}")

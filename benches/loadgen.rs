@@ -20,8 +20,11 @@
 //!   slow   --conns N --rooms R --duration S [--readers G] [--chat-bytes B] [--rcvbuf BYTES]
 //!                                         N room members that never read; server RSS, eviction
 //!   floor  --conns C --frame-bytes 150,1000 --count N [--reader-cpu K]
-//!                                         CPU cost of one loopback write() of a WebSocket-sized
-//!                                         frame, measured in this process; needs no server
+//!          [--paced-rate W --burst B]     CPU cost of one loopback write() of a WebSocket-sized
+//!                                         frame, measured in this process; needs no server.
+//!                                         With --paced-rate, also the cost when the writes come
+//!                                         as the fanout's do: B sockets at a time, W writes/s,
+//!                                         the reader asleep between bursts
 //!
 //! Common flags: `--url`, `--server-pid`, `--duration`, `--deadline`, `--max-in-flight`
 //! (handshakes outstanding at once while connecting, default 500).
@@ -98,6 +101,8 @@ const KNOWN_FLAGS: &[&str] = &[
     "frame-bytes",
     "count",
     "reader-cpu",
+    "paced-rate",
+    "burst",
     "port",
 ];
 
@@ -2046,6 +2051,37 @@ fn timed_writes(socks: &mut [std::net::TcpStream], frame: &[u8], count: usize) -
     (self_cpu_ns() - cpu0, now_ns() - wall0)
 }
 
+/// Writes `count` frames in bursts of `burst` sockets, `rate` writes per second, sleeping
+/// between bursts (so the reader goes back to sleep too); returns (own CPU ns, writes/s).
+fn timed_paced_writes(
+    socks: &mut [std::net::TcpStream],
+    frame: &[u8],
+    count: usize,
+    burst: usize,
+    rate: f64,
+) -> (u64, f64) {
+    let interval = (burst as f64 * 1e9 / rate) as u64;
+    let (cpu0, wall0) = (self_cpu_ns(), now_ns());
+    let mut next = wall0;
+    let mut i = 0;
+    while i < count {
+        for _ in 0..burst {
+            let n = socks.len();
+            if let Err(e) = socks[i % n].write_all(frame) {
+                die(&format!("write to the reader failed: {e}"));
+            }
+            i += 1;
+        }
+        next += interval;
+        let now = now_ns();
+        if next > now {
+            std::thread::sleep(Duration::from_nanos(next - now));
+        }
+    }
+    let wall = now_ns() - wall0;
+    (self_cpu_ns() - cpu0, count as f64 / secs(wall))
+}
+
 fn scenario_floor(args: &Args) -> Summary {
     let conns: usize = args.get::<usize>("conns", 1000).max(1);
     let count: usize = args.get::<usize>("count", 200_000).max(1);
@@ -2082,6 +2118,22 @@ fn scenario_floor(args: &Args) -> Summary {
         out.insert(format!("wall_us_per_write_{}", frame.len()), json!(wall_us));
         if i == 0 {
             put!(out, "frame_bytes" => frame.len(), "cpu_us_per_write" => cpu_us);
+            let rate: f64 = args.get("paced-rate", 0.0);
+            if rate > 0.0 {
+                let burst = args.get::<usize>("burst", 9).clamp(1, conns);
+                let paced = (count / 4).max(burst);
+                log(&format!(
+                    "floor: {paced} writes of {} bytes in bursts of {burst} at {rate}/s",
+                    frame.len()
+                ));
+                let (cpu, achieved) = timed_paced_writes(&mut socks, &frame, paced, burst, rate);
+                let cpu_us = (cpu as f64 / paced as f64).round() / 1000.0;
+                out.insert(
+                    format!("cpu_us_per_write_paced_{}", frame.len()),
+                    json!(cpu_us),
+                );
+                put!(out, "paced_burst" => burst, "paced_rate" => achieved.round());
+            }
         }
     }
     drop(socks);
