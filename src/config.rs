@@ -487,18 +487,25 @@ pub fn help() -> String {
          Every setting is an environment variable or the matching flag (flags win).\n\n",
         env!("CARGO_PKG_VERSION")
     );
+    let flag_width = SETTINGS
+        .iter()
+        .map(|s| flag_name(s.env).len())
+        .max()
+        .unwrap_or(0);
+    let env_width = SETTINGS.iter().map(|s| s.env.len()).max().unwrap_or(0);
     for setting in SETTINGS {
         text.push_str(&format!(
-            "  {:<28} {:<24} {} (default {})\n",
+            "  {:<flag_width$} {:<env_width$} {} (default {})\n",
             flag_name(setting.env),
             setting.env,
             setting.help,
             setting.default
         ));
     }
-    text.push_str(
-        "\n  -h, --help                   this text\n  -V, --version                the version\n",
-    );
+    text.push_str(&format!(
+        "\n  {:<flag_width$} this text\n  {:<flag_width$} the version\n",
+        "-h, --help", "-V, --version"
+    ));
     text
 }
 
