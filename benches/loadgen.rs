@@ -2065,7 +2065,7 @@ fn timed_paced_writes(
     let mut next = wall0;
     let mut i = 0;
     while i < count {
-        for _ in 0..burst {
+        for _ in 0..burst.min(count - i) {
             let n = socks.len();
             if let Err(e) = socks[i % n].write_all(frame) {
                 die(&format!("write to the reader failed: {e}"));

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
     // The core's ids come from this seed; it is the one place randomness enters.
     #[allow(clippy::disallowed_methods)]
     let seed = getrandom::u64().unwrap_or(0x5EED);
+    #[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(unused_mut))]
     let mut server = match Server::bind(&config, seed) {
         Ok(server) => server,
         Err(error) => {

@@ -1,5 +1,6 @@
 //! After a crowd leaves, the server compacts its tables and calls the memory-release hook
-//! (the binary's `malloc_trim`) once, and everything that stayed keeps working.
+//! (the binary's `malloc_trim`), and everything that stayed keeps working. The schedule itself
+//! (threshold, quiet period, cap) is unit-tested in `src/net/memory.rs`.
 
 mod common;
 
@@ -20,11 +21,11 @@ fn released() {
 }
 
 #[test]
-fn a_crowd_leaving_triggers_one_release_and_the_room_that_stayed_works() {
+fn a_crowd_leaving_triggers_a_release_and_the_room_that_stayed_works() {
     let (tx, rx) = mpsc::channel();
     *RELEASES.lock().unwrap() = Some(tx);
     let mut config = config();
-    // 30 connections at the per-connection estimate (2 KiB) cross it; 3 do not.
+    // 30 WebSockets at the per-connection estimate (2 KiB) cross it.
     config.net.memory_release_after_bytes = 32 << 10;
     let mut server = Server::bind(&config, 7).expect("bind 127.0.0.1:0");
     server.on_memory_release(released);
@@ -36,10 +37,6 @@ fn a_crowd_leaving_triggers_one_release_and_the_room_that_stayed_works() {
     let mut guest = Client::connect(addr);
     guest.join(&room);
 
-    // A few departures stay under the threshold: no release.
-    for _ in 0..3 {
-        drop(Client::connect(addr));
-    }
     let mut crowd: Vec<Client> = (0..30).map(|_| Client::connect(addr)).collect();
     for (i, member) in crowd.iter_mut().enumerate().take(10) {
         member.join_as(&room, &format!("c{i}"));
@@ -56,9 +53,4 @@ fn a_crowd_leaving_triggers_one_release_and_the_room_that_stayed_works() {
     assert_eq!(chat["payload"]["text"], "still here", "{chat}");
     let newcomer = Client::connect(addr);
     assert!(!newcomer.id.is_empty());
-    // One wave, one release: nothing more has been freed since.
-    assert!(
-        rx.try_recv().is_err(),
-        "a single wave released more than once"
-    );
 }

@@ -9,6 +9,10 @@ use super::wire::Wire;
 use crate::id::ConnId;
 use crate::time::Millis;
 
+/// What a WebSocket holds besides its queue, roughly (tungstenite's state and read chunk, the
+/// slot, the core's session), counted in `Conn::freed_bytes` when it is dropped.
+const WEBSOCKET_FOOTPRINT_BYTES: usize = 2 << 10;
+
 /// Where a connection is in its life.
 #[derive(Debug)]
 pub enum Phase<S> {
@@ -84,8 +88,9 @@ pub struct Conn<S> {
     pub dirty: bool,
     /// Since when the socket has taken none of the bytes owed to it.
     pub stalled_since: Option<Millis>,
-    /// Bytes that were still queued when the WebSocket was dropped.
-    pub dropped_bytes: usize,
+    /// Memory given up when the WebSocket was dropped: what was still queued plus its
+    /// footprint (0 for connections that never became WebSockets).
+    pub freed_bytes: usize,
 }
 
 impl<S> Conn<S> {
@@ -104,7 +109,7 @@ impl<S> Conn<S> {
             over_limit,
             dirty: false,
             stalled_since: None,
-            dropped_bytes: 0,
+            freed_bytes: 0,
         }
     }
 
@@ -125,16 +130,19 @@ impl<S> Conn<S> {
         self.phase = Phase::Dead(stream);
     }
 
+    /// Drops a WebSocket's state, counting what it held; returns its socket.
+    pub fn drop_websocket(&mut self, ws: WebSocket<Wire<S>>) -> S {
+        self.freed_bytes += ws.get_ref().queued() + WEBSOCKET_FOOTPRINT_BYTES;
+        ws.into_inner().into_inner()
+    }
+
     /// Takes the socket out, leaving the connection dead.
     pub fn take_stream(&mut self) -> Option<S> {
         match std::mem::replace(&mut self.phase, Phase::Dead(None)) {
             Phase::Request { stream, .. }
             | Phase::Respond { stream, .. }
             | Phase::Drain { stream } => Some(stream),
-            Phase::Open { ws } | Phase::Closing { ws } => {
-                self.dropped_bytes += ws.get_ref().queued();
-                Some(ws.into_inner().into_inner())
-            }
+            Phase::Open { ws } | Phase::Closing { ws } => Some(self.drop_websocket(*ws)),
             Phase::Dead(stream) => stream,
         }
     }

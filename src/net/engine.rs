@@ -34,9 +34,6 @@ use crate::timer_wheel::TimerWheel;
 const REFUSAL_SLOTS: usize = 64;
 /// Bytes discarded per drive of a draining connection.
 const DRAIN_BYTES_MAX: usize = 64 << 10;
-/// What a connection holds besides its queue, roughly (tungstenite's state and read chunk,
-/// the slot, the core's session), counted in `EngineStats::freed_bytes`.
-const CONN_FOOTPRINT_BYTES: usize = 2 << 10;
 
 /// What the engine needs to know.
 #[derive(Clone, Debug)]
@@ -69,8 +66,8 @@ pub struct EngineStats {
     pub evicted: u64,
     /// Connections closed for idleness.
     pub idled_out: u64,
-    /// Memory freed by connections that are gone (bytes queued for them plus a fixed estimate
-    /// per connection): the event loop compacts and returns memory when this has grown.
+    /// Memory freed by WebSockets that are gone (bytes queued for them plus a fixed estimate
+    /// each): the event loop compacts and returns memory when this has grown.
     pub freed_bytes: u64,
 }
 
@@ -306,7 +303,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
                     continue;
                 }
                 let mut conn = self.conns.remove(id.index as usize);
-                self.stats.freed_bytes += (conn.dropped_bytes + CONN_FOOTPRINT_BYTES) as u64;
+                self.stats.freed_bytes += conn.freed_bytes as u64;
                 if conn.in_core {
                     self.websockets -= 1;
                     self.gateway.close(now, conn.id, &mut self.outputs);
@@ -737,8 +734,8 @@ impl<S: Stream, A: Service> Engine<S, A> {
             reason: reason.into(),
         };
         if ws.close(Some(frame)).is_err() {
-            conn.dropped_bytes += ws.get_ref().queued();
-            conn.phase = Phase::Dead(Some(ws.into_inner().into_inner()));
+            let stream = conn.drop_websocket(*ws);
+            conn.phase = Phase::Dead(Some(stream));
             return;
         }
         match ws.get_mut().send() {
@@ -748,8 +745,8 @@ impl<S: Stream, A: Service> Engine<S, A> {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.writable = false,
             Err(_) => {
-                conn.dropped_bytes += ws.get_ref().queued();
-                conn.phase = Phase::Dead(Some(ws.into_inner().into_inner()));
+                let stream = conn.drop_websocket(*ws);
+                conn.phase = Phase::Dead(Some(stream));
                 return;
             }
         }

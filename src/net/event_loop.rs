@@ -16,6 +16,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use super::engine::{Engine, EngineConfig, Service};
+use super::memory::ReleasePolicy;
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::id::ConnId;
@@ -30,9 +31,6 @@ const LISTEN_BACKLOG: i32 = 1_024;
 const SHUTDOWN_MS: u64 = 800;
 /// Consecutive `poll` failures tolerated before giving up.
 const POLL_FAILURES_MAX: u32 = 16;
-/// Delay between crossing `MEMORY_RELEASE_AFTER_BYTES` and releasing, so that a wave of
-/// departures (an eviction sweep, a mass disconnect) is handled once, after it.
-const MEMORY_RELEASE_DELAY_MS: u64 = 1_000;
 
 /// A bound, not yet running server.
 pub struct Server<A: Service = Gateway> {
@@ -96,8 +94,8 @@ impl<A: Service> Server<A> {
             accept_retry_ms: config.net.accept_retry_ms,
             send_buffer_bytes: config.net.socket_send_buffer_bytes,
             memory: MemoryRelease {
-                after_bytes: config.net.memory_release_after_bytes,
-                ..MemoryRelease::default()
+                policy: ReleasePolicy::new(config.net.memory_release_after_bytes),
+                release: None,
             },
         })
     }
@@ -186,7 +184,7 @@ impl<A: Service> Server<A> {
             self.engine.next_deadline(),
             accept.paused_until,
             stop_at,
-            self.memory.due,
+            self.memory.policy.deadline(),
         ];
         let deadline = deadlines.into_iter().flatten().min()?;
         let now = self.clock.now().mono;
@@ -259,32 +257,24 @@ impl<A: Service> Server<A> {
         }
     }
 
-    /// Once connections holding `MEMORY_RELEASE_AFTER_BYTES` have gone, and after a delay:
-    /// compacts the tables and calls the release hook. Without it the allocator keeps the
-    /// peak of a crowd of slow consumers (fragmented small blocks) for good.
+    /// When departed WebSockets have freed `MEMORY_RELEASE_AFTER_BYTES` and their wave is
+    /// over (`ReleasePolicy`): compacts the tables and calls the release hook. Without it the
+    /// allocator keeps the peak of a crowd of slow consumers (fragmented small blocks).
     fn release_memory(&mut self, now: Now) {
-        let memory = &mut self.memory;
         let freed = self.engine.stats().freed_bytes;
-        if memory.after_bytes == 0 {
+        if !self.memory.policy.tick(freed, now.mono) {
             return;
         }
-        if memory.due.is_none() && freed - memory.released_at >= memory.after_bytes {
-            memory.due = Some(now.mono + MEMORY_RELEASE_DELAY_MS);
+        self.engine.compact();
+        if let Some(release) = self.memory.release {
+            release();
         }
-        if memory.due.is_some_and(|due| now.mono >= due) {
-            memory.due = None;
-            memory.released_at = freed;
-            self.engine.compact();
-            if let Some(release) = memory.release {
-                release();
-            }
-            let took_ms = self.clock.now().mono.since(now.mono);
-            log!(
-                Debug,
-                "event=memory_released freed_bytes={freed} connections={} took_ms={took_ms}",
-                self.engine.len()
-            );
-        }
+        let took_ms = self.clock.now().mono.since(now.mono);
+        log!(
+            Debug,
+            "event=memory_released freed_bytes={freed} connections={} took_ms={took_ms}",
+            self.engine.len()
+        );
     }
 
     fn begin_shutdown(&mut self, now: Now) -> Millis {
@@ -300,14 +290,8 @@ impl<A: Service> Server<A> {
     }
 }
 
-#[derive(Default)]
 struct MemoryRelease {
-    /// `MEMORY_RELEASE_AFTER_BYTES`; 0 disables.
-    after_bytes: u64,
-    /// The engine's `freed_bytes` at the last release.
-    released_at: u64,
-    /// When the next release is due.
-    due: Option<Millis>,
+    policy: ReleasePolicy,
     /// Returns free memory to the OS.
     release: Option<fn()>,
 }

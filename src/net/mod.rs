@@ -4,5 +4,6 @@
 pub mod conn;
 pub mod engine;
 pub mod event_loop;
+pub mod memory;
 pub mod upgrade;
 pub mod wire;
