@@ -80,7 +80,7 @@ impl Harness {
     }
 
     fn step(&mut self, input: &mut Bytes<'_>) {
-        match input.byte() % 13 {
+        match input.byte() % 14 {
             0 | 1 => self.open(input.flag()),
             2 => {
                 if let Some(conn) = self.pick_open(input) {
@@ -116,6 +116,10 @@ impl Harness {
                     .next_deadline()
                     .map_or(0, |d| d.since(self.now.mono));
                 self.advance(next);
+            }
+            13 => {
+                // Releasing table capacity must keep every invariant.
+                self.core.compact();
             }
             _ => {
                 // A burst of the same command, to reach the rate limit.
