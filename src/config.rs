@@ -49,6 +49,8 @@ pub struct NetConfig {
     pub socket_send_buffer_bytes: usize,
     /// Messages read from one connection per loop turn before others get their turn.
     pub messages_per_turn_max: usize,
+    /// Bytes read from one connection per loop turn before others get their turn.
+    pub read_bytes_per_turn_max: usize,
     /// Connections accepted per loop turn.
     pub accepts_per_turn_max: usize,
     /// Delay before accepting again after the process ran out of descriptors.
@@ -100,6 +102,7 @@ impl Default for NetConfig {
             socket_send_buffer_bytes: 64 << 10,
             write_stall_timeout_ms: 15_000,
             messages_per_turn_max: 32,
+            read_bytes_per_turn_max: 16 << 10,
             accepts_per_turn_max: 256,
             accept_retry_ms: 100,
             memory_release_after_bytes: 256 << 10,
@@ -329,6 +332,12 @@ pub const SETTINGS: &[Setting] = &[
         apply: number!(net.read_buffer_bytes),
     },
     Setting {
+        env: "READ_BYTES_PER_TURN",
+        help: "bytes read from one connection per loop turn before others get their turn",
+        default: "16384",
+        apply: number!(net.read_bytes_per_turn_max),
+    },
+    Setting {
         env: "MEMORY_RELEASE_AFTER_BYTES",
         help: "connection memory freed before tables are compacted and memory returned to \
                the OS; 0 = never",
@@ -449,6 +458,9 @@ impl Config {
                 "OUTBOX_BYTES_MAX",
                 "must be at least twice MESSAGE_BYTES_MAX",
             );
+        }
+        if self.net.read_bytes_per_turn_max < 64 {
+            return invalid("READ_BYTES_PER_TURN", "must be at least 64");
         }
         if self.net.idle_timeout_ms < 2 || self.net.read_buffer_bytes < 64 {
             return invalid("IDLE_TIMEOUT_MS/READ_BUFFER_BYTES", "too small");

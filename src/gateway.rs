@@ -10,8 +10,8 @@
 use tungstenite::Utf8Bytes;
 
 use crate::config::CoreConfig;
-use crate::core::types::{Capabilities, DecodeError, Event, Json, Outbox};
-use crate::core::Core;
+use crate::core::types::{Capabilities, Command, DecodeError, Event, Json, Outbox};
+use crate::core::{Core, Kind};
 use crate::id::{ConnId, SeatId};
 use crate::owp;
 use crate::time::{Millis, Now, UnixMillis};
@@ -110,9 +110,17 @@ impl Gateway {
     }
 
     /// A text message arrived.
+    /// Spent from the sender's budget first: past it, the text is dropped unparsed.
     pub fn text(&mut self, now: Now, conn: ConnId, text: &str, out: &mut Vec<Output>) {
-        let message = owp::decode(text);
-        self.core.receive(now, conn, message, &mut self.outbox);
+        let kind = owp::kind_hint(text);
+        if self.core.admit(now, conn, kind, &mut self.outbox) {
+            let message = owp::decode(text);
+            let is_log = matches!(message, Ok(Command::ClientLog { .. }));
+            let guessed_wrong = kind == Kind::ClientLog && !is_log;
+            if !guessed_wrong || self.core.admit(now, conn, Kind::Other, &mut self.outbox) {
+                self.core.handle(now, conn, message, &mut self.outbox);
+            }
+        }
         self.render(now, out);
     }
 

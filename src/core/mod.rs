@@ -64,6 +64,15 @@ impl Budget {
     }
 }
 
+/// Which budget a message is spent from, known before it is decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A client debug line (its own budget).
+    ClientLog,
+    /// Anything else.
+    Other,
+}
+
 /// What the core knows about one open connection.
 #[derive(Clone, Debug)]
 struct Session {
@@ -166,7 +175,8 @@ impl Core {
         self.finish();
     }
 
-    /// A message arrived from `conn` (decoded by its dialect, or not).
+    /// A message arrived from `conn` (decoded by its dialect, or not): spent from its
+    /// budget, then handled.
     pub fn receive(
         &mut self,
         now: Now,
@@ -174,8 +184,36 @@ impl Core {
         message: Result<Command, DecodeError>,
         out: &mut Outbox,
     ) {
+        let kind = match message {
+            Ok(Command::ClientLog { .. }) => Kind::ClientLog,
+            _ => Kind::Other,
+        };
+        if self.admit(now, conn, kind, out) {
+            self.handle(now, conn, message, out);
+        }
+    }
+
+    /// Spends one message of `kind` from `conn`'s budget before it is decoded; false if it
+    /// must be dropped unread (the first drop in a window answers `rate_limited`). A dialect
+    /// calls this, then decodes and calls `handle`, so a flood past the budget costs no
+    /// parsing.
+    pub fn admit(&mut self, now: Now, conn: ConnId, kind: Kind, out: &mut Outbox) -> bool {
         self.begin(now);
-        if self.admit(conn, &message, out) {
+        let admitted = self.spend(conn, kind, out);
+        self.finish();
+        admitted
+    }
+
+    /// Handles a message already admitted by `admit`.
+    pub fn handle(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        message: Result<Command, DecodeError>,
+        out: &mut Outbox,
+    ) {
+        self.begin(now);
+        if self.session(conn).is_some() {
             match message {
                 Ok(command) => self.dispatch(conn, command, out),
                 Err(error) => {
@@ -419,12 +457,7 @@ impl Core {
     // ----- admission: rate limits -----
 
     /// Spends the message from the right budget; false if it must be dropped.
-    fn admit(
-        &mut self,
-        conn: ConnId,
-        message: &Result<Command, DecodeError>,
-        out: &mut Outbox,
-    ) -> bool {
+    fn spend(&mut self, conn: ConnId, kind: Kind, out: &mut Outbox) -> bool {
         let now = self.now.mono;
         let (messages_max, logs_max) = (
             self.config.messages_per_second_max,
@@ -436,7 +469,7 @@ impl Core {
         // client_log has its own budget: the stock client flushes up to 100 of them on
         // connect, and they must not starve the messages that matter. Over it, they are
         // dropped silently (they are diagnostics).
-        if let Ok(Command::ClientLog { .. }) = message {
+        if kind == Kind::ClientLog {
             return matches!(session.client_logs.spend(now, logs_max), Spend::Allow);
         }
         match session.messages.spend(now, messages_max) {

@@ -32,6 +32,9 @@ use crate::timer_wheel::TimerWheel;
 
 /// Connections accepted beyond `connections_max` only to be answered 503.
 const REFUSAL_SLOTS: usize = 64;
+/// What control frames may add past the outbox cap: a coalesced pong, a close frame and an
+/// idle ping (payloads of at most 125 bytes), each with its queue entry.
+pub const CONTROL_SLACK: usize = 3 * (2 + 125 + super::wire::CHUNK_BYTES);
 /// Bytes discarded per drive of a draining connection.
 const DRAIN_BYTES_MAX: usize = 64 << 10;
 
@@ -69,6 +72,8 @@ pub struct EngineStats {
     /// Memory freed by WebSockets that are gone (bytes queued for them plus a fixed estimate
     /// each): the event loop compacts and returns memory when this has grown.
     pub freed_bytes: u64,
+    /// Read buffers that grew for a large message and were released.
+    pub read_buffers_released: u64,
 }
 
 /// What an engine serves: the watch-party gateway in production, an echo service for the
@@ -204,10 +209,11 @@ impl<S: Stream, A: Service> Engine<S, A> {
         self.conns.len()
     }
 
-    /// The most bytes queued for any one connection (for tests and fuzzing).
+    /// The largest outbox footprint of any one connection (frame bytes plus per-frame
+    /// cost), for tests and fuzzing.
     pub fn queued_max(&self) -> usize {
         let queued = |conn: &Conn<S>| match &conn.phase {
-            Phase::Open { ws } | Phase::Closing { ws } => ws.get_ref().queued(),
+            Phase::Open { ws } | Phase::Closing { ws } => ws.get_ref().footprint(),
             _ => 0,
         };
         self.conns
@@ -525,7 +531,8 @@ impl<S: Stream, A: Service> Engine<S, A> {
             }
             AfterResponse::Upgrade { leftover } => {
                 let config = Some(self.ws_config);
-                let wire = Wire::new(stream);
+                let mut wire = Wire::new(stream);
+                wire.reset_large(self.config.net.read_buffer_bytes);
                 let ws = WebSocket::from_partially_read(wire, leftover, Role::Server, config);
                 conn.phase = Phase::Open { ws: Box::new(ws) };
                 conn.in_core = true;
@@ -576,8 +583,12 @@ impl<S: Stream, A: Service> Engine<S, A> {
         false
     }
 
-    /// Reads up to the per-turn budget of messages and hands them to the gateway.
+    /// Reads up to the per-turn budget of messages and bytes and hands them to the gateway.
     fn drive_open(&mut self, now: Now, id: ConnId) -> bool {
+        let bytes_max = self.config.net.read_bytes_per_turn_max;
+        if let Some(Phase::Open { ws }) = self.conn_mut(id).map(|c| &mut c.phase) {
+            ws.get_mut().set_read_budget(bytes_max);
+        }
         for _ in 0..self.config.net.messages_per_turn_max {
             let Some(conn) = self.conn_mut(id) else {
                 return false;
@@ -597,7 +608,15 @@ impl<S: Stream, A: Service> Engine<S, A> {
                     self.on_message(now, id, message);
                 }
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let Phase::Open { ws } = &mut conn.phase else {
+                        return false;
+                    };
+                    if ws.get_mut().take_starved() {
+                        // The byte budget, not the socket: come back next turn.
+                        break;
+                    }
                     conn.readable = false;
+                    self.release_read_buffer(id);
                     return false;
                 }
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -610,6 +629,37 @@ impl<S: Stream, A: Service> Engine<S, A> {
         // Budget spent: let others have their turn, come back next turn.
         self.carry.push(id);
         false
+    }
+
+    /// After a message larger than the read chunk, tungstenite's input buffer stays at that
+    /// size. Once the socket is drained at a frame boundary (tungstenite then holds no input
+    /// and no partial message), the protocol state is rebuilt with a fresh small buffer.
+    fn release_read_buffer(&mut self, id: ConnId) {
+        let config = self.ws_config;
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
+        let Phase::Open { ws } = &mut conn.phase else {
+            return;
+        };
+        let wire = ws.get_mut();
+        if !wire.saw_large() || !wire.at_rest() {
+            return;
+        }
+        // Any automatic reply still inside tungstenite goes to the queue first.
+        if ws.flush().is_err() {
+            return;
+        }
+        let Phase::Open { ws } = std::mem::replace(&mut conn.phase, Phase::Dead(None)) else {
+            return;
+        };
+        let mut wire = ws.into_inner();
+        wire.reset_large(config.read_buffer_size);
+        let fresh = WebSocket::from_raw_socket(wire, Role::Server, Some(config));
+        conn.phase = Phase::Open {
+            ws: Box::new(fresh),
+        };
+        self.stats.read_buffers_released += 1;
     }
 
     fn on_message(&mut self, now: Now, id: ConnId, message: Message) {
@@ -667,6 +717,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
     /// After a closing handshake started: keep reading until tungstenite reports the end, or
     /// (after a fatal read error, when the stream is mid-frame) discard raw bytes until EOF.
     fn drive_closing(&mut self, id: ConnId) -> bool {
+        let budget = self.config.net.read_bytes_per_turn_max;
         let Some(conn) = self.conn_mut(id) else {
             return false;
         };
@@ -676,6 +727,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
         if !ws.can_read() || ws.get_config().max_frame_size == Some(0) {
             return self.drive_drain(id);
         }
+        ws.get_mut().set_read_budget(budget);
         for _ in 0..self.config.net.messages_per_turn_max {
             let Some(conn) = self.conn_mut(id) else {
                 return false;
@@ -686,6 +738,9 @@ impl<S: Stream, A: Service> Engine<S, A> {
             match ws.read() {
                 Ok(_) => {}
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if ws.get_mut().take_starved() {
+                        break;
+                    }
                     conn.readable = false;
                     self.mark_dirty(id);
                     return false;
@@ -829,7 +884,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
                 let next = if silent >= idle_ms / 2 {
                     if let Phase::Open { ws } = &mut conn.phase {
                         let _ = ws.write(Message::Ping(Default::default()));
-                        if ws.get_mut().queued() > cap {
+                        if ws.get_mut().footprint() > cap + CONTROL_SLACK {
                             conn.die();
                         }
                     }
@@ -900,7 +955,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
         }
         let wire = ws.get_mut();
         push(wire);
-        if wire.queued() > cap {
+        if wire.footprint() > cap {
             self.evict(id);
         } else {
             self.mark_dirty(id);
@@ -910,6 +965,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
     /// Moves tungstenite's pending control frames into the queue and writes the queue.
     fn flush(&mut self, now: Now, id: ConnId) {
         let stall_ms = self.config.net.write_stall_timeout_ms;
+        let cap = self.config.net.outbox_bytes_max;
         self.touched.push(id);
         let Some(conn) = self.conn_mut(id) else {
             return;
@@ -928,7 +984,13 @@ impl<S: Stream, A: Service> Engine<S, A> {
             }
         };
         let owed = ws.get_mut().queued();
-        match ws.get_mut().send() {
+        let sent = ws.get_mut().send();
+        if ws.get_ref().footprint() > cap + CONTROL_SLACK {
+            // Only control frames (a pong, a close, a ping) may sit past the cap.
+            self.evict(id);
+            return;
+        }
+        match sent {
             Ok(()) if finished => conn.die(),
             Ok(()) => conn.stalled_since = None,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

@@ -9,6 +9,18 @@
 //!
 //! Because tungstenite's `Write` here never blocks and takes whole buffers, its frames enter
 //! the queue whole, so its frames and ours never interleave mid-frame.
+//!
+//! Memory: what a connection is owed is `footprint()`: the frame bytes plus a fixed cost per
+//! queued frame (`CHUNK_BYTES`), so a flood of tiny frames is charged for its bookkeeping too.
+//! Pongs are coalesced: a pong that has not started going out is replaced by the next one
+//! (RFC 6455 §5.5.3 allows answering only the latest ping), so a client that pings without
+//! reading is owed one pong, not one per ping.
+//!
+//! Reading: tungstenite reads through this type, which applies a per-turn byte budget (past it
+//! reads answer `WouldBlock` and `take_starved()` says so, so the engine comes back next turn
+//! instead of letting one sender hold the loop) and follows the frame boundaries of the
+//! inbound stream (`Inbound`), so the engine knows when tungstenite holds no partial frame
+//! and can drop a read buffer that grew for a large message.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
@@ -82,6 +94,12 @@ impl Chunk {
     }
 }
 
+/// What one queued frame costs besides its bytes: its queue entry.
+pub const CHUNK_BYTES: usize = std::mem::size_of::<Chunk>();
+
+/// Queue capacity (entries) kept once a queue has emptied; more is released.
+const QUEUE_KEPT: usize = 16;
+
 /// A socket and its outgoing queue.
 #[derive(Debug)]
 pub struct Wire<S> {
@@ -91,6 +109,16 @@ pub struct Wire<S> {
     offset: usize,
     /// Bytes owed to the socket.
     queued: usize,
+    /// Chunks written and removed so far: the sequence number of the queue's front.
+    popped: u64,
+    /// Sequence number of the last pong queued, while it may still be in the queue.
+    pong: Option<u64>,
+    /// Bytes tungstenite may still read this turn.
+    read_budget: usize,
+    /// A read was refused because the budget was spent.
+    starved: bool,
+    /// Frame boundaries of what tungstenite has read.
+    inbound: Inbound,
 }
 
 impl<S> Wire<S> {
@@ -101,7 +129,45 @@ impl<S> Wire<S> {
             queue: VecDeque::new(),
             offset: 0,
             queued: 0,
+            popped: 0,
+            pong: None,
+            read_budget: usize::MAX,
+            starved: false,
+            inbound: Inbound::default(),
         }
+    }
+
+    /// What the queue holds, in bytes: frame bytes plus `CHUNK_BYTES` per queued frame.
+    pub fn footprint(&self) -> usize {
+        self.queued + self.queue.len() * CHUNK_BYTES
+    }
+
+    /// Allows tungstenite to read at most `bytes` until the next call.
+    pub fn set_read_budget(&mut self, bytes: usize) {
+        self.read_budget = bytes;
+        self.starved = false;
+    }
+
+    /// Whether the last `WouldBlock` came from the budget rather than the socket (cleared).
+    pub fn take_starved(&mut self) -> bool {
+        std::mem::take(&mut self.starved)
+    }
+
+    /// Whether every byte tungstenite has read belongs to a complete frame and no fragmented
+    /// message is open: after tungstenite reports `WouldBlock`, it then holds no input.
+    pub fn at_rest(&self) -> bool {
+        self.inbound.at_rest()
+    }
+
+    /// Whether a frame larger than `bytes` arrived since the last `reset_large`.
+    pub fn saw_large(&self) -> bool {
+        self.inbound.large
+    }
+
+    /// Sets the size above which a frame counts as large, and forgets earlier ones.
+    pub fn reset_large(&mut self, above: usize) {
+        self.inbound.large = false;
+        self.inbound.large_above = above as u64;
     }
 
     /// The socket.
@@ -185,12 +251,12 @@ impl<S: Write> Wire<S> {
     }
 
     fn consume(&mut self, mut written: usize) {
-        self.queued -= written;
+        self.queued = self.queued.saturating_sub(written);
         while written > 0 {
             let Some(front) = self.queue.front() else {
                 break;
             };
-            let left = front.len() - self.offset;
+            let left = front.len().saturating_sub(self.offset);
             if written < left {
                 self.offset += written;
                 return;
@@ -198,28 +264,161 @@ impl<S: Write> Wire<S> {
             written -= left;
             self.offset = 0;
             self.queue.pop_front();
+            self.popped += 1;
+        }
+        if self.queue.is_empty() && self.queue.capacity() > QUEUE_KEPT {
+            // A burst must not pin its peak queue for the connection's lifetime.
+            self.queue.shrink_to(QUEUE_KEPT);
         }
     }
 }
 
 impl<S: Read> Read for Wire<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.stream.read(buf)
+        if self.read_budget == 0 {
+            self.starved = true;
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let room = buf.len().min(self.read_budget);
+        let n = self.stream.read(&mut buf[..room])?;
+        self.read_budget -= n;
+        self.inbound.feed(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Whether `frame` is one whole unmasked pong frame with a short payload (as tungstenite
+/// writes its automatic replies).
+fn is_pong(frame: &[u8]) -> bool {
+    matches!(frame, [0x8A, len, ..] if usize::from(*len) == frame.len() - 2)
+}
+
+impl<S> Wire<S> {
+    /// Replaces the pong still waiting in the queue with `frame`; false if there is none.
+    fn replace_pong(&mut self, frame: &[u8]) -> bool {
+        let Some(seq) = self.pong else {
+            return false;
+        };
+        let Some(index) = seq.checked_sub(self.popped) else {
+            return false;
+        };
+        let Ok(index) = usize::try_from(index) else {
+            return false;
+        };
+        // One whose first bytes are already on the wire must finish as it began.
+        if index == 0 && self.offset > 0 {
+            return false;
+        }
+        let Some(Chunk::Owned(bytes)) = self.queue.get_mut(index) else {
+            return false;
+        };
+        self.queued = self.queued - bytes.len() + frame.len();
+        bytes.clear();
+        bytes.extend_from_slice(frame);
+        true
     }
 }
 
 impl<S> Write for Wire<S> {
-    /// tungstenite's frames: taken whole, never blocking.
+    /// tungstenite's frames: taken whole, never blocking; a pong replaces one still waiting.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if !buf.is_empty() {
-            self.queue.push_back(Chunk::Owned(buf.to_vec()));
-            self.queued += buf.len();
+        if buf.is_empty() {
+            return Ok(0);
         }
+        let pong = is_pong(buf);
+        if pong && self.replace_pong(buf) {
+            return Ok(buf.len());
+        }
+        if pong {
+            self.pong = Some(self.popped + self.queue.len() as u64);
+        }
+        self.queue.push_back(Chunk::Owned(buf.to_vec()));
+        self.queued += buf.len();
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// Follows frame boundaries in the bytes a client sent (RFC 6455 §5.2 headers; payloads are
+/// skipped by length, never looked at).
+#[derive(Debug, Default)]
+struct Inbound {
+    /// Header bytes of the frame being read.
+    head: [u8; 14],
+    /// How many of them have arrived.
+    have: u8,
+    /// Payload bytes of the current frame still to come.
+    remaining: u64,
+    /// A data frame without FIN opened a fragmented message not yet finished.
+    fragmented: bool,
+    /// A frame with a payload over `large_above` arrived.
+    large: bool,
+    /// The size that makes a frame large.
+    large_above: u64,
+}
+
+impl Inbound {
+    fn at_rest(&self) -> bool {
+        self.have == 0 && self.remaining == 0 && !self.fragmented
+    }
+
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.remaining > 0 {
+                let take =
+                    usize::try_from(self.remaining).map_or(bytes.len(), |r| r.min(bytes.len()));
+                self.remaining -= take as u64;
+                bytes = bytes.get(take..).unwrap_or_default();
+                continue;
+            }
+            let Some((&byte, rest)) = bytes.split_first() else {
+                return;
+            };
+            bytes = rest;
+            if let Some(slot) = self.head.get_mut(usize::from(self.have)) {
+                *slot = byte;
+            }
+            self.have = self.have.saturating_add(1);
+            self.header_done();
+        }
+    }
+
+    /// Completes the header once all of it has arrived.
+    fn header_done(&mut self) {
+        let [first, second, ..] = self.head;
+        if self.have < 2 {
+            return;
+        }
+        let extended = match second & 0x7F {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        let mask = if second & 0x80 != 0 { 4 } else { 0 };
+        let need = 2 + extended + mask;
+        if usize::from(self.have) < need {
+            return;
+        }
+        let length = match extended {
+            2 => u64::from(u16::from_be_bytes([self.head[2], self.head[3]])),
+            8 => {
+                let mut be = [0u8; 8];
+                be.copy_from_slice(self.head.get(2..10).unwrap_or(&[0; 8]));
+                u64::from_be_bytes(be)
+            }
+            _ => u64::from(second & 0x7F),
+        };
+        let opcode = first & 0x0F;
+        if opcode <= 2 {
+            // Continuation, text or binary: FIN closes the message, its absence opens one.
+            self.fragmented = first & 0x80 == 0;
+        }
+        self.large |= length > self.large_above;
+        self.have = 0;
+        self.remaining = length;
     }
 }
 
@@ -278,5 +477,127 @@ mod tests {
             Err(io::ErrorKind::WouldBlock)
         );
         assert_eq!(wire.queued(), 7);
+    }
+}
+
+#[cfg(test)]
+mod hostile_tests {
+    use super::*;
+
+    struct Blocked;
+
+    impl Write for Blocked {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Read for Blocked {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            buf.fill(0x81);
+            Ok(buf.len())
+        }
+    }
+
+    /// A client that pings without reading is owed one pong: each replaces the last, and a
+    /// pong already partly written is never rewritten.
+    #[test]
+    fn pongs_are_coalesced() {
+        let mut wire = Wire::new(Blocked);
+        wire.push_text(&Utf8Bytes::from("data".to_string()));
+        for i in 0..10_000u32 {
+            let payload = i.to_be_bytes();
+            let mut frame = vec![0x8A, 4];
+            frame.extend_from_slice(&payload);
+            wire.write_all(&frame).expect("queued");
+        }
+        assert_eq!(wire.queue.len(), 2);
+        assert_eq!(wire.queued(), 6 + 6);
+        assert_eq!(wire.footprint(), 12 + 2 * CHUNK_BYTES);
+        let Some(Chunk::Owned(last)) = wire.queue.back() else {
+            panic!("no pong queued")
+        };
+        assert_eq!(&last[2..], &9_999u32.to_be_bytes());
+        // Other control frames are never merged.
+        wire.write_all(&[0x88, 0]).expect("queued");
+        wire.write_all(&[0x88, 0]).expect("queued");
+        assert_eq!(wire.queue.len(), 4);
+        // A pong that started going out is finished as it began; the next one queues anew.
+        let mut wire = Wire::new(Vec::<u8>::new());
+        wire.write_all(&[0x8A, 1, 7]).expect("queued");
+        wire.offset = 1;
+        wire.write_all(&[0x8A, 1, 8]).expect("queued");
+        assert_eq!(wire.queue.len(), 2);
+        wire.write_all(&[0x8A, 1, 9]).expect("queued");
+        assert_eq!(wire.queue.len(), 2);
+    }
+
+    /// The per-turn budget caps what tungstenite can read, and says it was the budget.
+    #[test]
+    fn read_budget() {
+        let mut wire = Wire::new(Blocked);
+        wire.set_read_budget(10);
+        let mut buf = [0u8; 64];
+        assert_eq!(wire.read(&mut buf).ok(), Some(10));
+        assert!(!wire.take_starved());
+        let error = wire.read(&mut buf).map_err(|e| e.kind());
+        assert_eq!(error, Err(io::ErrorKind::WouldBlock));
+        assert!(wire.take_starved());
+        assert!(!wire.take_starved());
+    }
+
+    /// Frame boundaries are followed through any split of the input.
+    #[test]
+    fn inbound_boundaries() {
+        let mask = [1, 2, 3, 4];
+        let frame = |first: u8, len: usize| -> Vec<u8> {
+            let mut out = vec![first];
+            if len < 126 {
+                out.push(0x80 | len as u8);
+            } else if len <= 0xFFFF {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(len as u16).to_be_bytes());
+            } else {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(len as u64).to_be_bytes());
+            }
+            out.extend_from_slice(&mask);
+            out.extend(std::iter::repeat_n(0u8, len));
+            out
+        };
+        let mut stream = Vec::new();
+        stream.extend(frame(0x81, 5));
+        stream.extend(frame(0x01, 300)); // fragment opens
+        stream.extend(frame(0x89, 3)); // ping in between
+        stream.extend(frame(0x80, 70_000)); // final fragment
+        for split in [1, 3, 7, 1_000, stream.len()] {
+            let mut inbound = Inbound {
+                large_above: 1_024,
+                ..Inbound::default()
+            };
+            let mut rests = Vec::new();
+            for piece in stream.chunks(split) {
+                inbound.feed(piece);
+                rests.push(inbound.at_rest());
+            }
+            assert!(inbound.at_rest(), "split {split}");
+            assert!(inbound.large);
+            if split == 1 {
+                // Mid-way (inside the fragmented message) it is never at rest.
+                let first = 5 + 6;
+                let fragment_end = first + 8 + 300;
+                assert!(rests[first - 1]);
+                assert!(!rests[fragment_end]);
+            }
+        }
+        let mut small = Inbound {
+            large_above: 1_024,
+            ..Inbound::default()
+        };
+        small.feed(&frame(0x81, 1_000));
+        assert!(small.at_rest() && !small.large);
     }
 }

@@ -7,6 +7,7 @@ use crate::core::room::valid_position;
 use crate::core::types::{
     Command, Control, ControlAction, DecodeError, Json, PlayState, Relay, Report,
 };
+use crate::core::Kind;
 
 /// The envelope. Every field is kept raw so that an ill-typed optional field is ignored
 /// rather than failing the whole message.
@@ -92,6 +93,17 @@ fn owned(raw: Option<&RawValue>) -> Option<Json> {
 /// A media id is exactly 32 ASCII hex digits (a dashed GUID is not one, as the original).
 fn media_id(raw: Option<&RawValue>) -> Option<String> {
     string(raw).filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Which budget a message is spent from, guessed without parsing it: `client_log` when the
+/// text contains `"client_log"` (a scan, far cheaper than parsing). The caller spends a
+/// message guessed wrong from the main budget as well once it is decoded.
+pub fn kind_hint(text: &str) -> Kind {
+    if text.contains("\"client_log\"") {
+        Kind::ClientLog
+    } else {
+        Kind::Other
+    }
 }
 
 /// Decodes one OpenWatchParty message.

@@ -9,5 +9,5 @@
 mod decode;
 mod encode;
 
-pub use decode::decode;
+pub use decode::{decode, kind_hint};
 pub use encode::{encode, encode_command, encode_pong, encode_room_list, Encoded};

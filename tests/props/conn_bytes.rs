@@ -237,11 +237,12 @@ impl Rig {
             written <= bound,
             "wrote {written} bytes for {sent} received"
         );
-        // Bytes owed to the client never exceed the outbox cap (plus one control frame):
-        // past it the connection is evicted.
-        let cap = engine_config().net.outbox_bytes_max;
+        // What the client is owed (frame bytes plus the cost of each queued frame) never
+        // exceeds the outbox cap plus the control frames allowed past it: beyond, the
+        // connection is evicted.
+        let cap = engine_config().net.outbox_bytes_max + tandem::net::engine::CONTROL_SLACK;
         assert!(
-            self.engine.queued_max() <= cap + 256,
+            self.engine.queued_max() <= cap,
             "{} bytes queued, cap {cap}",
             self.engine.queued_max()
         );
