@@ -79,6 +79,12 @@ pub struct CoreConfig {
     pub ready_wait_ms_max: u64,
     /// Minimum spacing of room_list pushes.
     pub room_list_interval_ms: u64,
+    /// Entries in a room_list at most.
+    pub room_list_max: usize,
+    /// Size of a room_list message at most (entries counted at their largest).
+    pub room_list_bytes_max: usize,
+    /// Bytes of room_list pushed to the whole lobby per second at most (pushes are spaced).
+    pub lobby_push_bytes_per_sec: u64,
     /// state_update relays suppressed for this long after a player_event.
     pub command_cooldown_ms: u64,
     /// Minimum spacing of relayed state_updates.
@@ -121,6 +127,9 @@ impl Default for CoreConfig {
             control_schedule_ms: 300,
             ready_wait_ms_max: 2_000,
             room_list_interval_ms: 250,
+            room_list_max: 100,
+            room_list_bytes_max: 32 << 10,
+            lobby_push_bytes_per_sec: 1 << 20,
             command_cooldown_ms: 2_000,
             state_update_interval_ms: 500,
             sync_lead_ms: 300,
@@ -258,6 +267,24 @@ pub const SETTINGS: &[Setting] = &[
         help: "minimum spacing of room_list pushes",
         default: "250",
         apply: number!(core.room_list_interval_ms),
+    },
+    Setting {
+        env: "ROOM_LIST_MAX",
+        help: "entries in a room_list at most (most members first, then newest)",
+        default: "100",
+        apply: number!(core.room_list_max),
+    },
+    Setting {
+        env: "ROOM_LIST_BYTES_MAX",
+        help: "size of a room_list message at most",
+        default: "32768",
+        apply: number!(core.room_list_bytes_max),
+    },
+    Setting {
+        env: "LOBBY_PUSH_BYTES_PER_SEC",
+        help: "room_list bytes pushed to the whole lobby per second at most",
+        default: "1048576",
+        apply: number!(core.lobby_push_bytes_per_sec),
     },
     Setting {
         env: "COMMAND_COOLDOWN_MS",
@@ -464,6 +491,14 @@ impl Config {
         }
         if self.net.idle_timeout_ms < 2 || self.net.read_buffer_bytes < 64 {
             return invalid("IDLE_TIMEOUT_MS/READ_BUFFER_BYTES", "too small");
+        }
+        if self.core.room_list_bytes_max < 1_024
+            || self.core.room_list_bytes_max > self.net.outbox_bytes_max / 4
+        {
+            return invalid(
+                "ROOM_LIST_BYTES_MAX",
+                "must be at least 1024 and at most a quarter of OUTBOX_BYTES_MAX",
+            );
         }
         if self.core.messages_per_second_max == 0 {
             return invalid("RATE_LIMIT_PER_SEC", "must be at least 1");

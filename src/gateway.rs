@@ -237,7 +237,7 @@ fn room_list(core: &Core, cache: &mut Option<(u64, Utf8Bytes)>, now: UnixMillis)
             return text.clone();
         }
     }
-    let text = Utf8Bytes::from(owp::encode_room_list(&core.room_list(), now));
+    let text = Utf8Bytes::from(owp::encode_room_list(&core.listing(), now));
     *cache = Some((version, text.clone()));
     text
 }

@@ -2,6 +2,9 @@
 
 /// Longest display or room name, in characters.
 pub const NAME_CHARS_MAX: usize = 100;
+/// Longest display or room name (and user id), in UTF-8 bytes: 100 Latin characters fit,
+/// 64 four-byte ones do.
+pub const NAME_BYTES_MAX: usize = 256;
 /// Longest chat message, in characters (Unicode scalar values, after trimming).
 pub const CHAT_CHARS_MAX: usize = 500;
 
@@ -16,18 +19,22 @@ pub fn is_format(c: char) -> bool {
         | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
 }
 
-/// Trims, removes control and format characters, and keeps at most `max` characters.
+/// Trims, removes control and format characters, and keeps at most `max` characters and
+/// `NAME_BYTES_MAX` bytes.
 pub fn sanitize_line(text: &str, max: usize) -> String {
     let kept: String = text
         .chars()
         .filter(|&c| !c.is_control() && !is_format(c))
         .collect();
-    kept.trim()
-        .chars()
-        .take(max)
-        .collect::<String>()
-        .trim_end()
-        .to_string()
+    let mut out = String::new();
+    for c in kept.trim().chars().take(max) {
+        if out.len() + c.len_utf8() > NAME_BYTES_MAX {
+            break;
+        }
+        out.push(c);
+    }
+    out.truncate(out.trim_end().len());
+    out
 }
 
 /// A display name, or `None` if nothing printable is left.
@@ -55,5 +62,9 @@ mod tests {
         let long = "é".repeat(150);
         assert_eq!(display_name(&long).map(|n| n.chars().count()), Some(100));
         assert_eq!(sanitize_line("a\u{0}b", 10), "ab");
+        // Bytes are capped too: 100 four-byte characters keep 64.
+        let wide = "😀".repeat(100);
+        assert_eq!(display_name(&wide).map(|n| n.len()), Some(NAME_BYTES_MAX));
+        assert_eq!(sanitize_line(" \u{200B} x ", 10), "x");
     }
 }

@@ -87,7 +87,7 @@ struct Session {
     list_seen: u64,
     /// Room names already answered with `room_closed` (most recent last, bounded), so each
     /// is answered once.
-    gone_notified: Vec<String>,
+    gone_notified: Vec<u64>,
     messages: Budget,
     client_logs: Budget,
 }
@@ -97,6 +97,8 @@ struct ListState {
     version: u64,
     flush_scheduled: bool,
     last_push: Option<Millis>,
+    /// Least spacing after the last push, from its size (see `flush_room_list`).
+    spacing_ms: u64,
 }
 
 /// Counters for logs and metrics.
@@ -292,23 +294,45 @@ impl Core {
         self.list.version
     }
 
-    /// The room list, in creation order.
+    /// Every room, in creation order (for tests and checks; clients get `listing`).
     pub fn room_list(&self) -> Vec<RoomSummary> {
         let mut rooms: Vec<(u64, RoomSummary)> = self
             .rooms
             .iter()
-            .map(|(_, room)| {
-                let summary = RoomSummary {
-                    id: room.id,
-                    name: room.name.clone(),
-                    count: room.members.len(),
-                    media_id: room.media_id.clone(),
-                };
-                (room.serial, summary)
-            })
+            .map(|(_, room)| (room.serial, summary(room)))
             .collect();
         rooms.sort_by_key(|(serial, _)| *serial);
         rooms.into_iter().map(|(_, summary)| summary).collect()
+    }
+
+    /// The room list as clients get it: rooms with more members first, then the newest, at
+    /// most `room_list_max` entries whose size (`RoomSummary::bytes_max`) adds up to at most
+    /// `room_list_bytes_max`, with the number of rooms that exist.
+    pub fn listing(&self) -> Listing {
+        let mut order: Vec<(usize, u64, usize)> = self
+            .rooms
+            .iter()
+            .map(|(key, room)| (room.members.len(), room.serial, key))
+            .collect();
+        order.sort_unstable_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+        let mut listing = Listing {
+            rooms: Vec::new(),
+            total: self.rooms.len(),
+            bytes_max: LISTING_ENVELOPE_BYTES,
+        };
+        for (_, _, key) in order.into_iter().take(self.config.room_list_max) {
+            let Some(room) = self.rooms.get(key) else {
+                continue;
+            };
+            let entry = summary(room);
+            let bytes = listing.bytes_max.saturating_add(entry.bytes_max());
+            if bytes > self.config.room_list_bytes_max {
+                break;
+            }
+            listing.bytes_max = bytes;
+            listing.rooms.push(entry);
+        }
+        listing
     }
 
     /// The seat id of a connection.
@@ -754,7 +778,7 @@ impl Core {
             if let Some(session) = self.session_mut(member.conn) {
                 session.room = None;
                 // Messages already in flight that name the room need no second notice.
-                remember_gone(session, name.clone());
+                remember_gone(session, &name);
             }
             if Some(member.conn) != quiet {
                 out.send(member.conn, index);
@@ -843,10 +867,15 @@ impl Core {
         let Some(session) = self.session_mut(conn) else {
             return;
         };
-        if session.gone_notified.iter().any(|n| n == name) {
+        // A name no room could have is not answered (and never echoed back at length).
+        if name.len() > GONE_NAME_BYTES_MAX {
             return;
         }
-        remember_gone(session, name.to_string());
+        let hash = name_hash(name);
+        if session.gone_notified.contains(&hash) {
+            return;
+        }
+        remember_gone(session, name);
         out.unicast(
             conn,
             Event::RoomClosed {
@@ -886,10 +915,8 @@ impl Core {
         if self.list.flush_scheduled {
             return;
         }
-        let earliest = self
-            .list
-            .last_push
-            .map_or(Millis(0), |t| t + self.config.room_list_interval_ms);
+        let spacing = self.config.room_list_interval_ms.max(self.list.spacing_ms);
+        let earliest = self.list.last_push.map_or(Millis(0), |t| t + spacing);
         self.timers
             .insert(earliest.max(self.now.mono), CoreTimer::RoomListFlush);
         self.list.flush_scheduled = true;
@@ -897,11 +924,14 @@ impl Core {
 
     /// Pushes the list to every lobby connection whose copy is out of date: at most once per
     /// interval, however many changes happened, so mass disconnects cost O(N), not O(N²).
+    /// The next push waits long enough for this one to stay within
+    /// `lobby_push_bytes_per_sec` (bytes pushed to the whole lobby), whatever the churn.
     fn flush_room_list(&mut self, out: &mut Outbox) {
         self.list.flush_scheduled = false;
         self.list.last_push = Some(self.now.mono);
         let version = self.list.version;
         let mut index = None;
+        let mut recipients: u64 = 0;
         for session in self.sessions.iter_mut().flatten() {
             if session.room.is_some() || session.list_seen >= version {
                 continue;
@@ -909,6 +939,13 @@ impl Core {
             let event = *index.get_or_insert_with(|| out.event(Event::RoomList { version }));
             out.send(session.conn, event);
             session.list_seen = version;
+            recipients += 1;
+        }
+        self.list.spacing_ms = 0;
+        if recipients > 0 {
+            let bytes = recipients.saturating_mul(self.listing().bytes_max as u64);
+            let rate = self.config.lobby_push_bytes_per_sec.max(1);
+            self.list.spacing_ms = bytes.saturating_mul(1_000) / rate;
         }
     }
 
@@ -934,14 +971,49 @@ impl Core {
     }
 }
 
+/// A room's list entry.
+fn summary(room: &Room) -> RoomSummary {
+    RoomSummary {
+        id: room.id,
+        name: room.name.clone(),
+        count: room.members.len(),
+        media_id: room.media_id.clone(),
+    }
+}
+
+/// What a `room_list` message holds besides its entries, at most (type, total, timestamps).
+pub const LISTING_ENVELOPE_BYTES: usize = 128;
+
+/// The room list as clients see it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Listing {
+    /// The entries shown, in order.
+    pub rooms: Vec<RoomSummary>,
+    /// Rooms that exist (listed or not).
+    pub total: usize,
+    /// An upper bound of the rendered message's size.
+    pub bytes_max: usize,
+}
+
 /// Room names a connection remembers having been told are gone.
 const GONE_NOTIFIED_MAX: usize = 8;
 
-fn remember_gone(session: &mut Session, name: String) {
+fn remember_gone(session: &mut Session, name: &str) {
     if session.gone_notified.len() >= GONE_NOTIFIED_MAX {
         session.gone_notified.remove(0);
     }
-    session.gone_notified.push(name);
+    session.gone_notified.push(name_hash(name));
+}
+
+/// Longest room name answered with a lost-room notice: room ids are 36 characters.
+const GONE_NAME_BYTES_MAX: usize = 64;
+
+/// A name as remembered (FNV-1a): a fixed 8 bytes whatever the client sent. A collision can
+/// only cost the sender a notice.
+fn name_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]

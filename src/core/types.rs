@@ -366,6 +366,15 @@ pub struct RoomSummary {
     pub media_id: Option<String>,
 }
 
+impl RoomSummary {
+    /// An upper bound of this entry's size in any dialect's JSON: the fixed fields (a UUID,
+    /// a count, a 32-digit media id, keys and punctuation) in 128 bytes, plus the name with
+    /// every byte escaped (names carry no control characters, so an escape is 2 bytes).
+    pub fn bytes_max(&self) -> usize {
+        128 + 2 * self.name.len()
+    }
+}
+
 /// Something the core wants a connection to be told. Sent to recipients listed in the
 /// outbox; a dialect renders each event once and shares the bytes among its recipients.
 #[derive(Clone, Debug, PartialEq)]

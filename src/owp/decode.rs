@@ -141,7 +141,9 @@ pub fn decode(text: &str) -> Result<Command, DecodeError> {
         "leave_room" => Command::LeaveRoom,
         "ready" => Command::Ready { room },
         "player_event" => {
-            let action = string(fields.action).ok_or(DecodeError::Invalid)?;
+            let action = string(fields.action)
+                .filter(|a| a.len() <= ACTION_BYTES_MAX)
+                .ok_or(DecodeError::Invalid)?;
             Command::Control {
                 room,
                 control: Control {
@@ -184,11 +186,32 @@ pub fn decode(text: &str) -> Result<Command, DecodeError> {
     Ok(command)
 }
 
+/// Longest `action` relayed; a longer one makes the message invalid.
+pub const ACTION_BYTES_MAX: usize = 32;
+/// Longest `position` text relayed (a JSON number written out).
+const POSITION_TEXT_MAX: usize = 32;
+
+/// The fields a host's message relays, type-checked: `position` only if it is a finite JSON
+/// number, `play_state` only if it is `playing`, `paused` or `buffering`, `action` only as a
+/// short string. Anything else is dropped from the relay, never passed on; what the stock
+/// client sends always passes, byte for byte.
 fn relay(fields: &Fields<'_>) -> Relay {
+    let position = fields
+        .position
+        .filter(|raw| raw.get().len() <= POSITION_TEXT_MAX && number(Some(raw)).is_some());
+    let play_state = fields.play_state.filter(|raw| {
+        matches!(
+            str_value(Some(raw)).as_deref(),
+            Some("playing" | "paused" | "buffering")
+        )
+    });
+    let action = fields
+        .action
+        .filter(|raw| string(Some(raw)).is_some_and(|a| a.len() <= ACTION_BYTES_MAX));
     Relay {
-        action: owned(fields.action),
-        position: owned(fields.position),
-        play_state: owned(fields.play_state),
+        action: owned(action),
+        position: owned(position),
+        play_state: owned(play_state),
     }
 }
 
@@ -253,9 +276,9 @@ mod tests {
         }
     }
 
-    /// Relayed fields are kept byte for byte, whatever their type.
+    /// Relayed fields of the right type are kept byte for byte; others are dropped.
     #[test]
-    fn relay_fields_are_raw() {
+    fn relay_fields_are_checked() {
         let text = "{\"type\":\"player_event\",\"room\":\"r\",\"payload\":{\"action\":\"seek\",\"position\":1e2,\"play_state\":[1]}}";
         let Ok(Command::Control { control, .. }) = decode(text) else {
             panic!()
@@ -263,9 +286,33 @@ mod tests {
         assert_eq!(control.position, Some(100.0));
         assert_eq!(control.play_state, None);
         assert_eq!(control.relay.position.as_ref().map(Json::text), Some("1e2"));
-        assert_eq!(
-            control.relay.play_state.as_ref().map(Json::text),
-            Some("[1]")
+        assert_eq!(control.relay.play_state, None);
+        let deep = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+        let text = format!(
+            "{{\"type\":\"state_update\",\"room\":\"r\",\"payload\":{{\"position\":{deep},\"play_state\":\"buffering\"}}}}"
         );
+        let Ok(Command::Report { report, .. }) = decode(&text) else {
+            panic!()
+        };
+        assert_eq!(report.relay.position, None);
+        assert_eq!(
+            report.relay.play_state.as_ref().map(Json::text),
+            Some("\"buffering\"")
+        );
+        for position in ["\"5\"", "-1", "1e400", "null", "{}"] {
+            let text = format!(
+                "{{\"type\":\"player_event\",\"payload\":{{\"action\":\"play\",\"position\":{position}}}}}"
+            );
+            let Ok(Command::Control { control, .. }) = decode(&text) else {
+                panic!("{text}")
+            };
+            let kept = control.relay.position.as_ref().map(Json::text);
+            assert_eq!(kept.is_some(), position == "-1", "{position}");
+        }
+        let long = format!(
+            "{{\"type\":\"player_event\",\"payload\":{{\"action\":\"{}\"}}}}",
+            "x".repeat(33)
+        );
+        assert_eq!(decode(&long), Err(DecodeError::Invalid));
     }
 }

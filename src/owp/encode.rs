@@ -7,7 +7,8 @@
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::core::types::{Command, Event, Json, Relay, RoomSummary};
+use crate::core::types::{Command, Event, Json, Relay};
+use crate::core::Listing;
 use crate::id::SeatId;
 use crate::time::UnixMillis;
 
@@ -314,20 +315,39 @@ fn room_state(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Encoded {
     Encoded { first, second }
 }
 
-/// `room_list`: the payload is the array of rooms.
-pub fn encode_room_list(rooms: &[RoomSummary], now: UnixMillis) -> String {
-    let ids: Vec<String> = rooms.iter().map(|r| r.id.to_string()).collect();
-    let entries: Vec<ListEntry<'_>> = rooms
+#[derive(Serialize)]
+struct ListMessage<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    payload: Vec<ListEntry<'a>>,
+    /// Rooms that exist, listed or not (the stock client reads only `payload`).
+    total: usize,
+    ts: u64,
+    server_ts: u64,
+}
+
+/// `room_list`: the entries the core chose, in its order, and the number of rooms that
+/// exist.
+pub fn encode_room_list(listing: &Listing, now: UnixMillis) -> String {
+    let ids: Vec<IdText> = listing.rooms.iter().map(|r| IdText::new(r.id.0)).collect();
+    let payload: Vec<ListEntry<'_>> = listing
+        .rooms
         .iter()
         .zip(&ids)
         .map(|(room, id)| ListEntry {
-            id,
+            id: id.as_str(),
             name: &room.name,
             count: room.count,
             media_id: room.media_id.as_deref(),
         })
         .collect();
-    render("room_list", None, None, Some(entries), now, now)
+    to_json(&ListMessage {
+        kind: "room_list",
+        payload,
+        total: listing.total,
+        ts: now.0,
+        server_ts: now.0,
+    })
 }
 
 #[derive(Serialize)]

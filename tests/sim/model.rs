@@ -263,7 +263,8 @@ fn check_rooms(core: &Core) -> Check {
 
 /// The core's room list as compared with received lists.
 pub fn snapshot(core: &Core) -> Vec<ListEntry> {
-    core.room_list()
+    core.listing()
+        .rooms
         .into_iter()
         .map(|r| (r.id.to_string(), r.count as u64))
         .collect()
