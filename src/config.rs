@@ -18,6 +18,12 @@ pub struct Config {
     pub log_level: crate::log::Level,
     /// Open connections allowed at once; more get 503.
     pub connections_max: usize,
+    /// Connections one client address may hold (IPv6: one /64); more get 429. 0: no limit.
+    pub connections_per_ip_max: u32,
+    /// New connections one client address may open per second; more get 429. 0: no limit.
+    pub handshakes_per_ip_per_sec: u32,
+    /// Proxies whose `X-Forwarded-For` names the client counted by the per-address limits.
+    pub trusted_proxies: Vec<IpAddr>,
     /// Transport limits and deadlines (the shell).
     pub net: NetConfig,
     /// Protocol and room rules (the core).
@@ -149,6 +155,9 @@ impl Default for Config {
             ]),
             log_level: crate::log::Level::Info,
             connections_max: 10_000,
+            connections_per_ip_max: 64,
+            handshakes_per_ip_per_sec: 20,
+            trusted_proxies: Vec::new(),
             net: NetConfig::default(),
             core: CoreConfig::default(),
         }
@@ -219,6 +228,27 @@ pub const SETTINGS: &[Setting] = &[
         help: "open connections at once; more get HTTP 503",
         default: "soft descriptor limit - 64, at most 10000",
         apply: number!(connections_max),
+    },
+    Setting {
+        env: "MAX_CONNECTIONS_PER_IP",
+        help: "connections one client address (IPv6: one /64) may hold; more get 429; 0 = no limit",
+        default: "64",
+        apply: number!(connections_per_ip_max),
+    },
+    Setting {
+        env: "HANDSHAKES_PER_IP_PER_SEC",
+        help: "new connections one client address may open per second; more get 429; 0 = no limit",
+        default: "20",
+        apply: number!(handshakes_per_ip_per_sec),
+    },
+    Setting {
+        env: "TRUSTED_PROXIES",
+        help: "comma-separated proxy addresses whose X-Forwarded-For names the client",
+        default: "none",
+        apply: |c, t| {
+            c.trusted_proxies = parse_addresses(t)?;
+            Ok(())
+        },
     },
     Setting {
         env: "ROOMS_MAX",
@@ -519,6 +549,15 @@ pub fn parse_origins(text: &str) -> Option<Vec<String>> {
         return None;
     }
     Some(entries)
+}
+
+/// A comma-separated list of IP addresses (empty or `none`: no address).
+pub fn parse_addresses(text: &str) -> Result<Vec<IpAddr>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty() && *e != "none")
+        .map(|e| e.parse().map_err(|_| format!("not an IP address: {e:?}")))
+        .collect()
 }
 
 /// `MAX_READY_WAIT_MS` → `--max-ready-wait-ms`.

@@ -58,7 +58,7 @@ fn full_server_is_503() {
     let addr = start(config);
     let _a = Client::connect(addr);
     let _b = Client::connect(addr);
-    let response = http(addr, b"GET /health HTTP/1.1\r\n\r\n");
+    let response = http(addr, b"GET /nope HTTP/1.1\r\n\r\n");
     assert_eq!(status(&response), 503, "{response}");
 }
 

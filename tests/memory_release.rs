@@ -25,6 +25,9 @@ fn a_crowd_leaving_triggers_a_release_and_the_room_that_stayed_works() {
     let (tx, rx) = mpsc::channel();
     *RELEASES.lock().unwrap() = Some(tx);
     let mut config = config();
+    // A crowd from one address: this test is about memory, not per-address limits.
+    config.connections_per_ip_max = 0;
+    config.handshakes_per_ip_per_sec = 0;
     // 30 WebSockets at the per-connection estimate (2 KiB) cross it.
     config.net.memory_release_after_bytes = 32 << 10;
     let mut server = Server::bind(&config, 7).expect("bind 127.0.0.1:0");

@@ -166,6 +166,8 @@ fn net_config() -> EngineConfig {
         core: CoreConfig::default(),
         connections_max: 16,
         allowed_origins: None,
+        address_limits: Default::default(),
+        trusted_proxies: Vec::new(),
     }
 }
 

@@ -4,7 +4,9 @@ use std::io::{Read, Write};
 
 use tungstenite::WebSocket;
 
+use super::upgrade::Status;
 use super::wire::Wire;
+use std::net::IpAddr;
 
 use crate::id::ConnId;
 use crate::time::Millis;
@@ -82,8 +84,13 @@ pub struct Conn<S> {
     pub heard_at: Millis,
     /// The core was told this connection opened and not yet that it closed.
     pub in_core: bool,
-    /// Accepted over the connection limit: answer 503.
-    pub over_limit: bool,
+    /// Accepted only to be refused with this status (over a limit); `/health` is answered
+    /// all the same.
+    pub refusal: Option<Status>,
+    /// The client address this connection is counted under (see `addresses`).
+    pub address: Option<IpAddr>,
+    /// Came from a trusted proxy: counted under the address its request names.
+    pub proxied: bool,
     /// Already on this turn's flush list.
     pub dirty: bool,
     /// Since when the socket has taken none of the bytes owed to it.
@@ -95,7 +102,7 @@ pub struct Conn<S> {
 
 impl<S> Conn<S> {
     /// A fresh connection reading its request.
-    pub fn new(id: ConnId, stream: S, now: Millis, over_limit: bool) -> Conn<S> {
+    pub fn new(id: ConnId, stream: S, now: Millis, refusal: Option<Status>) -> Conn<S> {
         Conn {
             id,
             phase: Phase::Request {
@@ -106,7 +113,9 @@ impl<S> Conn<S> {
             writable: true,
             heard_at: now,
             in_core: false,
-            over_limit,
+            refusal,
+            address: None,
+            proxied: false,
             dirty: false,
             stalled_since: None,
             freed_bytes: 0,

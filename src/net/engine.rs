@@ -19,6 +19,9 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Error as WsError, Message, WebSocket};
 
+use std::net::IpAddr;
+
+use super::addresses::{self, Addresses, Admission, Limits};
 use super::conn::{AfterResponse, Conn, Phase, Stream};
 use super::upgrade::{self, Route, Status};
 use super::wire::Wire;
@@ -49,6 +52,10 @@ pub struct EngineConfig {
     pub connections_max: usize,
     /// Origin allow-list; `None` allows any.
     pub allowed_origins: Option<Vec<String>>,
+    /// Per-address limits.
+    pub address_limits: Limits,
+    /// Peers whose `X-Forwarded-For` names the client to count.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +81,8 @@ pub struct EngineStats {
     pub freed_bytes: u64,
     /// Read buffers that grew for a large message and were released.
     pub read_buffers_released: u64,
+    /// Connections refused (429) or dropped for their address's limits.
+    pub address_refusals: u64,
 }
 
 /// What an engine serves: the watch-party gateway in production, an echo service for the
@@ -145,6 +154,7 @@ pub struct Engine<S, A = Gateway> {
     /// reaping never scans the whole slab.
     touched: Vec<ConnId>,
     clock: Option<Clock>,
+    addresses: Addresses,
     websockets: usize,
     stats: EngineStats,
     scratch: Vec<u8>,
@@ -176,6 +186,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
             .max_message_size(Some(net.message_bytes_max))
             .max_frame_size(Some(net.message_bytes_max))
             .accept_unmasked_frames(false);
+        let address_limits = config.address_limits;
         Engine {
             gateway: service,
             conns: Slab::with_capacity(config.connections_max.min(1 << 16)),
@@ -188,6 +199,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
             carry: Vec::new(),
             touched: Vec::new(),
             clock,
+            addresses: Addresses::new(address_limits),
             websockets: 0,
             stats: EngineStats::default(),
             scratch: vec![0; 4_096],
@@ -238,26 +250,53 @@ impl<S: Stream, A: Service> Engine<S, A> {
         self.conns.len() < self.config.connections_max + REFUSAL_SLOTS
     }
 
-    /// Takes a new socket. Over the connection limit it is still read, then answered 503.
-    /// Returns the socket back if not even that is possible.
+    /// Takes a new socket from an unknown peer (simulations, tests): no address limits.
     pub fn accept(&mut self, now: Now, stream: S) -> Result<ConnId, S> {
+        self.accept_from(now, stream, None)
+    }
+
+    /// Takes a new socket from `peer`. Over the connection limit, or over its address's
+    /// limits, it is still read, then answered 503 or 429 (`/health` is answered all the
+    /// same). Returns the socket back if not even that is possible.
+    pub fn accept_from(&mut self, now: Now, stream: S, peer: Option<IpAddr>) -> Result<ConnId, S> {
         if !self.can_accept() {
             return Err(stream);
         }
-        let over_limit = self.conns.len() >= self.config.connections_max;
+        let proxied = peer.is_some_and(|p| self.config.trusted_proxies.contains(&p));
+        let address = peer.filter(|_| !proxied).map(addresses::key);
+        let mut refusal = None;
+        if let Some(address) = address {
+            match self.addresses.arrive(now.mono, address) {
+                Admission::Admit => {}
+                Admission::Refuse { first } => {
+                    self.address_refused(address, first);
+                    refusal = Some(Status::TooManyRequests);
+                }
+                Admission::Drop => {
+                    self.stats.address_refusals += 1;
+                    return Err(stream);
+                }
+            }
+        }
+        if self.conns.len() >= self.config.connections_max {
+            refusal = Some(Status::Unavailable);
+        }
         self.generation = self.generation.wrapping_add(1).max(1);
         let entry = self.conns.vacant_entry();
         let id = ConnId {
             index: entry.key() as u32,
             generation: self.generation,
         };
-        entry.insert(Conn::new(id, stream, now.mono, over_limit));
+        let mut conn = Conn::new(id, stream, now.mono, refusal);
+        conn.address = address;
+        conn.proxied = proxied;
+        entry.insert(conn);
         self.wheel.insert(
             now.mono + self.config.net.handshake_timeout_ms,
             (id, ShellTimer::Handshake),
         );
         self.stats.accepted += 1;
-        if over_limit {
+        if refusal == Some(Status::Unavailable) {
             log!(
                 Warn,
                 "event=refused reason=connection_limit conn={id} limit={}",
@@ -265,6 +304,20 @@ impl<S: Stream, A: Service> Engine<S, A> {
             );
         }
         Ok(id)
+    }
+
+    fn address_refused(&mut self, address: IpAddr, first: bool) {
+        self.stats.address_refusals += 1;
+        if first {
+            log!(
+                Warn,
+                "event=refused reason=address_limit address={address} connections={} \
+                 limit={} handshakes_per_sec={}",
+                self.addresses.connections(address),
+                self.config.address_limits.connections,
+                self.config.address_limits.handshakes_per_sec
+            );
+        }
     }
 
     /// Readiness reported for `id`; stale ids are ignored.
@@ -282,6 +335,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
 
     /// Fires due timers and re-drives connections carried over from the last turn.
     pub fn begin_turn(&mut self, now: Now) {
+        self.addresses.sweep(now.mono);
         self.gateway.advance(now, &mut self.outputs);
         self.apply_outputs(now);
         let mut due = Vec::new();
@@ -310,6 +364,9 @@ impl<S: Stream, A: Service> Engine<S, A> {
                 }
                 let mut conn = self.conns.remove(id.index as usize);
                 self.stats.freed_bytes += conn.freed_bytes as u64;
+                if let Some(address) = conn.address {
+                    self.addresses.leave(address);
+                }
                 if conn.in_core {
                     self.websockets -= 1;
                     self.gateway.close(now, conn.id, &mut self.outputs);
@@ -340,6 +397,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
         self.dirty.shrink_to_fit();
         self.carry.shrink_to_fit();
         self.touched.shrink_to_fit();
+        self.addresses.compact();
         self.gateway.compact();
     }
 
@@ -406,7 +464,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
                 return;
             };
             let advanced = match conn.phase {
-                Phase::Request { .. } => self.drive_request(id),
+                Phase::Request { .. } => self.drive_request(now, id),
                 Phase::Respond { .. } => self.drive_respond(now, id),
                 Phase::Drain { .. } => self.drive_drain(id),
                 Phase::Open { .. } => self.drive_open(now, id),
@@ -419,7 +477,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
         }
     }
 
-    fn drive_request(&mut self, id: ConnId) -> bool {
+    fn drive_request(&mut self, now: Now, id: ConnId) -> bool {
         let head_max = self.config.net.request_head_bytes_max;
         let Some(conn) = self.conns.get_mut(id.index as usize) else {
             return false;
@@ -447,21 +505,27 @@ impl<S: Stream, A: Service> Engine<S, A> {
         let Some((len, route)) = upgrade::parse_request(head, head_max, origins) else {
             return false;
         };
+        let leftover = head.get(len..).unwrap_or_default().to_vec();
+        self.attribute(now, id, &route);
+        let Some(conn) = self.conns.get_mut(id.index as usize) else {
+            return false;
+        };
         let (bytes, then) = match route {
-            _ if conn.over_limit => (upgrade::refusal(Status::Unavailable), AfterResponse::Close),
-            Route::WebSocket { key } => {
-                let leftover = head[len.min(head.len())..].to_vec();
-                (
-                    upgrade::switching_protocols(&key),
-                    AfterResponse::Upgrade { leftover },
-                )
-            }
-            Route::Health { origin } => {
+            // Answered whatever the limits: a health check must not restart a full server.
+            Route::Health { origin, head, .. } => {
                 let rooms = self.gateway.rooms();
                 let auth = self.config.core.auth_enabled;
-                let body = upgrade::health(origin.as_deref(), auth, self.websockets, rooms);
+                let body = upgrade::health(origin.as_deref(), head, auth, self.websockets, rooms);
                 (body, AfterResponse::Close)
             }
+            _ if conn.refusal.is_some() => {
+                let status = conn.refusal.unwrap_or(Status::Unavailable);
+                (upgrade::refusal(status), AfterResponse::Close)
+            }
+            Route::WebSocket { key, .. } => (
+                upgrade::switching_protocols(&key),
+                AfterResponse::Upgrade { leftover },
+            ),
             Route::Refuse(status) => {
                 log!(
                     Debug,
@@ -482,6 +546,32 @@ impl<S: Stream, A: Service> Engine<S, A> {
             then,
         };
         true
+    }
+
+    /// A trusted proxy's connection is counted under the client its request names.
+    fn attribute(&mut self, now: Now, id: ConnId, route: &Route) {
+        let forwarded = match route {
+            Route::WebSocket { forwarded_for, .. } | Route::Health { forwarded_for, .. } => {
+                *forwarded_for
+            }
+            Route::Refuse(_) => None,
+        };
+        let Some(conn) = self.conns.get_mut(id.index as usize) else {
+            return;
+        };
+        let Some(client) = forwarded.filter(|_| conn.proxied && conn.address.is_none()) else {
+            return;
+        };
+        let address = addresses::key(client);
+        let admission = self.addresses.arrive(now.mono, address);
+        if admission != Admission::Drop {
+            conn.address = Some(address);
+        }
+        if admission != Admission::Admit {
+            conn.refusal = conn.refusal.or(Some(Status::TooManyRequests));
+            let first = matches!(admission, Admission::Refuse { first: true });
+            self.address_refused(address, first);
+        }
     }
 
     fn drive_respond(&mut self, now: Now, id: ConnId) -> bool {

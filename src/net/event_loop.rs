@@ -15,6 +15,7 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
+use super::addresses::Limits;
 use super::engine::{Engine, EngineConfig, Service};
 use super::memory::ReleasePolicy;
 use crate::config::Config;
@@ -81,6 +82,11 @@ impl<A: Service> Server<A> {
             core: config.core.clone(),
             connections_max: config.connections_max,
             allowed_origins: config.allowed_origins.clone(),
+            address_limits: Limits {
+                connections: config.connections_per_ip_max,
+                handshakes_per_sec: config.handshakes_per_ip_per_sec,
+            },
+            trusted_proxies: config.trusted_proxies.clone(),
         };
         let engine = Engine::with_service(engine_config, service, Some(clock));
         Ok(Server {
@@ -208,7 +214,7 @@ impl<A: Service> Server<A> {
                 return;
             }
             match self.listener.accept() {
-                Ok((stream, _peer)) => self.adopt(now, stream),
+                Ok((stream, peer)) => self.adopt(now, stream, peer.ip()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     state.pending = false;
                     return;
@@ -233,12 +239,12 @@ impl<A: Service> Server<A> {
         }
     }
 
-    fn adopt(&mut self, now: Now, stream: TcpStream) {
+    fn adopt(&mut self, now: Now, stream: TcpStream, peer: std::net::IpAddr) {
         let _ = stream.set_nodelay(true);
         if self.send_buffer_bytes > 0 {
             let _ = socket2::SockRef::from(&stream).set_send_buffer_size(self.send_buffer_bytes);
         }
-        match self.engine.accept(now, stream) {
+        match self.engine.accept_from(now, stream, Some(peer)) {
             Ok(id) => {
                 let token = Token(id.to_token());
                 let registered = match self.engine.stream_mut(id) {

@@ -1,6 +1,7 @@
 //! Networking: the HTTP upgrade, connections, the engine (generic over streams) and the mio
 //! event loop (the only mio-aware code).
 
+pub mod addresses;
 pub mod conn;
 pub mod engine;
 pub mod event_loop;

@@ -2,26 +2,35 @@
 //! Pure functions over bytes, so they are fuzzed directly.
 //!
 //! Routes, as the original: `GET /ws` and `/ws/...` upgrade to WebSocket (query ignored);
-//! `GET /health` (and `/health/...`) answers JSON; anything else is 404. Every refusal is a
-//! real HTTP response with `Connection: close`.
+//! `GET /health` (and `/health/...`) answers JSON (`HEAD` the same headers without the
+//! body); anything else is 404. The request target may be in origin form (`/ws`) or absolute
+//! form (`http://host:3000/ws`, RFC 9112 §3.2.2). Every refusal is a real HTTP response with
+//! `Connection: close`.
 
 use std::fmt::Write as _;
+use std::net::IpAddr;
 
 /// Headers read per request; more is answered 431.
 const HEADERS_MAX: usize = 32;
 
 /// What a complete request asks for.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
     /// A valid WebSocket upgrade; `key` is `Sec-WebSocket-Key`.
     WebSocket {
         /// The client's key, for the accept header.
         key: String,
+        /// The client address a proxy named (`X-Forwarded-For`, last entry), if any.
+        forwarded_for: Option<IpAddr>,
     },
-    /// `GET /health`; `origin` echoed for CORS when it is allowed.
+    /// `GET /health` (or `HEAD`); `origin` echoed for CORS when it is allowed.
     Health {
         /// The allowed Origin to echo, if any.
         origin: Option<String>,
+        /// `HEAD`: the headers only.
+        head: bool,
+        /// The client address a proxy named (`X-Forwarded-For`, last entry), if any.
+        forwarded_for: Option<IpAddr>,
     },
     /// Refused with this status.
     Refuse(Status),
@@ -42,6 +51,8 @@ pub enum Status {
     RequestTimeout,
     /// 426: `/ws` without upgrade headers, or an unsupported WebSocket version.
     UpgradeRequired,
+    /// 429: this address has too many connections or handshakes.
+    TooManyRequests,
     /// 431: request head too large.
     HeadersTooLarge,
     /// 503: connection limit reached.
@@ -58,6 +69,7 @@ impl Status {
             Status::MethodNotAllowed => (405, "Method Not Allowed"),
             Status::RequestTimeout => (408, "Request Timeout"),
             Status::UpgradeRequired => (426, "Upgrade Required"),
+            Status::TooManyRequests => (429, "Too Many Requests"),
             Status::HeadersTooLarge => (431, "Request Header Fields Too Large"),
             Status::Unavailable => (503, "Service Unavailable"),
         }
@@ -91,9 +103,38 @@ pub fn parse_request(
     Some((len, route(&request, allowed_origins)))
 }
 
+/// The path of a request target in origin or absolute form, without query or fragment.
+fn target_path(target: &str) -> &str {
+    let path = match target.split_once("://") {
+        Some((scheme, rest))
+            if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") =>
+        {
+            rest.find('/').and_then(|i| rest.get(i..)).unwrap_or("/")
+        }
+        _ => target,
+    };
+    path.split(['?', '#']).next().unwrap_or(path)
+}
+
+/// The last address of `X-Forwarded-For` (the one the nearest proxy added), if it parses.
+fn forwarded_for(request: &httparse::Request<'_, '_>) -> Option<IpAddr> {
+    let header = request
+        .headers
+        .iter()
+        .rev()
+        .find(|h| h.name.eq_ignore_ascii_case("X-Forwarded-For"))?;
+    let value = std::str::from_utf8(header.value).ok()?;
+    let last = value.rsplit(',').next()?.trim();
+    // Accept `[v6]:port`, `v4:port` and bare addresses.
+    let bare = last.strip_prefix('[').and_then(|l| l.split(']').next());
+    bare.unwrap_or(last)
+        .parse()
+        .ok()
+        .or_else(|| last.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+}
+
 fn route(request: &httparse::Request<'_, '_>, allowed_origins: Option<&[String]>) -> Route {
-    let path = request.path.unwrap_or("/");
-    let path = path.split(['?', '#']).next().unwrap_or(path);
+    let path = target_path(request.path.unwrap_or("/"));
     let header = |name: &str| {
         request
             .headers
@@ -101,11 +142,25 @@ fn route(request: &httparse::Request<'_, '_>, allowed_origins: Option<&[String]>
             .find(|h| h.name.eq_ignore_ascii_case(name))
             .and_then(|h| std::str::from_utf8(h.value).ok())
     };
-    let origin = header("Origin");
-    let origin_allowed = match (origin, allowed_origins) {
-        (None, _) | (_, None) => true,
-        (Some(origin), Some(list)) => list.iter().any(|allowed| allowed == origin),
+    let origins: Vec<&[u8]> = request
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("Origin"))
+        .map(|h| h.value)
+        .collect();
+    // One Origin, as text; several, or one that is not UTF-8, is never an allowed one.
+    let origin = match origins.as_slice() {
+        [one] => Some(std::str::from_utf8(one).ok()),
+        [] => None,
+        _ => Some(None),
     };
+    let origin_allowed = match (origin, allowed_origins) {
+        (None, _) => true,
+        (Some(None), _) => false,
+        (Some(Some(_)), None) => true,
+        (Some(Some(origin)), Some(list)) => list.iter().any(|allowed| allowed == origin),
+    };
+    let origin = origin.flatten();
     let on = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
     if on("/health") {
         if request.method != Some("GET") && request.method != Some("HEAD") {
@@ -114,6 +169,8 @@ fn route(request: &httparse::Request<'_, '_>, allowed_origins: Option<&[String]>
         let origin = origin.filter(|_| origin_allowed && allowed_origins.is_some());
         return Route::Health {
             origin: origin.map(String::from),
+            head: request.method == Some("HEAD"),
+            forwarded_for: forwarded_for(request),
         };
     }
     if !on("/ws") {
@@ -140,6 +197,7 @@ fn route(request: &httparse::Request<'_, '_>, allowed_origins: Option<&[String]>
     match header("Sec-WebSocket-Key").map(str::trim) {
         Some(key) if valid_key(key) => Route::WebSocket {
             key: key.to_string(),
+            forwarded_for: forwarded_for(request),
         },
         _ => Route::Refuse(Status::BadRequest),
     }
@@ -177,14 +235,18 @@ pub fn refusal(status: Status) -> Vec<u8> {
     if status == Status::UpgradeRequired {
         response.push_str("Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n");
     }
+    if status == Status::TooManyRequests || status == Status::Unavailable {
+        response.push_str("Retry-After: 1\r\n");
+    }
     response.push_str("\r\n");
     response.push_str(&body);
     response.into_bytes()
 }
 
-/// `/health`: status, auth mode and a few counters.
+/// `/health`: status, auth mode and a few counters; `head`: the same headers, no body.
 pub fn health(
     origin: Option<&str>,
+    head: bool,
     auth_enabled: bool,
     connections: usize,
     rooms: usize,
@@ -206,7 +268,9 @@ pub fn health(
         );
     }
     response.push_str("\r\n");
-    response.push_str(&body);
+    if !head {
+        response.push_str(&body);
+    }
     response.into_bytes()
 }
 
@@ -236,21 +300,37 @@ mod tests {
     /// /ws and /ws/... upgrade; other paths are 404; /health answers.
     #[test]
     fn routes() {
+        let ws = Route::WebSocket {
+            key: KEY.into(),
+            forwarded_for: None,
+        };
+        assert_eq!(route_of(&upgrade("/ws", "")), ws);
+        assert_eq!(route_of(&upgrade("/ws/room?x=1", "")), ws);
+        // Absolute form routes on its path.
+        assert_eq!(route_of(&upgrade("http://localhost:3000/ws?x", "")), ws);
         assert_eq!(
-            route_of(&upgrade("/ws", "")),
-            Route::WebSocket { key: KEY.into() }
+            route_of("GET HTTP://h/health HTTP/1.1\r\n\r\n"),
+            Route::Health {
+                origin: None,
+                head: false,
+                forwarded_for: None
+            }
         );
         assert_eq!(
-            route_of(&upgrade("/ws/room?x=1", "")),
-            Route::WebSocket { key: KEY.into() }
+            route_of("GET http://h HTTP/1.1\r\n\r\n"),
+            Route::Refuse(Status::NotFound)
         );
         assert_eq!(
             route_of(&upgrade("/wsx", "")),
             Route::Refuse(Status::NotFound)
         );
         assert_eq!(
-            route_of("GET /health HTTP/1.1\r\n\r\n"),
-            Route::Health { origin: None }
+            route_of("HEAD /health HTTP/1.1\r\nX-Forwarded-For: 10.0.0.1, 203.0.113.9\r\n\r\n"),
+            Route::Health {
+                origin: None,
+                head: true,
+                forwarded_for: Some([203, 0, 113, 9].into())
+            }
         );
         assert_eq!(
             route_of("GET / HTTP/1.1\r\n\r\n"),
@@ -275,6 +355,19 @@ mod tests {
             None,
         );
         assert!(matches!(any, Some((_, Route::WebSocket { .. }))));
+        // An Origin that is not UTF-8, or two of them, is refused even when any is allowed.
+        let mut bytes = upgrade("/ws", "Origin: http://localhost:8096\r\n").into_bytes();
+        let at = bytes.windows(4).position(|w| w == b"8096").expect("origin");
+        bytes[at] = 0xFF;
+        for list in [Some(&origins()[..]), None] {
+            let refused = parse_request(&bytes, 8_192, list).map(|r| r.1);
+            assert_eq!(refused, Some(Route::Refuse(Status::Forbidden)));
+        }
+        let two = upgrade(
+            "/ws",
+            "Origin: http://localhost:8096\r\nOrigin: http://evil\r\n",
+        );
+        assert_eq!(route_of(&two), Route::Refuse(Status::Forbidden));
     }
 
     /// A plain GET of /ws is 426; a bad key is 400; a huge head is 431; partial is None.
@@ -299,6 +392,34 @@ mod tests {
             route_of("garbage\r\n\r\n"),
             Route::Refuse(Status::BadRequest)
         );
+    }
+
+    /// X-Forwarded-For: the last entry, with or without a port; garbage is none.
+    #[test]
+    fn forwarded_addresses() {
+        let cases = [
+            ("1.2.3.4", Some("1.2.3.4")),
+            ("9.9.9.9, 1.2.3.4:5678", Some("1.2.3.4")),
+            ("[2001:db8::1]:80", Some("2001:db8::1")),
+            ("2001:db8::2", Some("2001:db8::2")),
+            ("unknown", None),
+        ];
+        for (value, expected) in cases {
+            let text = upgrade("/ws", &format!("X-Forwarded-For: {value}\r\n"));
+            let Route::WebSocket { forwarded_for, .. } = route_of(&text) else {
+                panic!("{value}")
+            };
+            let expected: Option<IpAddr> = expected.map(|e| e.parse().expect("address"));
+            assert_eq!(forwarded_for, expected, "{value}");
+        }
+    }
+
+    /// HEAD /health has the GET's headers and no body.
+    #[test]
+    fn head_has_no_body() {
+        let get = String::from_utf8(health(None, false, false, 1, 2)).expect("ascii");
+        let head = String::from_utf8(health(None, true, false, 1, 2)).expect("ascii");
+        assert!(get.starts_with(&head) && head.ends_with("\r\n\r\n") && get.len() > head.len());
     }
 
     /// The accept key is RFC 6455's example.

@@ -38,6 +38,8 @@ pub fn engine_config() -> EngineConfig {
         core: CoreConfig::default(),
         connections_max: 4,
         allowed_origins: None,
+        address_limits: Default::default(),
+        trusted_proxies: Vec::new(),
     }
 }
 
