@@ -4,15 +4,24 @@
 # medians and writes every raw JSON summary line to target/bench/results.jsonl.
 #
 #   bash benches/bench.sh [row...]
-#     rows: rss idle rooms idle19k fanout burst slow logs size churn
+#     rows: rss idle rooms idle19k fanout burst slow logs size churn attack
 #     default: every row but churn (and size, with BENCH_QUICK=1)
 #   BENCH_QUICK=1        smoke run: hundreds of connections, seconds per scenario
 #   BENCH_RUNS=N         runs per row (default 3, or 1 with BENCH_QUICK=1)
 #   BENCH_SERVER=PATH    benchmark another server binary (it must honour PORT and listen on
 #                        127.0.0.1); skips building tandem and the size row
+#   BENCH_ATTACKS="..."  attack row: which attacks (default ping-flood big roomlist slowloris hog)
+#   BENCH_RSS_LIMIT_KIB  attack row: kill the server past this RSS (default 2 GiB)
+#   CARGO_TARGET_DIR     honoured: binaries are looked up where cargo put them
 #
 # The server runs on CPU 0 and the generator on CPU 1 (when taskset and 2 CPUs exist).
 # Everything stays on loopback; every loadgen run is bounded by its own --deadline.
+#
+# Per-address limits: every row but `attack` runs tandem with MAX_CONNECTIONS_PER_IP=0 and
+# HANDSHAKES_PER_IP_PER_SEC=0 (unlimited), since the generator opens thousands of connections
+# from a few loopback addresses. The attack row keeps the server's defaults: a canary party
+# from 127.0.0.2 measures delivery latency while an attacker on 127.0.0.1 misbehaves
+# (ping-flood big roomlist slowloris hog); the server is killed if its RSS passes 2 GiB.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -28,13 +37,15 @@ if [[ $QUICK == 1 ]]; then
     IDLE=500 IDLE_BIG=950 IDLE_ROOMS=5 FAN_ROOMS=10 FAN_DUR=2 BURST=200
     SLOW=200 SLOW_ROOMS=5 SLOW_DUR=5 LOGS=200 FLOOR_CONNS=100 FLOOR_COUNT=20000
     CHURN_RATE=20 CHURN_DUR=3
-    DEFAULT_ROWS="rss idle rooms idle19k fanout burst slow logs"
+    ATTACK_DUR=3 CANARY_DUR=2 HOG=500 ROOMLIST_HOSTS=300 SLOWLORIS=100
+    DEFAULT_ROWS="rss idle rooms idle19k fanout burst slow logs attack"
 else
     RUNS=${BENCH_RUNS:-3}
     IDLE=10000 IDLE_BIG=19000 IDLE_ROOMS=50 FAN_ROOMS=100 FAN_DUR=10 BURST=1000
     SLOW=2000 SLOW_ROOMS=50 SLOW_DUR=30 LOGS=1000 FLOOR_CONNS=1000 FLOOR_COUNT=200000
     CHURN_RATE=50 CHURN_DUR=10
-    DEFAULT_ROWS="rss idle rooms idle19k fanout burst slow logs size"
+    ATTACK_DUR=10 CANARY_DUR=8 HOG=2000 ROOMLIST_HOSTS=1000 SLOWLORIS=200
+    DEFAULT_ROWS="rss idle rooms idle19k fanout burst slow logs size attack"
 fi
 ROWS=${*:-$DEFAULT_ROWS}
 
@@ -55,13 +66,23 @@ if command -v taskset >/dev/null && [[ $(nproc) -ge 2 ]]; then
     PIN_SERVER=(taskset -c 0) PIN_GEN=(taskset -c 1) READER_CPU=(--reader-cpu 1)
 fi
 
+# Where cargo puts its output: CARGO_TARGET_DIR or a config file may move it from ./target.
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])' 2>/dev/null ||
+    true)
+TARGET_DIR=${TARGET_DIR:-${CARGO_TARGET_DIR:-target}}
+
+# Server settings for every row but `attack` (tandem only): no per-address limits.
+UNLIMITED_ENV=()
 if [[ -n ${BENCH_SERVER:-} ]]; then
     SERVER=$BENCH_SERVER
 else
     say "building the server (cargo build --release)"
     cargo build --release
-    SERVER=target/release/tandem
+    SERVER=$TARGET_DIR/release/tandem
+    UNLIMITED_ENV=(MAX_CONNECTIONS_PER_IP=0 HANDSHAKES_PER_IP_PER_SEC=0)
 fi
+LIMIT_ENV=("${UNLIMITED_ENV[@]}")
 [[ -x $SERVER ]] || die "no server binary at $SERVER"
 
 say "building the load generator (cargo bench --bench loadgen --no-run)"
@@ -76,13 +97,15 @@ for line in sys.stdin:
         print(m["executable"])
 ' | tail -n1)
 if [[ -z $LOADGEN ]]; then
-    LOADGEN=$(ls -t target/release/deps/loadgen-* 2>/dev/null | grep -v '\.d$' | head -n1 || true)
+    LOADGEN=$(ls -t "$TARGET_DIR"/release/deps/loadgen-* 2>/dev/null | grep -v '\.d$' | head -n1 || true)
 fi
 [[ -x $LOADGEN ]] || die "cannot find the loadgen executable"
 
 # --- server lifecycle ----------------------------------------------------------------------
 
 SERVER_PID="" SERVER_LOG="" URL="" SERVER_SEQ=0
+# SERVER_VMEM_KIB: when set, the server's address space is capped (ulimit -v) at that size.
+SERVER_VMEM_KIB=""
 
 # A free port below the ephemeral range (32768+): client sockets of earlier runs linger there
 # in TIME_WAIT and would collide with a server binding 0.0.0.0.
@@ -121,8 +144,11 @@ try_start_server() {
     [[ -n $port ]] || die "no free port found"
     SERVER_SEQ=$((SERVER_SEQ + 1))
     SERVER_LOG=$OUT/server-$SERVER_SEQ.log
-    env PORT=$port LOG_LEVEL=$1 MAX_CONNECTIONS=20000 ${BENCH_SERVER_ENV:-} "${PIN_SERVER[@]}" "$SERVER" \
-        >/dev/null 2>"$SERVER_LOG" &
+    (
+        if [[ -n $SERVER_VMEM_KIB ]]; then ulimit -v "$SERVER_VMEM_KIB"; fi
+        exec env PORT=$port LOG_LEVEL=$1 MAX_CONNECTIONS=20000 "${LIMIT_ENV[@]}" \
+            ${BENCH_SERVER_ENV:-} "${PIN_SERVER[@]}" "$SERVER"
+    ) >/dev/null 2>"$SERVER_LOG" &
     SERVER_PID=$!
     URL=ws://127.0.0.1:$port/ws
     # Ready when it logs its address (`listening addr=...`, info level); otherwise, once the
@@ -238,7 +264,7 @@ row_logs() {
 }
 
 row_size() {
-    local bin=target/x86_64-unknown-linux-gnu/min/tandem
+    local bin=$TARGET_DIR/x86_64-unknown-linux-gnu/min/tandem
     say "static build (profile min)"
     if RUSTFLAGS='-C target-feature=+crt-static' cargo build --profile min \
         --target x86_64-unknown-linux-gnu && [[ -f $bin ]]; then
@@ -262,6 +288,125 @@ row_size() {
     fi
 }
 
+# --- attack row --------------------------------------------------------------------------
+
+ATTACKS=${BENCH_ATTACKS:-ping-flood big roomlist slowloris hog}
+RSS_LIMIT_KIB=${BENCH_RSS_LIMIT_KIB:-$((2 * 1024 * 1024))}
+
+# sample_rss PID FILE: every 100 ms, the largest VmRSS seen so far (KiB) into FILE; past
+# RSS_LIMIT_KIB the server is killed and its RSS written to FILE.killed.
+sample_rss() {
+    local pid=$1 file=$2 peak=0 rss
+    while rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null) && [[ -n $rss ]]; do
+        if ((rss > peak)); then
+            peak=$rss
+            echo "$peak" >"$file"
+        fi
+        if ((rss > RSS_LIMIT_KIB)); then
+            echo "$rss" >"$file.killed"
+            kill -KILL "$pid" 2>/dev/null || true
+            break
+        fi
+        sleep 0.1
+    done
+}
+
+# attack_args KIND: the attacker's flags beyond --attack.
+attack_args() {
+    case $1 in
+    roomlist) echo "--attackers $ROOMLIST_HOSTS --lobby 50 --rate 5" ;;
+    slowloris) echo "--attackers $SLOWLORIS" ;;
+    hog) echo "--attackers $HOG" ;;
+    *) echo "" ;;
+    esac
+}
+
+# attack_run RUN KIND: a fresh server with its default per-address limits, the canary party
+# (4 rooms x 4 members at 10 Hz, from 127.0.0.2) and, unless KIND is none, the attacker (from
+# 127.0.0.1, starting 0.5 s after the canary and outlasting its measured window) plus a
+# newcomer party (1 room x 2, from 127.0.0.3) set up in the middle of the attack.
+attack_run() {
+    local run=$1 kind=$2 dir=$OUT/attack canary_pid attacker_pid="" sampler_pid hwm="" alive=1
+    mkdir -p "$dir"
+    rm -f "$dir/rss" "$dir/rss.killed" "$dir/canary" "$dir/attacker" "$dir/newcomer"
+    LIMIT_ENV=() SERVER_VMEM_KIB=$((4 * 1024 * 1024))
+    start_server
+    LIMIT_ENV=("${UNLIMITED_ENV[@]}") SERVER_VMEM_KIB=""
+    sample_rss "$SERVER_PID" "$dir/rss" &
+    sampler_pid=$!
+    say "attack run $run/$RUNS: canary, attack $kind"
+    "${PIN_GEN[@]}" "$LOADGEN" --url "$URL" --server-pid "$SERVER_PID" --scenario fanout \
+        --rooms 4 --members 4 --hz 10 --duration "$CANARY_DUR" --source-ip 127.0.0.2 \
+        --deadline $((CANARY_DUR + 30)) >"$dir/canary" 2>>"$OUT/loadgen.log" &
+    canary_pid=$!
+    if [[ $kind != none ]]; then
+        sleep 0.5
+        # shellcheck disable=SC2046 # attack_args is a list of flags
+        nice -n 19 "${PIN_GEN[@]}" "$LOADGEN" --url "$URL" --scenario attack --attack "$kind" \
+            --duration "$ATTACK_DUR" --source-ip 127.0.0.1 --deadline $((ATTACK_DUR + 30)) \
+            $(attack_args "$kind") >"$dir/attacker" 2>>"$OUT/loadgen.log" &
+        attacker_pid=$!
+        sleep "$(python3 -c "print(min(1.5, $ATTACK_DUR / 2))")"
+        "${PIN_GEN[@]}" "$LOADGEN" --url "$URL" --scenario fanout --rooms 1 --members 2 \
+            --hz 10 --duration 0.5 --source-ip 127.0.0.3 --deadline 20 \
+            >"$dir/newcomer" 2>>"$OUT/loadgen.log" || true
+    fi
+    wait "$canary_pid" || true
+    [[ -z $attacker_pid ]] || wait "$attacker_pid" || true
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+        hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$SERVER_PID/status" 2>/dev/null || true)
+    else
+        alive=0
+    fi
+    kill "$sampler_pid" 2>/dev/null || true
+    wait "$sampler_pid" 2>/dev/null || true
+    python3 - "$run" "$kind" "$dir" "${hwm:-}" "$alive" >>"$RESULTS" <<'PY'
+import json, os, sys
+run, kind, d, hwm, alive = sys.argv[1:6]
+
+def last_json(name):
+    path = os.path.join(d, name)
+    if not os.path.exists(path):
+        return None
+    lines = [l for l in open(path).read().splitlines() if l.strip()]
+    if not lines:
+        return {"error": "no output"}
+    try:
+        return json.loads(lines[-1])
+    except ValueError:
+        return {"error": "no JSON summary", "output": lines[-1][-200:]}
+
+def read_int(name):
+    try:
+        return int(open(os.path.join(d, name)).read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+out = last_json("canary") or {"error": "no canary output"}
+sampled, killed = read_int("rss"), read_int("rss.killed")
+peaks = [v for v in (sampled, int(hwm) if hwm else None, killed) if v is not None]
+out.update(
+    row="attack", run=int(run), attack=kind,
+    label="canary, no attack" if kind == "none" else f"canary under {kind}",
+    server_rss_peak_kib=max(peaks) if peaks else None,
+    server_rss_sampled_peak_kib=sampled, server_vmhwm_kib=int(hwm) if hwm else None,
+    server_killed_at_kib=killed, server_alive=alive == "1",
+    attacker=last_json("attacker"), newcomer=last_json("newcomer"),
+)
+print(json.dumps(out))
+PY
+    stop_server
+}
+
+row_attack() {
+    local run kind
+    for run in $(seq 1 "$RUNS"); do
+        for kind in none $ATTACKS; do
+            attack_run "$run" "$kind"
+        done
+    done
+}
+
 for row in $ROWS; do
     case $row in
     rss) row_rss ;;
@@ -277,7 +422,8 @@ for row in $ROWS; do
         --rooms 20 --members 5 --duration "$CHURN_DUR" ;;
     logs) row_logs ;;
     size) if [[ -z ${BENCH_SERVER:-} ]]; then row_size; fi ;;
-    *) die "unknown row $row (rows: rss idle rooms idle19k fanout burst slow logs size churn)" ;;
+    attack) row_attack ;;
+    *) die "unknown row $row (rows: rss idle rooms idle19k fanout burst slow logs size churn attack)" ;;
     esac
 done
 
@@ -343,8 +489,78 @@ add("logs", f"{fmt(med('logs', 'log_lines'))} lines")
 add("size", f"{fmt(med('size', 'bytes'))} bytes")
 add("rss_static", f"VmRSS {fmt(med('rss_static', 'rss_kib'))} KiB, RssAnon {fmt(med('rss_static', 'anon_kib'))} KiB")
 
-print("| figure | median | runs |")
-print("| --- | --- | --- |")
-print("\n".join(lines))
+if lines:
+    print("| figure | median | runs |")
+    print("| --- | --- | --- |")
+    print("\n".join(lines))
+
+# The attack row: one line per attack, medians over runs; outcomes from the last run.
+def mib(kib):
+    return "n/a" if kib is None else f"{kib / 1024:,.1f} MiB"
+
+def top(counts, n=4):
+    items = sorted((counts or {}).items(), key=lambda kv: -kv[1])
+    more = f", +{len(items) - n} more" if len(items) > n else ""
+    return ", ".join(f"{k} {v:,}" for k, v in items[:n]) + more
+
+def attacker_outcome(a):
+    if not a:
+        return "n/a"
+    if "error" in a:
+        return f"error: {a['error']}"
+    http = {k: v for k, v in (a.get("http_status") or {}).items() if k != "101"}
+    text = (f"{a.get('ws_opened', 0):,} WebSockets of {a.get('dials', 0):,} dials "
+            f"(peak {a.get('peak_open', 0):,} open); sent {a.get('sent', 0):,} {a.get('sent_unit', '')}, "
+            f"{a.get('bytes_sent', 0) / 1e6:,.1f} MB; ended: {top(a.get('ended'))}")
+    if http:
+        text += f"; HTTP {top(http)}"
+    if a.get("server_errors"):
+        text += f"; server errors: {top(a['server_errors'], 2)}"
+    if a.get("dial_failed"):
+        text += f"; dial failed {a['dial_failed']:,} ({a.get('first_dial_error')})"
+    return text
+
+def newcomer(n):
+    if not n:
+        return "-"
+    if "error" in n:
+        return f"error: {n['error']}"
+    ok = n.get("rooms") == 1 and n.get("expected") and n.get("delivered") == n.get("expected")
+    if ok:
+        p99 = n.get("p99_us")
+        return f"ok (p99 {fmt(p99 / 1000 if p99 is not None else None, ' ms', 2)})"
+    why = top(n.get("conns_lost")) or top(n.get("server_errors")) or n.get("first_dial_error") or ""
+    return f"failed: rooms {n.get('rooms')}, delivered {n.get('delivered')}/{n.get('expected')} {why}".strip()
+
+attack = rows.get("attack", [])
+if attack:
+    kinds = []
+    for d in attack:
+        if d.get("attack") not in kinds:
+            kinds.append(d.get("attack"))
+    def amed(kind, key):
+        vals = [d[key] for d in attack if d.get("attack") == kind and isinstance(d.get(key), (int, float))]
+        return statistics.median(vals) if vals else None
+    idle = amed("none", "p99_us")
+    print()
+    print("| attack | canary p99 | × idle | canary delivered | server peak RSS | newcomer | attacker outcome | runs |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for kind in kinds:
+        runs = [d for d in attack if d.get("attack") == kind]
+        last = runs[-1]
+        p99 = amed(kind, "p99_us")
+        peak = amed(kind, "server_rss_peak_kib")
+        server = ""
+        if last.get("server_killed_at_kib"):
+            server = f" (server killed at {mib(last['server_killed_at_kib'])})"
+        elif not last.get("server_alive", True):
+            server = " (server exited)"
+        errors = "; ".join(d["error"] for d in runs if "error" in d)
+        canary = fmt(p99 / 1000 if p99 is not None else None, " ms", 2)
+        canary += f" (errors: {errors})" if errors else ""
+        print(f"| {kind} | {canary} | {ratio(p99, idle, 2) if kind != 'none' else '1x'} | "
+              f"{fmt(amed(kind, 'delivered'))}/{fmt(amed(kind, 'expected'))} | {mib(peak)}{server} | "
+              f"{newcomer(last.get('newcomer')) if kind != 'none' else '-'} | "
+              f"{attacker_outcome(last.get('attacker')) if kind != 'none' else 'no attacker'} | {len(runs)} |")
 print(f"\nraw results: {sys.argv[1]}")
 PY

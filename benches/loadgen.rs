@@ -25,9 +25,24 @@
 //!                                         With --paced-rate, also the cost when the writes come
 //!                                         as the fanout's do: B sockets at a time, W writes/s,
 //!                                         the reader asleep between bursts
+//!   attack --attack KIND --duration S [--attackers N] [--lobby L] [--rate C]
+//!                                         one misbehaving client population, nothing measured
+//!                                         but what it did and how each connection ended
+//!                                         (HTTP status, close code, reset, still open). KIND:
+//!                                         ping-flood (N=8 WebSockets sending Ping frames as
+//!                                         fast as the socket takes them, never reading), big
+//!                                         (N=16 streaming 64 KiB JSON text messages, reading),
+//!                                         roomlist (N=1000 hosts with 400-byte room names, C=5
+//!                                         leave+create per second, L=50 reading lobby clients),
+//!                                         slowloris (N=200 upgrade heads sent a byte every
+//!                                         500 ms, reconnecting when dropped), hog (up to
+//!                                         N=2000 idle WebSockets held). Source 127.0.0.1 unless
+//!                                         --source-ip says otherwise.
 //!
 //! Common flags: `--url`, `--server-pid`, `--duration`, `--deadline`, `--max-in-flight`
-//! (handshakes outstanding at once while connecting, default 500).
+//! (handshakes outstanding at once while connecting, default 500), `--source-ip 127.0.0.X`
+//! (every client socket from that one loopback address; by default they are spread over
+//! 127.0.0.1-255, 8,000 per address).
 //!
 //! File descriptors: without the libc crate this program cannot raise RLIMIT_NOFILE itself;
 //! run `ulimit -n 65536` (or the hard limit) first, as bench.sh does.
@@ -104,6 +119,10 @@ const KNOWN_FLAGS: &[&str] = &[
     "paced-rate",
     "burst",
     "port",
+    "source-ip",
+    "attack",
+    "attackers",
+    "lobby",
 ];
 
 struct Args(HashMap<String, String>);
@@ -394,21 +413,31 @@ fn parse_target(url: &str) -> Target {
 /// Spreads client sockets over 127.0.0.1-255. `bind(ip, 0)` hands out odd ports first (half
 /// of the ~28k ephemeral range) and slows to a crawl once they run out (measured: from
 /// ~14,000 sockets on one address on). Earlier runs also leave ports in TIME_WAIT. So move on
-/// to the next address every 8,000 sockets.
+/// to the next address every 8,000 sockets. With `--source-ip` every socket comes from that
+/// one address instead (per-address limits then apply to this process as one client).
 struct SrcPool {
     octet: u8,
     used: u32,
+    fixed: Option<Ipv4Addr>,
 }
 
 impl SrcPool {
     const PER_ADDR: u32 = 8_000;
 
-    fn new() -> SrcPool {
+    fn new(fixed: Option<Ipv4Addr>) -> SrcPool {
+        if let Some(ip) = fixed.filter(|ip| !ip.is_loopback()) {
+            die(&format!("--source-ip {ip} is not a loopback address"));
+        }
         // Start where the previous run (another pid) most likely did not.
         SrcPool {
             octet: (std::process::id() % 255 + 1) as u8,
             used: 0,
+            fixed,
         }
+    }
+
+    fn from_args(args: &Args) -> SrcPool {
+        SrcPool::new(args.opt("source-ip"))
     }
 
     fn advance(&mut self) {
@@ -417,6 +446,9 @@ impl SrcPool {
     }
 
     fn bind(&mut self, sock: &Socket) -> io::Result<()> {
+        if let Some(ip) = self.fixed {
+            return sock.bind(&SocketAddrV4::new(ip, 0).into());
+        }
         for _ in 0..255 {
             if self.used >= Self::PER_ADDR {
                 self.advance();
@@ -434,6 +466,25 @@ impl SrcPool {
             }
         }
         Err(io::Error::other("no free source port on 127.0.0.1-255"))
+    }
+
+    /// A non-blocking TCP socket from the next source address, its connect under way.
+    fn connect(&mut self, target: SocketAddr, rcvbuf: Option<usize>) -> io::Result<TcpStream> {
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+        sock.set_nonblocking(true)?;
+        // Our own Nagle delay must not show up as server latency.
+        sock.set_tcp_nodelay(true)?;
+        if let Some(bytes) = rcvbuf {
+            // Before connect: the window scale is fixed by the SYN.
+            sock.set_recv_buffer_size(bytes)?;
+        }
+        self.bind(&sock)?;
+        match sock.connect(&target.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(TcpStream::from_std(sock.into()))
     }
 }
 
@@ -685,7 +736,7 @@ fn upgrade_io(
 }
 
 impl Net {
-    fn new(target: Target) -> Net {
+    fn new(target: Target, src: SrcPool) -> Net {
         // Small eager read buffers so that 19,000 clients fit easily; write eagerly.
         let config = WebSocketConfig::default()
             .read_buffer_size(4096)
@@ -694,7 +745,7 @@ impl Net {
             poll: Poll::new().unwrap_or_else(|e| die(&format!("epoll: {e}"))),
             conns: Slab::new(),
             target,
-            src: SrcPool::new(),
+            src,
             config,
             next_gen: 0,
             notes: Vec::new(),
@@ -704,21 +755,7 @@ impl Net {
 
     /// Starts a non-blocking connect from the next source address.
     fn dial(&mut self, part: Part, rcvbuf: Option<usize>) -> io::Result<Cid> {
-        let sock = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-        sock.set_nonblocking(true)?;
-        // Our own Nagle delay must not show up as server latency.
-        sock.set_tcp_nodelay(true)?;
-        if let Some(bytes) = rcvbuf {
-            // Before connect: the window scale is fixed by the SYN.
-            sock.set_recv_buffer_size(bytes)?;
-        }
-        self.src.bind(&sock)?;
-        match sock.connect(&self.target.addr.into()) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(EINPROGRESS) => {}
-            Err(e) => return Err(e),
-        }
-        let mut stream = TcpStream::from_std(sock.into());
+        let mut stream = self.src.connect(self.target.addr, rcvbuf)?;
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let interest = Interest::READABLE | Interest::WRITABLE;
@@ -1103,7 +1140,7 @@ impl Bench {
         let default_s = run_ns / SEC + 60 + conns as u64 / 100;
         let deadline_s: u64 = args.get("deadline", default_s);
         Bench {
-            net: Net::new(parse_target(&url)),
+            net: Net::new(parse_target(&url), SrcPool::from_args(args)),
             events: Events::with_capacity(1024),
             load: Load::default(),
             pid,
@@ -2205,9 +2242,834 @@ fn floor_reader(args: &Args) {
     }
 }
 
+// --- attack: one misbehaving client population, bounded in count and time
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum AttackKind {
+    PingFlood,
+    Big,
+    RoomList,
+    Slowloris,
+    Hog,
+}
+
+impl AttackKind {
+    fn parse(name: &str) -> AttackKind {
+        match name {
+            "ping-flood" => AttackKind::PingFlood,
+            "big" => AttackKind::Big,
+            "roomlist" => AttackKind::RoomList,
+            "slowloris" => AttackKind::Slowloris,
+            "hog" => AttackKind::Hog,
+            other => die(&format!(
+                "unknown --attack {other:?} (ping-flood|big|roomlist|slowloris|hog)"
+            )),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            AttackKind::PingFlood => "ping-flood",
+            AttackKind::Big => "big",
+            AttackKind::RoomList => "roomlist",
+            AttackKind::Slowloris => "slowloris",
+            AttackKind::Hog => "hog",
+        }
+    }
+
+    fn default_attackers(self) -> usize {
+        match self {
+            AttackKind::PingFlood => 8,
+            AttackKind::Big => 16,
+            AttackKind::RoomList => 1000,
+            AttackKind::Slowloris => 200,
+            AttackKind::Hog => 2000,
+        }
+    }
+
+    /// What `sent` counts in the summary.
+    fn sent_unit(self) -> &'static str {
+        match self {
+            AttackKind::PingFlood => "ping frames",
+            AttackKind::Big => "64 KiB messages",
+            AttackKind::RoomList => "requests",
+            AttackKind::Slowloris => "request head bytes",
+            AttackKind::Hog => "pongs",
+        }
+    }
+}
+
+/// What one attacking connection does once its socket is up.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Tactic {
+    /// Ping frames as fast as the socket takes them; never reads.
+    Flood,
+    /// 64 KiB text messages as fast as the socket takes them; reads whatever comes back.
+    Big,
+    /// Creates a room, then leaves and re-creates it when its turn comes.
+    Host,
+    /// Stays in the lobby reading room lists.
+    Lobby,
+    /// Sends its upgrade request head a byte at a time.
+    Slow,
+    /// Holds an idle WebSocket, answering the server's pings.
+    Hog,
+}
+
+enum AStage {
+    /// Connecting, sending the upgrade request, reading the response.
+    Upgrading {
+        sent: usize,
+        resp: Vec<u8>,
+    },
+    Open,
+}
+
+/// How an attacking connection ended.
+enum End {
+    /// A complete HTTP response other than 101.
+    Http(u16),
+    /// A close frame from the server (1005: no code).
+    Close(u16),
+    Eof,
+    Reset,
+    ConnectFailed,
+    Error(io::ErrorKind),
+}
+
+impl End {
+    fn from_io(e: &io::Error) -> End {
+        match e.kind() {
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => End::Reset,
+            io::ErrorKind::ConnectionRefused => End::ConnectFailed,
+            kind => End::Error(kind),
+        }
+    }
+
+    fn label(&self, upgrading: bool) -> String {
+        let when = if upgrading { "_during_upgrade" } else { "" };
+        match self {
+            End::Http(code) => format!("http_{code}"),
+            End::Close(code) => format!("close_{code}"),
+            End::Eof => format!("eof{when}"),
+            End::Reset => format!("reset{when}"),
+            End::ConnectFailed => "connect_failed".to_string(),
+            End::Error(kind) => format!("error_{kind:?}{when}"),
+        }
+    }
+}
+
+/// A server→client frame, parsed just enough to count it.
+enum Frame {
+    /// The first `FRAME_PREFIX` bytes of a text message (lossy), and whether that is all.
+    Text(String, bool),
+    Ping(Vec<u8>),
+    Pong,
+    Close(u16),
+    Other,
+}
+
+/// Payload bytes kept of each inbound frame: enough for a `type`, an error or a close code.
+const FRAME_PREFIX: usize = 512;
+
+/// Server→client frames from a byte stream: each frame's first bytes are kept, the rest of a
+/// long payload (a room list can be hundreds of KiB) skipped without buffering it.
+#[derive(Default)]
+struct FrameReader {
+    buf: Vec<u8>,
+    /// Payload bytes of the current frame still to discard.
+    skip: usize,
+}
+
+impl FrameReader {
+    fn feed(&mut self, data: &[u8], out: &mut Vec<Frame>) {
+        let n = self.skip.min(data.len());
+        self.skip -= n;
+        self.buf.extend_from_slice(&data[n..]);
+        let mut at = 0;
+        loop {
+            let b = &self.buf[at..];
+            if b.len() < 2 {
+                break;
+            }
+            let (op, masked, len7) = (b[0] & 0x0f, b[1] & 0x80 != 0, b[1] & 0x7f);
+            let (len, mut head) = match len7 {
+                126 if b.len() >= 4 => (usize::from(u16::from_be_bytes([b[2], b[3]])), 4),
+                127 if b.len() >= 10 => {
+                    let mut be = [0u8; 8];
+                    be.copy_from_slice(&b[2..10]);
+                    (
+                        usize::try_from(u64::from_be_bytes(be)).unwrap_or(usize::MAX),
+                        10,
+                    )
+                }
+                126 | 127 => break,
+                n => (usize::from(n), 2),
+            };
+            head += if masked { 4 } else { 0 };
+            let kept = len.min(FRAME_PREFIX);
+            if b.len() < head + kept {
+                break;
+            }
+            let payload = &b[head..head + kept];
+            out.push(match op {
+                0x1 => Frame::Text(String::from_utf8_lossy(payload).into_owned(), kept == len),
+                0x8 if payload.len() >= 2 => {
+                    Frame::Close(u16::from_be_bytes([payload[0], payload[1]]))
+                }
+                0x8 => Frame::Close(1005),
+                0x9 => Frame::Ping(payload.to_vec()),
+                0xA => Frame::Pong,
+                _ => Frame::Other,
+            });
+            if b.len() >= head.saturating_add(len) {
+                at += head + len;
+            } else {
+                self.skip = head.saturating_add(len) - b.len();
+                at = self.buf.len();
+                break;
+            }
+        }
+        self.buf.drain(..at);
+    }
+}
+
+/// A masked client→server frame (RFC 6455 §5.3; the RFC's sample masking key).
+fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![0x80 | opcode];
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&KEY);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ KEY[i % 4]));
+    frame
+}
+
+/// A `chat_message` text just under 65,536 bytes (the default `MESSAGE_BYTES_MAX`), valid JSON.
+fn big_message() -> String {
+    const TOTAL: usize = 65_500;
+    let head = format!(
+        "{{\"type\":\"chat_message\",\"room\":\"x\",\"ts\":{},\"payload\":{{\"text\":\"",
+        unix_ms()
+    );
+    let tail = "\"}}";
+    let mut text = head;
+    text.extend(std::iter::repeat_n('x', TOTAL - text.len() - tail.len()));
+    text.push_str(tail);
+    text
+}
+
+struct AConn {
+    stream: TcpStream,
+    tactic: Tactic,
+    stage: AStage,
+    /// Slowloris: when the next byte of the request head is due.
+    next_byte_ns: u64,
+    /// Small writes waiting for the socket: pongs, room requests.
+    out: Vec<u8>,
+    /// Flood and big: position in the endless stream.
+    stream_at: usize,
+    reader: FrameReader,
+}
+
+#[derive(Default)]
+struct AttackCounts {
+    dials: u64,
+    dial_failed: u64,
+    first_dial_error: Option<String>,
+    ws_opened: u64,
+    open_now: u64,
+    peak_open: u64,
+    sent: u64,
+    bytes_sent: u64,
+    bytes_received: u64,
+    http_status: HashMap<u16, u64>,
+    ended: HashMap<String, u64>,
+    received: HashMap<String, u64>,
+    server_errors: HashMap<String, u64>,
+}
+
+struct Attack {
+    kind: AttackKind,
+    poll: Poll,
+    events: Events,
+    conns: Slab<AConn>,
+    target: Target,
+    src: SrcPool,
+    /// Flood and big connections write this endlessly (whole frames, so every lap ends on a
+    /// frame boundary); `frame_ends` are the offsets where its frames end.
+    stream: Vec<u8>,
+    frame_ends: Vec<usize>,
+    /// Connections to open: (not before ns, tactic).
+    to_dial: std::collections::VecDeque<(u64, Tactic)>,
+    max_in_flight: usize,
+    /// Connections with more to do than one event allowed (edge-triggered: no new event comes).
+    hungry: Vec<usize>,
+    /// Roomlist: leave+create turns per second, the next due, the next host in turn.
+    churn_period_ns: u64,
+    next_churn_ns: u64,
+    next_host: usize,
+    end_ns: u64,
+    counts: AttackCounts,
+    scratch: Vec<u8>,
+    frames: Vec<Frame>,
+}
+
+/// Per event, at most this many bytes are written or read on one connection before the
+/// others get their turn.
+const ATTACK_IO_SLICE: usize = 1 << 20;
+
+impl Attack {
+    fn dial(&mut self, tactic: Tactic, now: u64) {
+        self.counts.dials += 1;
+        let mut stream = match self.src.connect(self.target.addr, None) {
+            Ok(s) => s,
+            Err(e) => return self.dial_failed(tactic, &e, now),
+        };
+        let entry = self.conns.vacant_entry();
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, Token(entry.key()), interest)
+        {
+            return self.dial_failed(tactic, &e, now);
+        }
+        // Slowloris heads start spread over one 500 ms period.
+        let next_byte_ns = now + (self.counts.dials % 50) * 10 * MS;
+        entry.insert(AConn {
+            stream,
+            tactic,
+            stage: AStage::Upgrading {
+                sent: 0,
+                resp: Vec::new(),
+            },
+            next_byte_ns,
+            out: Vec::new(),
+            stream_at: 0,
+            reader: FrameReader::default(),
+        });
+    }
+
+    fn dial_failed(&mut self, tactic: Tactic, e: &io::Error, now: u64) {
+        self.counts.dial_failed += 1;
+        if self.counts.first_dial_error.is_none() {
+            log(&format!("dial failed: {e}"));
+            self.counts.first_dial_error = Some(e.to_string());
+        }
+        self.redial(tactic, now);
+    }
+
+    /// Slowloris keeps its population: a dropped connection is replaced 500 ms later.
+    fn redial(&mut self, tactic: Tactic, now: u64) {
+        if tactic == Tactic::Slow && now < self.end_ns {
+            self.to_dial.push_back((now + 500 * MS, tactic));
+        }
+    }
+
+    /// Dials what is due, keeping at most `max_in_flight` handshakes (slowloris heads, which
+    /// never finish, do not count) outstanding.
+    fn dial_due(&mut self, now: u64) {
+        let in_flight = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.tactic != Tactic::Slow && matches!(c.stage, AStage::Upgrading { .. })
+            })
+            .count();
+        let mut room = self.max_in_flight.saturating_sub(in_flight);
+        while let Some(&(due, tactic)) = self.to_dial.front() {
+            if due > now || (room == 0 && tactic != Tactic::Slow) {
+                break;
+            }
+            self.to_dial.pop_front();
+            room = room.saturating_sub(usize::from(tactic != Tactic::Slow));
+            self.dial(tactic, now);
+        }
+    }
+
+    fn end(&mut self, key: usize, why: End, now: u64) {
+        let Some(conn) = self.conns.try_remove(key) else {
+            return;
+        };
+        let upgrading = matches!(conn.stage, AStage::Upgrading { .. });
+        if !upgrading {
+            self.counts.open_now -= 1;
+        }
+        *self.counts.ended.entry(why.label(upgrading)).or_default() += 1;
+        self.redial(conn.tactic, now);
+    }
+
+    /// Connect, request (all at once but for slowloris), response.
+    fn upgrade(&mut self, key: usize) -> Result<bool, End> {
+        let conn = &mut self.conns[key];
+        let AStage::Upgrading { sent, resp } = &mut conn.stage else {
+            return Ok(false);
+        };
+        if let Ok(Some(_)) | Err(_) = conn.stream.take_error() {
+            return Err(End::ConnectFailed);
+        }
+        match conn.stream.peer_addr() {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(false),
+            Err(_) => return Err(End::ConnectFailed),
+        }
+        let request = &self.target.request;
+        if conn.tactic != Tactic::Slow {
+            while *sent < request.len() {
+                match conn.stream.write(&request[*sent..]) {
+                    Ok(0) => return Err(End::Eof),
+                    Ok(n) => *sent += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(End::from_io(&e)),
+                }
+            }
+        }
+        loop {
+            match conn.stream.read(&mut self.scratch) {
+                Ok(0) => return Err(End::Eof),
+                Ok(n) => {
+                    self.counts.bytes_received += n as u64;
+                    resp.extend_from_slice(&self.scratch[..n]);
+                    let mut headers = [httparse::EMPTY_HEADER; 32];
+                    let mut parsed = httparse::Response::new(&mut headers);
+                    match parsed.parse(resp) {
+                        Ok(httparse::Status::Complete(len)) => {
+                            let code = parsed.code.unwrap_or(0);
+                            *self.counts.http_status.entry(code).or_default() += 1;
+                            if code != 101 {
+                                return Err(End::Http(code));
+                            }
+                            let leftover = resp[len..].to_vec();
+                            conn.stage = AStage::Open;
+                            conn.reader.feed(&leftover, &mut self.frames);
+                            return Ok(true);
+                        }
+                        Ok(httparse::Status::Partial) if resp.len() <= 16 * 1024 => {}
+                        _ => return Err(End::Http(0)),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(End::from_io(&e)),
+            }
+        }
+    }
+
+    fn on_open(&mut self, key: usize, now: u64) {
+        self.counts.ws_opened += 1;
+        self.counts.open_now += 1;
+        self.counts.peak_open = self.counts.peak_open.max(self.counts.open_now);
+        let conn = &mut self.conns[key];
+        match conn.tactic {
+            // Never reads: only writability matters (errors and hang-ups are always reported).
+            Tactic::Flood => {
+                let _ = self.poll.registry().reregister(
+                    &mut conn.stream,
+                    Token(key),
+                    Interest::WRITABLE,
+                );
+            }
+            Tactic::Host => {
+                conn.out.extend(create_room_frame());
+                self.counts.sent += 1;
+            }
+            _ => {}
+        }
+        if self.next_churn_ns == 0 {
+            self.next_churn_ns = now + self.churn_period_ns;
+        }
+        self.hungry.push(key);
+    }
+
+    /// Handles the frames `read` collected for `key`; a close frame ends the connection.
+    fn on_frames(&mut self, key: usize) -> Result<(), End> {
+        let mut close = None;
+        for frame in std::mem::take(&mut self.frames) {
+            let name = match frame {
+                Frame::Text(text, complete) => {
+                    if complete {
+                        if let Some(Msg::Error(m)) = classify(&text) {
+                            *self.counts.server_errors.entry(m).or_default() += 1;
+                        }
+                    }
+                    quick_type(&text).unwrap_or("?").to_string()
+                }
+                Frame::Ping(payload) => {
+                    if let Some(conn) = self.conns.get_mut(key) {
+                        conn.out.extend(masked_frame(0xA, &payload));
+                        if self.kind == AttackKind::Hog {
+                            self.counts.sent += 1;
+                        }
+                    }
+                    "ping".to_string()
+                }
+                Frame::Pong => "pong".to_string(),
+                Frame::Close(code) => {
+                    close.get_or_insert(code);
+                    "close".to_string()
+                }
+                Frame::Other => "other".to_string(),
+            };
+            *self.counts.received.entry(name).or_default() += 1;
+        }
+        close.map_or(Ok(()), |code| Err(End::Close(code)))
+    }
+
+    /// Reads until WouldBlock (or `limit` bytes: then the connection is hungry).
+    fn read(&mut self, key: usize, limit: usize) -> Result<(), End> {
+        let mut total = 0;
+        let result = loop {
+            let conn = &mut self.conns[key];
+            if total >= limit {
+                self.hungry.push(key);
+                break Ok(());
+            }
+            match conn.stream.read(&mut self.scratch) {
+                Ok(0) => break Err(End::Eof),
+                Ok(n) => {
+                    total += n;
+                    self.counts.bytes_received += n as u64;
+                    conn.reader.feed(&self.scratch[..n], &mut self.frames);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(End::from_io(&e)),
+            }
+        };
+        // Frames read before an EOF still count (a close frame first names the reason).
+        self.on_frames(key)?;
+        result
+    }
+
+    /// Writes queued small frames, then (flood, big) the endless stream.
+    fn write(&mut self, key: usize) -> Result<(), End> {
+        let conn = &mut self.conns[key];
+        while !conn.out.is_empty() {
+            match conn.stream.write(&conn.out) {
+                Ok(0) => return Err(End::Eof),
+                Ok(n) => {
+                    self.counts.bytes_sent += n as u64;
+                    conn.out.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(End::from_io(&e)),
+            }
+        }
+        if !matches!(conn.tactic, Tactic::Flood | Tactic::Big) {
+            return Ok(());
+        }
+        let mut total = 0;
+        while total < ATTACK_IO_SLICE {
+            let from = conn.stream_at;
+            match conn.stream.write(&self.stream[from..]) {
+                Ok(0) => return Err(End::Eof),
+                Ok(n) => {
+                    total += n;
+                    let to = from + n;
+                    self.counts.bytes_sent += n as u64;
+                    let ends = |at: usize| self.frame_ends.partition_point(|&e| e <= at);
+                    self.counts.sent += (ends(to) - ends(from)) as u64;
+                    conn.stream_at = to % self.stream.len();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(End::from_io(&e)),
+            }
+        }
+        self.hungry.push(key);
+        Ok(())
+    }
+
+    fn on_ready(&mut self, key: usize, now: u64) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let result = match conn.stage {
+            AStage::Upgrading { .. } => match self.upgrade(key) {
+                Ok(true) => {
+                    self.on_open(key, now);
+                    self.on_frames(key)
+                }
+                other => other.map(drop),
+            },
+            AStage::Open if conn.tactic == Tactic::Flood => self.write(key),
+            AStage::Open => self
+                .read(key, ATTACK_IO_SLICE)
+                .and_then(|()| self.write(key)),
+        };
+        if let Err(why) = result {
+            self.end(key, why, now);
+        }
+    }
+
+    /// Slowloris bytes and roomlist turns that are due.
+    fn timers(&mut self, now: u64) {
+        if self.kind == AttackKind::Slowloris {
+            let due: Vec<usize> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.next_byte_ns <= now)
+                .map(|(k, _)| k)
+                .collect();
+            for key in due {
+                if let Err(why) = self.dribble(key, now) {
+                    self.end(key, why, now);
+                }
+            }
+        }
+        if self.kind == AttackKind::RoomList && self.next_churn_ns != 0 {
+            while self.next_churn_ns <= now {
+                self.next_churn_ns += self.churn_period_ns;
+                self.churn_one();
+            }
+        }
+    }
+
+    /// Sends the next byte of a slowloris request head, if the socket is connected.
+    fn dribble(&mut self, key: usize, now: u64) -> Result<(), End> {
+        let conn = &mut self.conns[key];
+        let AStage::Upgrading { sent, .. } = &mut conn.stage else {
+            return Ok(());
+        };
+        if *sent >= self.target.request.len() || conn.stream.peer_addr().is_err() {
+            return Ok(()); // head complete (after 75 s), or still connecting
+        }
+        conn.next_byte_ns = now + 500 * MS;
+        match conn.stream.write(&self.target.request[*sent..*sent + 1]) {
+            Ok(n) => {
+                *sent += n;
+                self.counts.sent += n as u64;
+                self.counts.bytes_sent += n as u64;
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            Err(e) => Err(End::from_io(&e)),
+        }
+    }
+
+    /// The next open host leaves its room and creates a new one.
+    fn churn_one(&mut self) {
+        let keys: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.tactic == Tactic::Host && matches!(c.stage, AStage::Open))
+            .map(|(k, _)| k)
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        let key = keys[self.next_host % keys.len()];
+        self.next_host = self.next_host.wrapping_add(1);
+        let conn = &mut self.conns[key];
+        let leave = envelope("leave_room", "", json!({}));
+        conn.out.extend(masked_frame(0x1, leave.as_bytes()));
+        conn.out.extend(create_room_frame());
+        self.counts.sent += 2;
+        self.hungry.push(key);
+    }
+
+    fn run(&mut self, deadline_ns: u64) {
+        let mut progress_ns = now_ns() + SEC;
+        while now_ns() < self.end_ns {
+            let now = now_ns();
+            if now >= deadline_ns {
+                abort_run("hard deadline exceeded");
+            }
+            self.dial_due(now);
+            self.timers(now);
+            let timeout = if self.hungry.is_empty() {
+                Duration::from_nanos((10 * MS).min(self.end_ns.saturating_sub(now)))
+            } else {
+                Duration::ZERO
+            };
+            match self.poll.poll(&mut self.events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => die(&format!("poll failed: {e}")),
+            }
+            let now = now_ns();
+            let mut ready: Vec<usize> = self.events.iter().map(|e| e.token().0).collect();
+            ready.append(&mut self.hungry);
+            ready.sort_unstable();
+            ready.dedup();
+            for key in ready {
+                self.on_ready(key, now);
+            }
+            if now >= progress_ns {
+                progress_ns = now + SEC;
+                let c = &self.counts;
+                log(&format!(
+                    "{}: {} open, {} dials, sent {} {} ({} bytes), ended {:?}",
+                    self.kind.name(),
+                    c.open_now,
+                    c.dials,
+                    c.sent,
+                    self.kind.sent_unit(),
+                    c.bytes_sent,
+                    c.ended
+                ));
+            }
+        }
+    }
+
+    /// After the attack: reads what each connection has waiting (a close frame or response
+    /// the server sent meanwhile, at most 16 MiB each, 2 s in all), then closes everything.
+    fn finish(&mut self) {
+        self.to_dial.clear();
+        let stop_by = now_ns() + 2 * SEC;
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let result = match self.conns[key].stage {
+                AStage::Upgrading { .. } if now_ns() < stop_by => self.upgrade(key).map(drop),
+                AStage::Open if now_ns() < stop_by => self.read(key, 16 << 20),
+                _ => Ok(()),
+            };
+            let now = now_ns();
+            match result {
+                Err(why) => self.end(key, why, now),
+                Ok(()) => {
+                    let label = match self.conns[key].stage {
+                        AStage::Upgrading { .. } => "still_upgrading",
+                        AStage::Open => "open_at_end",
+                    };
+                    *self.counts.ended.entry(label.to_string()).or_default() += 1;
+                }
+            }
+        }
+        self.conns.clear();
+    }
+}
+
+fn create_room_frame() -> Vec<u8> {
+    // 100 four-byte characters: the longest room name, at its largest in bytes.
+    let name = "\u{1F600}".repeat(100);
+    let text = envelope("create_room", "", json!({ "name": name, "start_pos": 0 }));
+    masked_frame(0x1, text.as_bytes())
+}
+
+fn scenario_attack(args: &Args) -> Summary {
+    let kind = AttackKind::parse(&args.get("attack", String::new()));
+    let n: usize = args.get("attackers", kind.default_attackers());
+    let lobby: usize = args.get("lobby", 50);
+    let rate: f64 = args.get("rate", 5.0);
+    let dur_ns = (args.get("duration", 10.0) * 1e9) as u64;
+    let source: Ipv4Addr = args.get("source-ip", Ipv4Addr::LOCALHOST);
+    let url: String = args.get("url", "ws://127.0.0.1:3000/ws".to_string());
+    if rate <= 0.0 {
+        die("--rate must be positive");
+    }
+    let deadline_ns = now_ns() + args.get::<u64>("deadline", dur_ns / SEC + 30) * SEC;
+    let (stream, frame_ends) = match kind {
+        AttackKind::PingFlood => {
+            // Alternating empty and 125-byte pings, 64 KiB or so per lap.
+            let (mut stream, mut ends) = (Vec::new(), Vec::new());
+            while stream.len() < 64 * 1024 {
+                stream.extend(masked_frame(0x9, b""));
+                ends.push(stream.len());
+                stream.extend(masked_frame(0x9, &[b'p'; 125]));
+                ends.push(stream.len());
+            }
+            (stream, ends)
+        }
+        AttackKind::Big => {
+            let frame = masked_frame(0x1, big_message().as_bytes());
+            let len = frame.len();
+            (frame, vec![len])
+        }
+        _ => (Vec::new(), Vec::new()),
+    };
+    let now = now_ns();
+    let mut to_dial = std::collections::VecDeque::new();
+    let tactic = match kind {
+        AttackKind::PingFlood => Tactic::Flood,
+        AttackKind::Big => Tactic::Big,
+        AttackKind::RoomList => Tactic::Host,
+        AttackKind::Slowloris => Tactic::Slow,
+        AttackKind::Hog => Tactic::Hog,
+    };
+    if kind == AttackKind::RoomList {
+        to_dial.extend((0..lobby).map(|_| (now, Tactic::Lobby)));
+    }
+    to_dial.extend((0..n).map(|_| (now, tactic)));
+    let mut attack = Attack {
+        kind,
+        poll: Poll::new().unwrap_or_else(|e| die(&format!("epoll: {e}"))),
+        events: Events::with_capacity(1024),
+        conns: Slab::new(),
+        target: parse_target(&url),
+        src: SrcPool::new(Some(source)),
+        stream,
+        frame_ends,
+        to_dial,
+        max_in_flight: args.get("max-in-flight", 200usize).max(1),
+        hungry: Vec::new(),
+        churn_period_ns: (1e9 / rate) as u64,
+        next_churn_ns: 0,
+        next_host: 0,
+        end_ns: now + dur_ns,
+        counts: AttackCounts::default(),
+        scratch: vec![0u8; 64 * 1024],
+        frames: Vec::new(),
+    };
+    log(&format!(
+        "attack {} from {source}: {n} attackers for {:.1} s",
+        kind.name(),
+        secs(dur_ns)
+    ));
+    let self0 = self_cpu_ns();
+    attack.run(deadline_ns);
+    let own_cpu = self_cpu_ns() - self0;
+    let open_at_end = attack.counts.open_now;
+    attack.finish();
+    let c = &attack.counts;
+    let http: Map<String, Value> = c
+        .http_status
+        .iter()
+        .map(|(code, n)| (code.to_string(), json!(n)))
+        .collect();
+    let mut out = Summary::new();
+    put!(out,
+        "scenario" => "attack",
+        "attack" => kind.name(),
+        "source_ip" => source.to_string(),
+        "attackers" => n,
+        "lobby" => (kind == AttackKind::RoomList).then_some(lobby),
+        "duration_s" => secs(dur_ns),
+        "dials" => c.dials,
+        "dial_failed" => c.dial_failed,
+        "first_dial_error" => c.first_dial_error,
+        "ws_opened" => c.ws_opened,
+        "peak_open" => c.peak_open,
+        "open_at_end" => open_at_end,
+        "sent" => c.sent,
+        "sent_unit" => kind.sent_unit(),
+        "bytes_sent" => c.bytes_sent,
+        "bytes_received" => c.bytes_received,
+        "http_status" => http,
+        "ended" => c.ended,
+        "received" => c.received,
+        "server_errors" => c.server_errors,
+        "loadgen_cpu_pct" => (own_cpu as f64 / dur_ns as f64 * 1000.0).round() / 10.0,
+    );
+    out
+}
+
 // ---------------------------------------------------------------------------------------------
 
-const USAGE: &str = "usage: loadgen --scenario idle|fanout|churn|burst|slow|floor [flags] \
+const USAGE: &str = "usage: loadgen --scenario idle|fanout|churn|burst|slow|floor|attack [flags] \
                      (see the header of benches/loadgen.rs)";
 
 fn main() {
@@ -2228,6 +3090,7 @@ fn main() {
         "burst" => scenario_burst(&args),
         "slow" => scenario_slow(&args),
         "floor" => scenario_floor(&args),
+        "attack" => scenario_attack(&args),
         "floor-reader" => return floor_reader(&args),
         other => die(&format!("unknown scenario {other:?}; {USAGE}")),
     };

@@ -88,6 +88,13 @@ pub fn sanitize(text: &str, max: usize) -> String {
         .collect()
 }
 
+/// Client-supplied text as one quoted log value: sanitized, cut to `max` characters, then
+/// written in quotes with `"`, `\` and anything unprintable escaped, so it can never end its
+/// value early or forge another `key=value` field.
+pub fn quoted(text: &str, max: usize) -> String {
+    format!("{:?}", sanitize(text, max))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +106,11 @@ mod tests {
         assert_eq!(Level::parse("tandem=trace"), Some(Level::Trace));
         assert_eq!(Level::parse("loud"), None);
         assert_eq!(sanitize("a\nb\u{1b}[31m", 4), "a?b?");
+        // A quoted value cannot end early or add fields.
+        let forged = quoted("LOG\" level=error event=forged x=\"", 64);
+        assert!(forged.starts_with('"') && forged.ends_with('"'));
+        let inner = &forged[1..forged.len() - 1];
+        assert!(!inner.replace("\\\"", "").contains('"'), "{forged}");
+        assert_eq!(quoted("a b\u{202E}", 8), "\"a b\\u{202e}\"");
     }
 }

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::json;
 
-/// SIGTERM: room members get room_closed "Server shutting down", every WebSocket a close
-/// frame 1001, and the process exits 0 within a second.
+/// SIGHUP and SIGUSR1 are logged and ignored. SIGTERM: room members get room_closed "Server
+/// shutting down", every WebSocket a close frame 1001, and the process exits 0 within a
+/// second.
 #[test]
 fn sigterm_closes_rooms_and_exits_zero() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tandem"))
@@ -35,6 +36,20 @@ fn sigterm_closes_rooms_and_exits_zero() {
         })
         .expect("a startup line with the bound address");
     let addr = addr.parse().expect("an address");
+    // SIGHUP and SIGUSR1 are logged and ignored: the server lives on.
+    for signal in ["-HUP", "-USR1"] {
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status();
+        assert!(status.expect("kill").success());
+        let name = format!("signal=SIG{}", &signal[1..]);
+        let logged = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find(|line| line.contains("event=signal_ignored"))
+            .expect("a log line for the ignored signal");
+        assert!(logged.contains(&name), "{logged}");
+    }
     let mut host = Client::connect(addr);
     let room = host.create_room(json!({}));
     let mut guest = Client::connect(addr);

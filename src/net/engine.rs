@@ -1010,9 +1010,9 @@ impl<S: Stream, A: Service> Engine<S, A> {
                 } => {
                     log!(
                         Debug,
-                        "event=client_log conn={conn} category={} message={:?}",
-                        log::sanitize(&category, 32),
-                        log::sanitize(&message, 512)
+                        "event=client_log conn={conn} category={} message={}",
+                        log::quoted(&category, 32),
+                        log::quoted(&message, 512)
                     );
                 }
             }

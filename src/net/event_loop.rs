@@ -3,8 +3,9 @@
 //!
 //! A turn: poll (timeout = the engine's next deadline, or zero when work is carried over);
 //! read the clock once; fire timers; record readiness and drive those connections; accept;
-//! flush everything queued; reap. The loop runs until SIGTERM/SIGINT, then stops accepting,
-//! tells room members, closes every WebSocket with 1001 and exits within a second.
+//! flush everything queued; reap. The loop runs until SIGTERM/SIGINT/SIGQUIT, then stops
+//! accepting, tells room members, closes every WebSocket with 1001 and exits within a second.
+//! SIGHUP, SIGUSR1 and SIGUSR2 are logged and ignored.
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook_mio::v1_0::Signals;
 
 use super::addresses::Limits;
@@ -28,6 +29,24 @@ const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
 const EVENTS_CAPACITY: usize = 1_024;
 const LISTEN_BACKLOG: i32 = 1_024;
+/// Signals that stop the server gracefully (1001 to every WebSocket, then exit 0).
+const STOP_SIGNALS: &[i32] = &[SIGTERM, SIGINT, SIGQUIT];
+/// Signals that would otherwise kill the process without a word (a terminal closing, a
+/// stray `kill -USR1`): logged and ignored. There is no configuration to reload.
+const IGNORED_SIGNALS: &[i32] = &[SIGHUP, SIGUSR1, SIGUSR2];
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        SIGHUP => "SIGHUP",
+        SIGUSR1 => "SIGUSR1",
+        SIGUSR2 => "SIGUSR2",
+        SIGQUIT => "SIGQUIT",
+        SIGINT => "SIGINT",
+        SIGTERM => "SIGTERM",
+        _ => "other",
+    }
+}
+
 /// Time allowed between the stop signal and exit.
 const SHUTDOWN_MS: u64 = 800;
 /// Consecutive `poll` failures tolerated before giving up.
@@ -73,7 +92,7 @@ impl<A: Service> Server<A> {
         let mut listener = listener;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let mut signals = Signals::new([SIGTERM, SIGINT])?;
+        let mut signals = Signals::new(STOP_SIGNALS.iter().chain(IGNORED_SIGNALS))?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let clock = Clock::start();
@@ -148,7 +167,7 @@ impl<A: Service> Server<A> {
                 match event.token() {
                     LISTENER => accept.pending = true,
                     SIGNALS => {
-                        if self.signals.pending().next().is_some() && stop_at.is_none() {
+                        if self.take_stop_signal() && stop_at.is_none() {
                             stop_at = Some(self.begin_shutdown(now));
                         }
                     }
@@ -281,6 +300,19 @@ impl<A: Service> Server<A> {
             "event=memory_released freed_bytes={freed} connections={} took_ms={took_ms}",
             self.engine.len()
         );
+    }
+
+    /// Whether a stop signal arrived; other handled signals are logged and ignored.
+    fn take_stop_signal(&mut self) -> bool {
+        let mut stop = false;
+        for signal in self.signals.pending() {
+            if STOP_SIGNALS.contains(&signal) {
+                stop = true;
+            } else {
+                log!(Info, "event=signal_ignored signal={}", signal_name(signal));
+            }
+        }
+        stop
     }
 
     fn begin_shutdown(&mut self, now: Now) -> Millis {
