@@ -82,6 +82,8 @@ pub struct Gateway {
     /// Rendered frames per event index of the current outbox.
     rendered: Vec<Option<(Utf8Bytes, Option<Utf8Bytes>)>>,
     list_cache: Option<(u64, Utf8Bytes)>,
+    /// Text messages decoded (those past the rate limit never are).
+    decoded: u64,
 }
 
 impl Gateway {
@@ -94,12 +96,18 @@ impl Gateway {
             outbox: Outbox::default(),
             rendered: Vec::new(),
             list_cache: None,
+            decoded: 0,
         }
     }
 
     /// The core, for inspection.
     pub fn core(&self) -> &Core {
         &self.core
+    }
+
+    /// Text messages decoded so far (a message dropped by the rate limit is not).
+    pub fn decoded(&self) -> u64 {
+        self.decoded
     }
 
     /// A connection finished its upgrade.
@@ -114,6 +122,7 @@ impl Gateway {
     pub fn text(&mut self, now: Now, conn: ConnId, text: &str, out: &mut Vec<Output>) {
         let kind = owp::kind_hint(text);
         if self.core.admit(now, conn, kind, &mut self.outbox) {
+            self.decoded += 1;
             let message = owp::decode(text);
             let is_log = matches!(message, Ok(Command::ClientLog { .. }));
             let guessed_wrong = kind == Kind::ClientLog && !is_log;

@@ -432,6 +432,38 @@ impl Core {
             }
         }
         assert_eq!(count, self.session_count, "session count out of step");
+        self.check_memory();
+    }
+
+    /// Heap bytes the core holds for one connection (names, remembered room names).
+    pub fn session_bytes(&self, conn: ConnId) -> usize {
+        self.session(conn).map_or(0, |s| {
+            s.user_name.capacity()
+                + s.user_id.capacity()
+                + s.gone_notified.capacity() * std::mem::size_of::<u64>()
+        })
+    }
+
+    /// The bound of `session_bytes`: two names of at most `NAME_BYTES_MAX` bytes, in strings
+    /// that may have grown to twice that, and the remembered room names.
+    pub const SESSION_BYTES_MAX: usize =
+        4 * text::NAME_BYTES_MAX + 2 * GONE_NOTIFIED_MAX * std::mem::size_of::<u64>();
+
+    /// Every session and room within its memory bound (README's formula).
+    fn check_memory(&self) {
+        for session in self.sessions.iter().flatten() {
+            let bytes = self.session_bytes(session.conn);
+            assert!(
+                bytes <= Self::SESSION_BYTES_MAX,
+                "session {} holds {bytes} bytes",
+                session.conn
+            );
+        }
+        let room_max = Room::heap_bytes_max(self.config.room_members_max);
+        for (_, room) in self.rooms.iter() {
+            let bytes = room.heap_bytes();
+            assert!(bytes <= room_max, "room {} holds {bytes} bytes", room.id);
+        }
     }
 
     // ----- per-call bookkeeping -----

@@ -22,7 +22,10 @@ use crate::id::ConnId;
 use crate::time::Millis;
 
 /// Commands replayed to a joiner are at most this many (the rate limit bounds them anyway).
-const IN_FLIGHT_MAX: usize = 32;
+pub const IN_FLIGHT_MAX: usize = 32;
+/// Commands held for a room's stock members at most. Each waits at most
+/// `play_schedule_ms + PLAY_GUARD_MS`, so at the default rate limit a room holds a few dozen.
+pub const HELD_MAX: usize = 256;
 /// How long after a scheduled play starts a held command may reach a stock member. The
 /// stock client starts a scheduled play from a timer on its own estimate of the server clock
 /// and cannot cancel it; a pause arriving just before that timer fires would be overridden.
@@ -190,6 +193,14 @@ impl Core {
             room.stock_play_at = room.stock_play_at.max(at);
         }
         if held_for.is_empty() {
+            return;
+        }
+        if room.held.len() >= HELD_MAX {
+            // A bound on memory whatever the settings: past it, commands go out at once
+            // (early for a stock member) rather than wait in the room.
+            for conn in held_for {
+                out.send(conn, index);
+            }
             return;
         }
         let own = if play {

@@ -231,7 +231,55 @@ pub struct Room {
     pub in_flight: Vec<(Millis, ControlMessage, ControlAction)>,
 }
 
+/// Heap bytes of one relayed field set.
+fn relay_bytes(relay: &Relay) -> usize {
+    [&relay.action, &relay.position, &relay.play_state]
+        .into_iter()
+        .flatten()
+        .map(|json| json.text().len())
+        .sum()
+}
+
+/// The most heap a relayed field set holds: three type-checked values (see `owp::decode`).
+pub const RELAY_BYTES_MAX: usize = 3 * 40;
+
 impl Room {
+    /// Heap bytes the room holds (its share of every member's memory budget).
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let held: usize = self
+            .held
+            .iter()
+            .map(|h| h.recipients.capacity() * size_of::<ConnId>() + relay_bytes(&h.message.relay))
+            .sum();
+        let in_flight: usize = self
+            .in_flight
+            .iter()
+            .map(|(_, message, _)| relay_bytes(&message.relay))
+            .sum();
+        self.name.capacity()
+            + self.media_id.as_ref().map_or(0, String::capacity)
+            + self.members.capacity() * size_of::<Member>()
+            + self.held.capacity() * size_of::<Held>()
+            + held
+            + self.in_flight.capacity() * size_of::<(Millis, ControlMessage, ControlAction)>()
+            + in_flight
+    }
+
+    /// The bound `heap_bytes` stays within, for rooms of at most `members_max` members.
+    pub fn heap_bytes_max(members_max: usize) -> usize {
+        use std::mem::size_of;
+        let held = super::playback::HELD_MAX;
+        let in_flight = super::playback::IN_FLIGHT_MAX;
+        2 * crate::text::NAME_BYTES_MAX
+            + 64
+            + 2 * members_max * size_of::<Member>()
+            + 2 * held * size_of::<Held>()
+            + held * (2 * members_max * size_of::<ConnId>() + RELAY_BYTES_MAX)
+            + 2 * in_flight
+                * (size_of::<(Millis, ControlMessage, ControlAction)>() + RELAY_BYTES_MAX)
+    }
+
     /// Releases capacity left by members and commands that are gone.
     pub fn compact(&mut self) {
         self.members.shrink_to_fit();

@@ -481,3 +481,169 @@ fn ids_are_uuids_and_counts_integers() {
     assert_eq!(state["payload"]["name"], "Movie night");
     assert!(state["payload"]["participant_count"].is_u64());
 }
+
+/// Past the rate limit, messages are dropped before they are parsed.
+#[test]
+fn rate_limited_messages_are_not_parsed() {
+    let mut h = Harness::new();
+    let conn = h.connect();
+    let mut out = Vec::new();
+    for _ in 0..100 {
+        h.gateway.text(h.now, conn, "{\"type\":\"ping\",", &mut out);
+    }
+    h.collect(out);
+    assert_eq!(h.gateway.decoded(), 30);
+    let types = h.types(conn);
+    assert_eq!(types.iter().filter(|t| *t == "error").count(), 31);
+    // A client_log guessed from its text is spent from its own budget; a message that only
+    // mentions "client_log" is spent from both and handled once.
+    h.wait(1_000);
+    h.send(
+        conn,
+        json!({"type": "chat_message", "payload": {"text": "\"client_log\""}}),
+    );
+    assert_eq!(h.gateway.decoded(), 31);
+    assert_eq!(
+        h.types(conn),
+        vec!["error"],
+        "chat without a room: one error"
+    );
+}
+
+/// Names are cut in bytes too; lost-room names are remembered in fixed space and a name no
+/// room could have is not echoed back; the session stays within its bound throughout
+/// (`check_invariants` after every call).
+#[test]
+fn hostile_names_stay_bounded() {
+    let mut h = Harness::with(CoreConfig {
+        messages_per_second_max: 1_000,
+        ..CoreConfig::default()
+    });
+    let host = h.connect();
+    let wide = "😀".repeat(100);
+    let room = h.create(host, json!({"name": wide, "user_name": wide}));
+    let list = h.gateway.core().listing();
+    assert_eq!(list.rooms[0].name.len(), crate::text::NAME_BYTES_MAX);
+    for i in 0..50 {
+        let long = format!("{i}{}", "r".repeat(60_000));
+        h.send(
+            host,
+            json!({"type": "ping", "room": long, "payload": {"client_ts": 1}}),
+        );
+        let name = format!("{i:0>36}");
+        h.send(
+            host,
+            json!({"type": "ping", "room": name, "payload": {"client_ts": 1}}),
+        );
+    }
+    let messages = h.take(host);
+    let closed: Vec<&Value> = messages
+        .iter()
+        .filter(|m| m["type"] == "room_closed")
+        .collect();
+    assert_eq!(closed.len(), 50, "each short name answered once");
+    assert!(closed
+        .iter()
+        .all(|m| m["room"].as_str().is_some_and(|r| r.len() == 36)));
+    assert!(h.gateway.core().session_bytes(host) <= crate::core::Core::SESSION_BYTES_MAX);
+    assert_eq!(
+        h.gateway.core().room_of(host).map(|r| r.to_string()),
+        Some(room)
+    );
+}
+
+/// The room list holds at most ROOM_LIST_MAX entries within ROOM_LIST_BYTES_MAX, rooms with
+/// more members first, then the newest, and says how many rooms exist.
+#[test]
+fn room_list_is_capped_and_ordered() {
+    let config = CoreConfig {
+        room_list_max: 40,
+        room_list_bytes_max: 16 << 10,
+        ..CoreConfig::default()
+    };
+    let mut h = Harness::with(config);
+    let lobby = h.connect();
+    let wide = "😀".repeat(100);
+    let mut rooms = Vec::new();
+    for _ in 0..60 {
+        let host = h.connect();
+        rooms.push(h.create(host, json!({"name": wide})));
+    }
+    let guest = h.connect();
+    h.join(guest, &rooms[5]);
+    h.wait(10_000);
+    h.take(lobby);
+    h.send(lobby, json!({"type": "list_rooms"}));
+    let list = h.take(lobby).remove(0);
+    let text = list.to_string();
+    assert!(text.len() <= 16 << 10, "{} bytes", text.len());
+    let entries = list["payload"].as_array().expect("entries");
+    assert!(
+        !entries.is_empty() && entries.len() < 40,
+        "{}",
+        entries.len()
+    );
+    assert_eq!(list["total"], 60);
+    assert_eq!(entries[0]["id"], rooms[5].as_str(), "most members first");
+    assert_eq!(entries[1]["id"], rooms[59].as_str(), "then the newest");
+    assert_eq!(entries[2]["id"], rooms[58].as_str());
+
+    // Short names: the entry cap applies.
+    let mut h = Harness::with(CoreConfig {
+        room_list_max: 40,
+        ..CoreConfig::default()
+    });
+    let lobby = h.connect();
+    for _ in 0..60 {
+        let host = h.connect();
+        h.create(host, json!({"name": "x"}));
+    }
+    h.send(lobby, json!({"type": "list_rooms"}));
+    let list = h.take(lobby).pop().expect("a list");
+    assert_eq!(list["payload"].as_array().map(Vec::len), Some(40));
+    assert_eq!(list["total"], 60);
+}
+
+/// However fast rooms change, the bytes pushed to the lobby stay within
+/// LOBBY_PUSH_BYTES_PER_SEC (plus one push).
+#[test]
+fn lobby_pushes_are_paced_by_bytes() {
+    let rate = 64 << 10;
+    let mut h = Harness::with(CoreConfig {
+        lobby_push_bytes_per_sec: rate,
+        messages_per_second_max: 1_000,
+        ..CoreConfig::default()
+    });
+    let lobby: Vec<ConnId> = (0..20).map(|_| h.connect()).collect();
+    let wide = "😀".repeat(100);
+    for _ in 0..30 {
+        let host = h.connect();
+        h.create(host, json!({"name": wide}));
+    }
+    let toggler = h.connect();
+    h.wait(5_000);
+    for conn in &lobby {
+        h.take(*conn);
+    }
+    let seconds = 20;
+    for _ in 0..seconds * 10 {
+        h.create(toggler, json!({"name": wide}));
+        h.send(toggler, json!({"type": "leave_room"}));
+        h.wait(100);
+    }
+    let mut pushed = 0;
+    let mut biggest = 0;
+    for conn in &lobby {
+        for message in h.take(*conn) {
+            let bytes = message.to_string().len() as u64;
+            pushed += bytes;
+            biggest = biggest.max(bytes);
+        }
+    }
+    assert!(pushed > 0);
+    let allowed = rate * seconds + biggest * lobby.len() as u64;
+    assert!(
+        pushed <= allowed,
+        "{pushed} bytes pushed, {allowed} allowed"
+    );
+}

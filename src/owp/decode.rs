@@ -141,9 +141,10 @@ pub fn decode(text: &str) -> Result<Command, DecodeError> {
         "leave_room" => Command::LeaveRoom,
         "ready" => Command::Ready { room },
         "player_event" => {
-            let action = string(fields.action)
-                .filter(|a| a.len() <= ACTION_BYTES_MAX)
-                .ok_or(DecodeError::Invalid)?;
+            let raw_action = fields
+                .action
+                .filter(|raw| raw.get().len() <= ACTION_BYTES_MAX + 2);
+            let action = string(raw_action).ok_or(DecodeError::Invalid)?;
             Command::Control {
                 room,
                 control: Control {
@@ -186,7 +187,7 @@ pub fn decode(text: &str) -> Result<Command, DecodeError> {
     Ok(command)
 }
 
-/// Longest `action` relayed; a longer one makes the message invalid.
+/// Longest `action` (its JSON text, quotes aside); a longer one makes the message invalid.
 pub const ACTION_BYTES_MAX: usize = 32;
 /// Longest `position` text relayed (a JSON number written out).
 const POSITION_TEXT_MAX: usize = 32;
@@ -207,7 +208,7 @@ fn relay(fields: &Fields<'_>) -> Relay {
     });
     let action = fields
         .action
-        .filter(|raw| string(Some(raw)).is_some_and(|a| a.len() <= ACTION_BYTES_MAX));
+        .filter(|raw| raw.get().len() <= ACTION_BYTES_MAX + 2 && string(Some(raw)).is_some());
     Relay {
         action: owned(action),
         position: owned(position),

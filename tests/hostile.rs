@@ -1,0 +1,246 @@
+//! Hostile clients against the real engine over in-memory pipes, on a virtual clock: one
+//! connection's input must not cost the others memory or turns.
+
+#[path = "sim/mem_stream.rs"]
+mod mem_stream;
+
+use std::io::Write;
+
+use mem_stream::{Knobs, MemStream};
+use tandem::config::{CoreConfig, NetConfig};
+use tandem::id::ConnId;
+use tandem::net::engine::{Engine, EngineConfig, CONTROL_SLACK};
+use tandem::time::{Millis, Now, UnixMillis};
+
+const UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// A masked client frame.
+fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x11, 0x22, 0x33, 0x44];
+    let mut out = vec![first];
+    let len = payload.len();
+    if len < 126 {
+        out.push(0x80 | len as u8);
+    } else if len <= 0xFFFF {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+struct Peer {
+    id: ConnId,
+    client: MemStream,
+    server: MemStream,
+}
+
+struct Rig {
+    engine: Engine<MemStream>,
+    now: Now,
+    peers: Vec<Peer>,
+}
+
+impl Rig {
+    fn new(net: NetConfig) -> Rig {
+        let config = EngineConfig {
+            net,
+            core: CoreConfig::default(),
+            connections_max: 16,
+            allowed_origins: None,
+            address_limits: Default::default(),
+            trusted_proxies: Vec::new(),
+        };
+        Rig {
+            engine: Engine::new(config, 3, None),
+            now: Now {
+                mono: Millis(0),
+                wall: UnixMillis(1_700_000_000_000),
+            },
+            peers: Vec::new(),
+        }
+    }
+
+    /// A WebSocket client, upgraded and greeted; returns its index.
+    fn connect(&mut self, window: usize) -> usize {
+        let (mut client, server) = mem_stream::pair();
+        let handle = server.handle();
+        handle.set_knobs(Knobs {
+            window,
+            ..Knobs::default()
+        });
+        let Ok(id) = self.engine.accept(self.now, server) else {
+            panic!("refused")
+        };
+        client.write_all(UPGRADE).expect("upgrade");
+        self.peers.push(Peer {
+            id,
+            client,
+            server: handle,
+        });
+        self.turn();
+        let index = self.peers.len() - 1;
+        let greeting = self.read(index);
+        assert!(greeting.starts_with(b"HTTP/1.1 101"), "no upgrade");
+        index
+    }
+
+    fn send(&mut self, who: usize, bytes: &[u8]) {
+        self.peers[who].client.write_all(bytes).expect("send");
+    }
+
+    fn read(&mut self, who: usize) -> Vec<u8> {
+        self.peers[who].client.handle().drain()
+    }
+
+    /// Bytes the server has read from `who`.
+    fn taken_from(&self, who: usize) -> usize {
+        let peer = &self.peers[who];
+        peer.client.handle().written_total() as usize - peer.server.readable_bytes()
+    }
+
+    /// One loop turn: readiness for every peer with news, then flush and reap.
+    fn turn(&mut self) {
+        let mut reaped = Vec::new();
+        self.engine.begin_turn(self.now);
+        for peer in &self.peers {
+            if peer.server.take_edge() {
+                self.engine.ready(self.now, peer.id, true, true);
+            }
+        }
+        self.engine.end_turn(self.now, &mut reaped);
+    }
+
+    /// Turns until nothing is carried over (bounded).
+    fn settle(&mut self) {
+        for _ in 0..10_000 {
+            self.turn();
+            if !self.engine.has_carry_over() && !self.peers.iter().any(|p| p.server.has_edge()) {
+                return;
+            }
+        }
+        panic!("the engine never settled");
+    }
+}
+
+fn ping_message() -> Vec<u8> {
+    frame(0x81, br#"{"type":"ping","payload":{"client_ts":1}}"#)
+}
+
+/// A client that sends pings and never reads is owed one pong, not one per ping: the server
+/// keeps its queue within the cap (the pongs coalesce) and keeps serving another client.
+#[test]
+fn ping_flood_without_reading_stays_bounded() {
+    let net = NetConfig::default();
+    let cap = net.outbox_bytes_max;
+    let mut rig = Rig::new(net);
+    let flooder = rig.connect(4 << 10);
+    let canary = rig.connect(1 << 20);
+    rig.read(canary);
+    let ping = frame(0x89, &[7; 125]);
+    let mut burst = Vec::new();
+    for _ in 0..1_000 {
+        burst.extend_from_slice(&ping);
+    }
+    for round in 0..100 {
+        // 100 ms a round: the canary stays within its rate limit, the flooder within the
+        // write-stall deadline (it is not reading, so it would be evicted at 15 s).
+        rig.now = rig.now.plus(100);
+        rig.send(flooder, &burst);
+        rig.send(canary, &ping_message());
+        rig.settle();
+        let queued = rig.engine.queued_max();
+        assert!(
+            queued <= 1 << 10,
+            "round {round}: {queued} bytes queued for a client that pinged"
+        );
+        assert!(queued <= cap + CONTROL_SLACK);
+        let reply = rig.read(canary);
+        assert!(
+            reply.windows(6).any(|w| w == b"\"pong\""),
+            "round {round}: the canary got no pong"
+        );
+    }
+    assert_eq!(rig.engine.websockets(), 2, "nobody was evicted");
+}
+
+/// A message larger than the read chunk leaves no large buffer behind: once the socket is
+/// drained at a frame boundary the read state is rebuilt, and the connection goes on.
+#[test]
+fn large_message_buffer_is_released() {
+    let mut rig = Rig::new(NetConfig::default());
+    let who = rig.connect(1 << 20);
+    rig.read(who);
+    let text = format!(
+        r#"{{"type":"ping","payload":{{"client_ts":1,"pad":"{}"}}}}"#,
+        "x".repeat(60_000)
+    );
+    // Fragmented, with a ping in between: released only after the last fragment.
+    let (first, rest) = text.as_bytes().split_at(30_000);
+    rig.send(who, &frame(0x01, first));
+    rig.settle();
+    assert_eq!(rig.engine.stats().read_buffers_released, 0, "mid-message");
+    rig.send(who, &frame(0x89, b"p"));
+    rig.settle();
+    assert_eq!(rig.engine.stats().read_buffers_released, 0, "mid-message");
+    rig.send(who, &frame(0x80, rest));
+    rig.settle();
+    assert_eq!(rig.engine.stats().read_buffers_released, 1);
+    let reply = rig.read(who);
+    assert!(reply.windows(6).any(|w| w == b"\"pong\""));
+    // Small messages afterwards: no more releases, answers as before.
+    for _ in 0..3 {
+        rig.send(who, &ping_message());
+        rig.settle();
+        assert!(rig.read(who).windows(6).any(|w| w == b"\"pong\""));
+    }
+    assert_eq!(rig.engine.stats().read_buffers_released, 1);
+}
+
+/// One sender with a backlog of large messages gets at most READ_BYTES_PER_TURN read per
+/// turn, and another client's message is answered in the same turn.
+#[test]
+fn large_senders_share_the_turn() {
+    let net = NetConfig::default();
+    let budget = net.read_bytes_per_turn_max;
+    let chunk = net.read_buffer_bytes;
+    let mut rig = Rig::new(net);
+    let streamer = rig.connect(1 << 20);
+    let canary = rig.connect(1 << 20);
+    rig.read(canary);
+    let big = format!(
+        r#"{{"type":"chat_message","payload":{{"text":"{}"}}}}"#,
+        "y".repeat(60_000)
+    );
+    let frame_big = frame(0x81, big.as_bytes());
+    for _ in 0..8 {
+        rig.send(streamer, &frame_big);
+    }
+    rig.send(canary, &ping_message());
+    let before = rig.taken_from(streamer);
+    rig.turn();
+    let taken = rig.taken_from(streamer) - before;
+    assert!(
+        taken <= budget + chunk,
+        "{taken} bytes read from one client in one turn"
+    );
+    assert!(
+        rig.engine.has_carry_over(),
+        "the streamer comes back next turn"
+    );
+    let reply = rig.read(canary);
+    assert!(
+        reply.windows(6).any(|w| w == b"\"pong\""),
+        "the canary waited behind the streamer"
+    );
+    rig.settle();
+    assert_eq!(
+        rig.taken_from(streamer),
+        rig.peers[streamer].client.handle().written_total() as usize
+    );
+}
