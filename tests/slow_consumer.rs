@@ -109,3 +109,62 @@ fn masked_text_frame(payload: &[u8]) -> Vec<u8> {
     frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
     frame
 }
+
+/// A client that floods pings and reads nothing is owed one pong at a time: when it finally
+/// reads, it gets a few pongs, not one per ping; the room next door never notices.
+#[test]
+fn ping_flood_gets_coalesced_pongs() {
+    let mut config = config();
+    // The host chats once per burst, faster than the default 30 a second.
+    config.core.messages_per_second_max = 1_000;
+    config.net.socket_send_buffer_bytes = 4 << 10;
+    let addr = start(config);
+    let mut host = Client::connect(addr);
+    let room = host.create_room(json!({}));
+    let mut guest = Client::connect(addr);
+    guest.join(&room);
+
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4 << 10).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let mut flooder: std::net::TcpStream = socket.into();
+    flooder
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .unwrap();
+    let key = [9u8, 8, 7, 6];
+    let mut ping = vec![0x89, 0x80 | 125];
+    ping.extend_from_slice(&key);
+    ping.extend((0..125).map(|i| b'p' ^ key[i % 4]));
+    let mut burst = Vec::new();
+    for _ in 0..1_000 {
+        burst.extend_from_slice(&ping);
+    }
+    let mut sent = 0;
+    for _ in 0..40 {
+        flooder.write_all(&burst).unwrap();
+        sent += burst.len();
+        host.send(json!({"type": "chat_message", "room": room, "payload": {"text": "hi"}}));
+        assert_eq!(guest.recv_type("chat_message")["payload"]["text"], "hi");
+        host.recv_type("chat_message");
+    }
+    // Now read: what arrives is the upgrade, a greeting and a few pongs.
+    flooder
+        .set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
+    let mut sink = [0u8; 65_536];
+    let mut received = 0;
+    while let Ok(n) = flooder.read(&mut sink) {
+        if n == 0 {
+            break;
+        }
+        received += n;
+    }
+    assert!(
+        received < sent / 20,
+        "{received} bytes of replies to {sent} bytes of pings"
+    );
+    assert_eq!(health_connections(addr), 3, "nobody was evicted");
+}
