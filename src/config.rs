@@ -226,7 +226,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         env: "MAX_CONNECTIONS",
         help: "open connections at once; more get HTTP 503",
-        default: "soft descriptor limit - 64, at most 10000",
+        default: "soft descriptor limit - 128, at most 10000",
         apply: number!(connections_max),
     },
     Setting {
@@ -447,7 +447,7 @@ impl Config {
     ) -> Result<Invocation, ConfigError> {
         let mut config = Config::default();
         if let Some(limit) = descriptor_limit {
-            config.connections_max = (limit.saturating_sub(64).max(16) as usize).min(10_000);
+            config.connections_max = (limit.saturating_sub(128).max(16) as usize).min(10_000);
         }
         if let Some(level) = env("RUST_LOG") {
             if let Some(level) = crate::log::Level::parse(&level) {
@@ -621,7 +621,7 @@ mod tests {
     fn defaults() {
         let config = run(parse(&[], &[]));
         assert_eq!(config.port, 3_000);
-        assert_eq!(config.connections_max, 960);
+        assert_eq!(config.connections_max, 896);
         assert_eq!(config.core.room_members_max, 20);
         assert_eq!(config.allowed_origins.as_ref().map(Vec::len), Some(2));
     }

@@ -314,7 +314,7 @@ impl Core {
             .iter()
             .map(|(key, room)| (room.members.len(), room.serial, key))
             .collect();
-        order.sort_unstable_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+        order.sort_unstable_by_key(|&(members, serial, _)| std::cmp::Reverse((members, serial)));
         let mut listing = Listing {
             rooms: Vec::new(),
             total: self.rooms.len(),

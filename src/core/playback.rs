@@ -25,7 +25,7 @@ use crate::time::Millis;
 pub const IN_FLIGHT_MAX: usize = 32;
 /// Commands held for a room's stock members at most. Each waits at most
 /// `play_schedule_ms + PLAY_GUARD_MS`, so at the default rate limit a room holds a few dozen.
-pub const HELD_MAX: usize = 256;
+pub const HELD_MAX: usize = 64;
 /// How long after a scheduled play starts a held command may reach a stock member. The
 /// stock client starts a scheduled play from a timer on its own estimate of the server clock
 /// and cannot cancel it; a pause arriving just before that timer fires would be overridden.
