@@ -206,6 +206,11 @@ impl<S: Stream, A: Service> Engine<S, A> {
         }
     }
 
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
     /// The service, for inspection.
     pub fn service(&self) -> &A {
         &self.gateway

@@ -163,6 +163,14 @@ impl SimNet {
         }
         self.engine.gateway().core().check_invariants();
         assert!(self.engine.websockets() <= self.engine.len());
+        // The per-connection memory budget: what any client is owed stays within the cap
+        // (plus the control frames allowed past it); the core's share is checked above.
+        let cap = self.engine.config().net.outbox_bytes_max + tandem::net::engine::CONTROL_SLACK;
+        assert!(
+            self.engine.queued_max() <= cap,
+            "{} bytes owed to one client, cap {cap}",
+            self.engine.queued_max()
+        );
     }
 
     /// Turns until nothing is carried over and no edge is pending; fails on a spin.
