@@ -9,18 +9,26 @@
 use std::process::ExitCode;
 
 use tandem::config::Config;
-use tandem::gateway::Output;
 use tandem::id::ConnId;
-use tandem::net::engine::Service;
 use tandem::net::event_loop::Server;
+use tandem::net::service::{ConnInfo, NoDeferred, Service, ServiceStats};
+use tandem::net::upgrade::Status;
 use tandem::time::{Millis, Now};
 use tungstenite::{Bytes, Utf8Bytes};
+
+type Output = tandem::net::service::Output<NoDeferred>;
 
 /// Sends every message back as it came.
 struct Echo;
 
 impl Service for Echo {
-    fn open(&mut self, _now: Now, _conn: ConnId, _out: &mut Vec<Output>) {}
+    type Deferred = NoDeferred;
+
+    /// Any path; no subprotocol.
+    fn select(&self, _path: &str, _protocols: &[String]) -> Result<Option<&'static str>, Status> {
+        Ok(None)
+    }
+    fn open(&mut self, _now: Now, _conn: ConnId, _info: &ConnInfo, _out: &mut Vec<Output>) {}
     fn text(&mut self, _now: Now, conn: ConnId, text: &str, out: &mut Vec<Output>) {
         out.push(Output::Send {
             conn,
@@ -39,8 +47,8 @@ impl Service for Echo {
     fn next_deadline(&self) -> Option<Millis> {
         None
     }
-    fn rooms(&self) -> usize {
-        0
+    fn stats(&self) -> ServiceStats {
+        ServiceStats::default()
     }
 }
 

@@ -7,49 +7,26 @@
 //! version. Today every connection speaks the OpenWatchParty dialect; a second dialect adds a
 //! per-connection codec choice here, not a change to the core.
 
+use std::io;
+
 use tungstenite::Utf8Bytes;
 
-use crate::config::CoreConfig;
+use crate::config::{Config, CoreConfig};
 use crate::core::types::{Capabilities, Command, DecodeError, Event, Json, Outbox};
 use crate::core::{Core, Kind};
 use crate::id::{ConnId, SeatId};
+use crate::log;
+use crate::net::conn::Stream;
+use crate::net::engine::{Engine, EngineConfig};
+use crate::net::event_loop::Server;
+use crate::net::service::{self, ConnInfo, Deferred, Service, ServiceStats};
+use crate::net::upgrade::{owp_path, Status};
 use crate::owp;
-use crate::time::{Millis, Now, UnixMillis};
+use crate::scratch::trim;
+use crate::time::{Clock, Millis, Now, UnixMillis};
 
-/// What the shell must do.
-#[derive(Debug)]
-pub enum Output {
-    /// Write this text frame to `conn`.
-    Send {
-        /// Recipient.
-        conn: ConnId,
-        /// The frame's text, shared with other recipients.
-        text: Utf8Bytes,
-    },
-    /// Write this binary frame to `conn` (only the conformance echo service does).
-    SendBinary {
-        /// Recipient.
-        conn: ConnId,
-        /// The frame's payload.
-        data: tungstenite::Bytes,
-    },
-    /// Write a pong to `conn`, stamped with the instant it is written.
-    Pong {
-        /// Recipient.
-        conn: ConnId,
-        /// What to render.
-        reply: PongReply,
-    },
-    /// Log a client's debug line (at debug level).
-    ClientLog {
-        /// Who sent it.
-        conn: ConnId,
-        /// Its category, unsanitized.
-        category: String,
-        /// Its text, unsanitized.
-        message: String,
-    },
-}
+/// What the gateway asks the engine to do.
+pub type Output = service::Output<PongReply>;
 
 /// A pong waiting for its send instant.
 #[derive(Debug)]
@@ -60,9 +37,9 @@ pub struct PongReply {
     received: UnixMillis,
 }
 
-impl PongReply {
+impl Deferred for PongReply {
     /// Renders the pong as sent at `sent`.
-    pub fn render(&self, sent: UnixMillis) -> Utf8Bytes {
+    fn render(&self, sent: UnixMillis) -> Utf8Bytes {
         Utf8Bytes::from(owp::encode_pong(
             self.seat,
             self.room.as_deref(),
@@ -98,6 +75,22 @@ impl Gateway {
             list_cache: None,
             decoded: 0,
         }
+    }
+
+    /// An engine serving a fresh gateway (tests and simulations; the server uses `server`).
+    pub fn engine<S: Stream>(
+        config: EngineConfig,
+        seed: u64,
+        clock: Option<Clock>,
+    ) -> Engine<S, Gateway> {
+        let gateway = Gateway::new(config.core.clone(), seed);
+        Engine::with_service(config, gateway, clock)
+    }
+
+    /// A server bound to `config`'s address, serving a fresh gateway; `seed` drives every id
+    /// the core makes.
+    pub fn server(config: &Config, seed: u64) -> io::Result<Server<Gateway>> {
+        Server::bind_with(config, Gateway::new(config.core.clone(), seed))
     }
 
     /// The core, for inspection.
@@ -188,16 +181,16 @@ impl Gateway {
                         echo: echo.clone(),
                         received: *received,
                     };
-                    out.push(Output::Pong { conn, reply });
+                    out.push(Output::Stamped { conn, frame: reply });
                     continue;
                 }
                 Event::ClientLog { category, message } => {
-                    let (category, message) = (category.clone(), message.clone());
-                    out.push(Output::ClientLog {
-                        conn,
-                        category,
-                        message,
-                    });
+                    log!(
+                        Debug,
+                        "event=client_log conn={conn} category={} message={}",
+                        log::quoted(category, 32),
+                        log::quoted(message, 512)
+                    );
                     continue;
                 }
                 _ => {}
@@ -231,10 +224,55 @@ impl Gateway {
             }
         }
         self.outbox.clear();
-        crate::net::engine::trim(&mut self.outbox.events);
-        crate::net::engine::trim(&mut self.outbox.sends);
+        trim(&mut self.outbox.events);
+        trim(&mut self.outbox.sends);
         self.rendered.clear();
-        crate::net::engine::trim(&mut self.rendered);
+        trim(&mut self.rendered);
+    }
+}
+
+impl Service for Gateway {
+    type Deferred = PongReply;
+
+    /// The route table: `/ws` (and `/ws/...`) speaks OpenWatchParty; a subprotocol offered
+    /// there is not selected (none is defined for it), and the upgrade goes ahead without
+    /// one, as the original's does. Any other path is 404.
+    fn select(&self, path: &str, _protocols: &[String]) -> Result<Option<&'static str>, Status> {
+        if owp_path(path) {
+            Ok(None)
+        } else {
+            Err(Status::NotFound)
+        }
+    }
+    fn open(&mut self, now: Now, conn: ConnId, _info: &ConnInfo, out: &mut Vec<Output>) {
+        Gateway::open(self, now, conn, out)
+    }
+    fn text(&mut self, now: Now, conn: ConnId, text: &str, out: &mut Vec<Output>) {
+        Gateway::text(self, now, conn, text, out)
+    }
+    fn binary(&mut self, now: Now, conn: ConnId, _data: &[u8], out: &mut Vec<Output>) {
+        Gateway::binary(self, now, conn, out)
+    }
+    fn close(&mut self, now: Now, conn: ConnId, out: &mut Vec<Output>) {
+        Gateway::close(self, now, conn, out)
+    }
+    fn advance(&mut self, now: Now, out: &mut Vec<Output>) {
+        Gateway::advance(self, now, out)
+    }
+    fn shutdown(&mut self, now: Now, out: &mut Vec<Output>) {
+        Gateway::shutdown(self, now, out)
+    }
+    fn next_deadline(&self) -> Option<Millis> {
+        Gateway::next_deadline(self)
+    }
+    fn stats(&self) -> ServiceStats {
+        ServiceStats {
+            rooms: self.core.stats().rooms,
+            auth_enabled: self.core.auth_enabled(),
+        }
+    }
+    fn compact(&mut self) {
+        Gateway::compact(self)
     }
 }
 

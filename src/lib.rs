@@ -40,6 +40,7 @@ pub mod log;
 pub mod net;
 pub mod owp;
 pub mod rng;
+pub mod scratch;
 pub mod text;
 pub mod time;
 pub mod timer_wheel;

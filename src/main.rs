@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use tandem::config::{self, Config, Invocation};
+use tandem::gateway::Gateway;
 use tandem::log;
-use tandem::net::event_loop::Server;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
     #[allow(clippy::disallowed_methods)]
     let seed = getrandom::u64().unwrap_or(0x5EED);
     #[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(unused_mut))]
-    let mut server = match Server::bind(&config, seed) {
+    let mut server = match Gateway::server(&config, seed) {
         Ok(server) => server,
         Err(error) => {
             eprintln!(

@@ -8,6 +8,7 @@ use std::io::Write;
 
 use mem_stream::{Knobs, MemStream};
 use tandem::config::{CoreConfig, NetConfig};
+use tandem::gateway::Gateway;
 use tandem::id::ConnId;
 use tandem::net::engine::{Engine, EngineConfig, CONTROL_SLACK};
 use tandem::time::{Millis, Now, UnixMillis};
@@ -41,7 +42,7 @@ struct Peer {
 }
 
 struct Rig {
-    engine: Engine<MemStream>,
+    engine: Engine<MemStream, Gateway>,
     now: Now,
     peers: Vec<Peer>,
 }
@@ -57,7 +58,7 @@ impl Rig {
             trusted_proxies: Vec::new(),
         };
         Rig {
-            engine: Engine::new(config, 3, None),
+            engine: Gateway::engine(config, 3, None),
             now: Now {
                 mono: Millis(0),
                 wall: UnixMillis(1_700_000_000_000),

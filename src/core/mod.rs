@@ -289,6 +289,11 @@ impl Core {
         self.timers.next_deadline()
     }
 
+    /// Whether clients must authenticate (never, in this version).
+    pub fn auth_enabled(&self) -> bool {
+        self.config.auth_enabled
+    }
+
     /// The current room list version (changes whenever the list's content does).
     pub fn list_version(&self) -> u64 {
         self.list.version

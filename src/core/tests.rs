@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use crate::config::CoreConfig;
 use crate::gateway::{Gateway, Output};
 use crate::id::ConnId;
+use crate::net::service::Deferred;
 use crate::time::{Millis, Now, UnixMillis};
 
 const MEDIA: &str = "0123456789abcdef0123456789abcdef";
@@ -40,12 +41,12 @@ impl Harness {
                 Output::Send { conn, text } => self
                     .inbox
                     .push((conn, serde_json::from_str(text.as_str()).expect("JSON"))),
-                Output::Pong { conn, reply } => {
-                    let text = reply.render(self.now.wall);
+                Output::Stamped { conn, frame } => {
+                    let text = frame.render(self.now.wall);
                     self.inbox
                         .push((conn, serde_json::from_str(text.as_str()).expect("JSON")))
                 }
-                Output::ClientLog { .. } | Output::SendBinary { .. } => {}
+                Output::SendBinary { .. } | Output::Close { .. } => {}
             }
         }
         self.gateway.core().check_invariants();

@@ -4,6 +4,7 @@ use std::io::{Read, Write};
 
 use tungstenite::WebSocket;
 
+use super::service::ConnInfo;
 use super::upgrade::Status;
 use super::wire::Wire;
 use std::net::IpAddr;
@@ -64,6 +65,8 @@ pub enum AfterResponse {
     Upgrade {
         /// Bytes after the head.
         leftover: Vec<u8>,
+        /// What the request said, for the service.
+        info: Box<ConnInfo>,
     },
     /// Drain and close.
     Close,
@@ -91,6 +94,8 @@ pub struct Conn<S> {
     pub address: Option<IpAddr>,
     /// Came from a trusted proxy: counted under the address its request names.
     pub proxied: bool,
+    /// The client's address (the one a trusted proxy names, once known).
+    pub peer: Option<IpAddr>,
     /// Already on this turn's flush list.
     pub dirty: bool,
     /// Since when the socket has taken none of the bytes owed to it.
@@ -116,6 +121,7 @@ impl<S> Conn<S> {
             refusal,
             address: None,
             proxied: false,
+            peer: None,
             dirty: false,
             stalled_since: None,
             freed_bytes: 0,

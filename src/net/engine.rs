@@ -23,13 +23,13 @@ use std::net::IpAddr;
 
 use super::addresses::{self, Addresses, Admission, Limits};
 use super::conn::{AfterResponse, Conn, Phase, Stream};
+use super::service::{ConnInfo, Deferred, Output, Service};
 use super::upgrade::{self, Route, Status};
 use super::wire::Wire;
 use crate::config::{CoreConfig, NetConfig};
-use crate::gateway::{Gateway, Output};
-use crate::id::ConnId as Id;
 use crate::id::ConnId;
 use crate::log;
+use crate::scratch::trim;
 use crate::time::{Clock, Millis, Now};
 use crate::timer_wheel::TimerWheel;
 
@@ -85,69 +85,16 @@ pub struct EngineStats {
     pub address_refusals: u64,
 }
 
-/// What an engine serves: the watch-party gateway in production, an echo service for the
-/// WebSocket conformance run. Every call appends what to send to `out`.
-pub trait Service {
-    /// A WebSocket opened.
-    fn open(&mut self, now: Now, conn: Id, out: &mut Vec<Output>);
-    /// A text message arrived.
-    fn text(&mut self, now: Now, conn: Id, text: &str, out: &mut Vec<Output>);
-    /// A binary message arrived.
-    fn binary(&mut self, now: Now, conn: Id, data: &[u8], out: &mut Vec<Output>);
-    /// A WebSocket is gone (told once per `open`).
-    fn close(&mut self, now: Now, conn: Id, out: &mut Vec<Output>);
-    /// Timers due at `now`.
-    fn advance(&mut self, now: Now, out: &mut Vec<Output>);
-    /// The server is stopping.
-    fn shutdown(&mut self, now: Now, out: &mut Vec<Output>);
-    /// When `advance` next has work.
-    fn next_deadline(&self) -> Option<Millis>;
-    /// Rooms open, for /health.
-    fn rooms(&self) -> usize;
-    /// Releases capacity left over from connections that are gone.
-    fn compact(&mut self) {}
-}
-
-impl Service for Gateway {
-    fn open(&mut self, now: Now, conn: Id, out: &mut Vec<Output>) {
-        Gateway::open(self, now, conn, out)
-    }
-    fn text(&mut self, now: Now, conn: Id, text: &str, out: &mut Vec<Output>) {
-        Gateway::text(self, now, conn, text, out)
-    }
-    fn binary(&mut self, now: Now, conn: Id, _data: &[u8], out: &mut Vec<Output>) {
-        Gateway::binary(self, now, conn, out)
-    }
-    fn close(&mut self, now: Now, conn: Id, out: &mut Vec<Output>) {
-        Gateway::close(self, now, conn, out)
-    }
-    fn advance(&mut self, now: Now, out: &mut Vec<Output>) {
-        Gateway::advance(self, now, out)
-    }
-    fn shutdown(&mut self, now: Now, out: &mut Vec<Output>) {
-        Gateway::shutdown(self, now, out)
-    }
-    fn next_deadline(&self) -> Option<Millis> {
-        Gateway::next_deadline(self)
-    }
-    fn rooms(&self) -> usize {
-        self.core().stats().rooms
-    }
-    fn compact(&mut self) {
-        Gateway::compact(self)
-    }
-}
-
 /// The transport of every connection, and the service behind it.
 #[derive(Debug)]
-pub struct Engine<S, A = Gateway> {
+pub struct Engine<S, A: Service> {
     config: EngineConfig,
     ws_config: WebSocketConfig,
     conns: Slab<Conn<S>>,
     generation: u32,
     gateway: A,
     wheel: TimerWheel<(ConnId, ShellTimer)>,
-    outputs: Vec<Output>,
+    outputs: Vec<Output<A::Deferred>>,
     dirty: Vec<ConnId>,
     carry: Vec<ConnId>,
     /// Connections driven, flushed or timed this turn: the only ones that can have died, so
@@ -158,20 +105,6 @@ pub struct Engine<S, A = Gateway> {
     websockets: usize,
     stats: EngineStats,
     scratch: Vec<u8>,
-}
-
-impl<S: Stream> Engine<S, Gateway> {
-    /// An engine serving the watch-party gateway. With a `clock`, pongs are stamped with the
-    /// instant they are written; without one (simulation), with the turn's `now`.
-    pub fn new(config: EngineConfig, seed: u64, clock: Option<Clock>) -> Engine<S> {
-        let gateway = Gateway::new(config.core.clone(), seed);
-        Engine::with_service(config, gateway, clock)
-    }
-
-    /// The gateway, for inspection.
-    pub fn gateway(&self) -> &Gateway {
-        &self.gateway
-    }
 }
 
 impl<S: Stream, A: Service> Engine<S, A> {
@@ -294,6 +227,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
         };
         let mut conn = Conn::new(id, stream, now.mono, refusal);
         conn.address = address;
+        conn.peer = peer.filter(|_| !proxied);
         conn.proxied = proxied;
         entry.insert(conn);
         self.wheel.insert(
@@ -507,7 +441,9 @@ impl<S: Stream, A: Service> Engine<S, A> {
             }
         }
         let origins = self.config.allowed_origins.as_deref();
-        let Some((len, route)) = upgrade::parse_request(head, head_max, origins) else {
+        let service = &self.gateway;
+        let serves = |path: &str| service.select(path, &[]).is_ok();
+        let Some((len, route)) = upgrade::parse_request(head, head_max, origins, &serves) else {
             return false;
         };
         let leftover = head.get(len..).unwrap_or_default().to_vec();
@@ -518,19 +454,46 @@ impl<S: Stream, A: Service> Engine<S, A> {
         let (bytes, then) = match route {
             // Answered whatever the limits: a health check must not restart a full server.
             Route::Health { origin, head, .. } => {
-                let rooms = self.gateway.rooms();
-                let auth = self.config.core.auth_enabled;
-                let body = upgrade::health(origin.as_deref(), head, auth, self.websockets, rooms);
+                let stats = self.gateway.stats();
+                let body = upgrade::health(
+                    origin.as_deref(),
+                    head,
+                    stats.auth_enabled,
+                    self.websockets,
+                    stats.rooms,
+                );
                 (body, AfterResponse::Close)
             }
             _ if conn.refusal.is_some() => {
                 let status = conn.refusal.unwrap_or(Status::Unavailable);
                 (upgrade::refusal(status), AfterResponse::Close)
             }
-            Route::WebSocket { key, .. } => (
-                upgrade::switching_protocols(&key),
-                AfterResponse::Upgrade { leftover },
-            ),
+            Route::WebSocket {
+                key,
+                path,
+                protocols,
+                origin,
+                forwarded_for,
+            } => match self.gateway.select(&path, &protocols) {
+                Ok(protocol) => {
+                    let info = ConnInfo {
+                        peer: conn.peer,
+                        path,
+                        requested_protocols: protocols,
+                        protocol,
+                        origin,
+                        forwarded_for,
+                    };
+                    (
+                        upgrade::switching_protocols(&key, protocol),
+                        AfterResponse::Upgrade {
+                            leftover,
+                            info: Box::new(info),
+                        },
+                    )
+                }
+                Err(status) => (upgrade::refusal(status), AfterResponse::Close),
+            },
             Route::Refuse(status) => {
                 log!(
                     Debug,
@@ -567,6 +530,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
         let Some(client) = forwarded.filter(|_| conn.proxied && conn.address.is_none()) else {
             return;
         };
+        conn.peer = Some(client);
         let address = addresses::key(client);
         let admission = self.addresses.arrive(now.mono, address);
         if admission != Admission::Drop {
@@ -624,7 +588,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
                 let deadline = now.mono + self.config.net.close_timeout_ms;
                 self.wheel.insert(deadline, (id, ShellTimer::Closing));
             }
-            AfterResponse::Upgrade { leftover } => {
+            AfterResponse::Upgrade { leftover, info } => {
                 let config = Some(self.ws_config);
                 let mut wire = Wire::new(stream);
                 wire.reset_large(self.config.net.read_buffer_bytes);
@@ -639,7 +603,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
                 log!(Debug, "event=opened conn={id}");
                 let deadline = now.mono + self.config.net.idle_timeout_ms / 2;
                 self.wheel.insert(deadline, (id, ShellTimer::Idle));
-                self.gateway.open(now, id, &mut self.outputs);
+                self.gateway.open(now, id, &info, &mut self.outputs);
                 self.apply_outputs(now);
             }
         }
@@ -1002,27 +966,25 @@ impl<S: Stream, A: Service> Engine<S, A> {
             match output {
                 Output::Send { conn, text } => self.write(conn, &text),
                 Output::SendBinary { conn, data } => self.write_binary(conn, &data),
-                Output::Pong { conn, reply } => {
+                Output::Stamped { conn, frame } => {
                     let sent = self.clock.as_ref().map_or(now.wall, |c| c.now().wall);
-                    self.write(conn, &reply.render(sent));
-                    // Pongs go out at once: their send instant is part of the clock sync.
+                    self.write(conn, &frame.render(sent));
+                    // Out at once: the send instant is part of the clock sync.
                     self.flush(now, conn);
                 }
-                Output::ClientLog {
-                    conn,
-                    category,
-                    message,
-                } => {
-                    log!(
-                        Debug,
-                        "event=client_log conn={conn} category={} message={}",
-                        log::quoted(&category, 32),
-                        log::quoted(&message, 512)
-                    );
+                Output::Close { conn, code, reason } => {
+                    // The service has let go of it already: it is not told again.
+                    if let Some(c) = self.conn_mut(conn) {
+                        if c.in_core {
+                            c.in_core = false;
+                            self.websockets -= 1;
+                        }
+                    }
+                    self.close_with(now, conn, CloseCode::from(code), reason, false);
                 }
             }
         }
-        // Keep the allocation; outputs produced while applying (none today) are preserved.
+        // Keep the allocation; outputs produced while applying are preserved.
         outputs.append(&mut self.outputs);
         self.outputs = outputs;
     }
@@ -1116,16 +1078,6 @@ impl<S: Stream, A: Service> Engine<S, A> {
             }
             self.flush(now, id);
         }
-    }
-}
-
-/// Scratch capacity kept between turns.
-const SCRATCH_KEPT: usize = 1_024;
-
-/// Releases a scratch vector's excess capacity once a burst is over.
-pub(crate) fn trim<T>(scratch: &mut Vec<T>) {
-    if scratch.is_empty() && scratch.capacity() > 4 * SCRATCH_KEPT {
-        scratch.shrink_to(SCRATCH_KEPT);
     }
 }
 

@@ -17,10 +17,10 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook_mio::v1_0::Signals;
 
 use super::addresses::Limits;
-use super::engine::{Engine, EngineConfig, Service};
+use super::engine::{Engine, EngineConfig};
 use super::memory::ReleasePolicy;
+use super::service::Service;
 use crate::config::Config;
-use crate::gateway::Gateway;
 use crate::id::ConnId;
 use crate::log;
 use crate::time::{Clock, Millis, Now};
@@ -53,7 +53,7 @@ const SHUTDOWN_MS: u64 = 800;
 const POLL_FAILURES_MAX: u32 = 16;
 
 /// A bound, not yet running server.
-pub struct Server<A: Service = Gateway> {
+pub struct Server<A: Service> {
     poll: Poll,
     listener: TcpListener,
     signals: Signals,
@@ -71,14 +71,6 @@ impl<A: Service> std::fmt::Debug for Server<A> {
         f.debug_struct("Server")
             .field("local_addr", &self.local_addr)
             .finish_non_exhaustive()
-    }
-}
-
-impl Server {
-    /// Binds the listener (backlog 1024) and prepares the loop, serving the watch-party
-    /// gateway; `seed` drives every id the core makes.
-    pub fn bind(config: &Config, seed: u64) -> io::Result<Server> {
-        Server::bind_with(config, Gateway::new(config.core.clone(), seed))
     }
 }
 
@@ -320,7 +312,7 @@ impl<A: Service> Server<A> {
             Info,
             "event=shutdown connections={} rooms={}",
             self.engine.websockets(),
-            self.engine.service().rooms()
+            self.engine.service().stats().rooms
         );
         let _ = self.poll.registry().deregister(&mut self.listener);
         self.engine.shutdown(now);

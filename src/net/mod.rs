@@ -6,5 +6,6 @@ pub mod conn;
 pub mod engine;
 pub mod event_loop;
 pub mod memory;
+pub mod service;
 pub mod upgrade;
 pub mod wire;

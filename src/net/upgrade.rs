@@ -20,6 +20,12 @@ pub enum Route {
     WebSocket {
         /// The client's key, for the accept header.
         key: String,
+        /// The path, without query or fragment.
+        path: String,
+        /// Subprotocols offered (`Sec-WebSocket-Protocol`, every header, in order).
+        protocols: Vec<String>,
+        /// The `Origin` header (allowed), if any.
+        origin: Option<String>,
         /// The client address a proxy named (`X-Forwarded-For`, last entry), if any.
         forwarded_for: Option<IpAddr>,
     },
@@ -78,11 +84,13 @@ impl Status {
 
 /// Parses a request head from `buf`. `Ok(None)`: incomplete, read more. `Ok(Some((len,
 /// route)))`: the head is `buf[..len]` (`len <= buf.len()`); bytes after it belong to the
-/// WebSocket stream. `allowed_origins`: `None` allows any.
+/// WebSocket stream. `allowed_origins`: `None` allows any. `serves`: whether a path is a
+/// WebSocket endpoint (others are 404).
 pub fn parse_request(
     buf: &[u8],
     head_bytes_max: usize,
     allowed_origins: Option<&[String]>,
+    serves: &dyn Fn(&str) -> bool,
 ) -> Option<(usize, Route)> {
     let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
     let mut request = httparse::Request::new(&mut headers);
@@ -100,7 +108,7 @@ pub fn parse_request(
     if len > head_bytes_max {
         return Some((len, Route::Refuse(Status::HeadersTooLarge)));
     }
-    Some((len, route(&request, allowed_origins)))
+    Some((len, route(&request, allowed_origins, serves)))
 }
 
 /// The path of a request target in origin or absolute form, without query or fragment.
@@ -133,7 +141,25 @@ fn forwarded_for(request: &httparse::Request<'_, '_>) -> Option<IpAddr> {
         .or_else(|| last.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
 }
 
-fn route(request: &httparse::Request<'_, '_>, allowed_origins: Option<&[String]>) -> Route {
+/// Every subprotocol offered, over every `Sec-WebSocket-Protocol` header.
+fn protocols(request: &httparse::Request<'_, '_>) -> Vec<String> {
+    request
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("Sec-WebSocket-Protocol"))
+        .filter_map(|h| std::str::from_utf8(h.value).ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+fn route(
+    request: &httparse::Request<'_, '_>,
+    allowed_origins: Option<&[String]>,
+    serves: &dyn Fn(&str) -> bool,
+) -> Route {
     let path = target_path(request.path.unwrap_or("/"));
     let header = |name: &str| {
         request
@@ -173,7 +199,7 @@ fn route(request: &httparse::Request<'_, '_>, allowed_origins: Option<&[String]>
             forwarded_for: forwarded_for(request),
         };
     }
-    if !on("/ws") {
+    if !serves(path) {
         return Route::Refuse(Status::NotFound);
     }
     if request.method != Some("GET") {
@@ -197,6 +223,9 @@ fn route(request: &httparse::Request<'_, '_>, allowed_origins: Option<&[String]>
     match header("Sec-WebSocket-Key").map(str::trim) {
         Some(key) if valid_key(key) => Route::WebSocket {
             key: key.to_string(),
+            path: path.to_string(),
+            protocols: protocols(request),
+            origin: origin.map(String::from),
             forwarded_for: forwarded_for(request),
         },
         _ => Route::Refuse(Status::BadRequest),
@@ -213,14 +242,23 @@ fn valid_key(key: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
 }
 
-/// The 101 response completing an upgrade.
-pub fn switching_protocols(key: &str) -> Vec<u8> {
+/// The 101 response completing an upgrade, echoing the selected subprotocol if any.
+pub fn switching_protocols(key: &str, protocol: Option<&str>) -> Vec<u8> {
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
-    format!(
+    let mut response = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {accept}\r\n\r\n"
-    )
-    .into_bytes()
+         Sec-WebSocket-Accept: {accept}\r\n"
+    );
+    if let Some(protocol) = protocol {
+        let _ = write!(response, "Sec-WebSocket-Protocol: {protocol}\r\n");
+    }
+    response.push_str("\r\n");
+    response.into_bytes()
+}
+
+/// The OpenWatchParty endpoint: `/ws` and anything under it.
+pub fn owp_path(path: &str) -> bool {
+    path == "/ws" || path.starts_with("/ws/")
 }
 
 /// A refusal with a short plain-text body.
@@ -292,7 +330,7 @@ mod tests {
     }
 
     fn route_of(text: &str) -> Route {
-        parse_request(text.as_bytes(), 8_192, Some(&origins()))
+        parse_request(text.as_bytes(), 8_192, Some(&origins()), &owp_path)
             .expect("complete")
             .1
     }
@@ -300,14 +338,29 @@ mod tests {
     /// /ws and /ws/... upgrade; other paths are 404; /health answers.
     #[test]
     fn routes() {
-        let ws = Route::WebSocket {
+        let ws = |path: &str| Route::WebSocket {
             key: KEY.into(),
+            path: path.into(),
+            protocols: Vec::new(),
+            origin: None,
             forwarded_for: None,
         };
-        assert_eq!(route_of(&upgrade("/ws", "")), ws);
-        assert_eq!(route_of(&upgrade("/ws/room?x=1", "")), ws);
+        assert_eq!(route_of(&upgrade("/ws", "")), ws("/ws"));
+        assert_eq!(route_of(&upgrade("/ws/room?x=1", "")), ws("/ws/room"));
         // Absolute form routes on its path.
-        assert_eq!(route_of(&upgrade("http://localhost:3000/ws?x", "")), ws);
+        assert_eq!(
+            route_of(&upgrade("http://localhost:3000/ws?x", "")),
+            ws("/ws")
+        );
+        // Subprotocols from every header, in order.
+        let offered = upgrade(
+            "/ws",
+            "Sec-WebSocket-Protocol: a, b\r\nSec-WebSocket-Protocol: c\r\n",
+        );
+        let Route::WebSocket { protocols, .. } = route_of(&offered) else {
+            panic!("not an upgrade")
+        };
+        assert_eq!(protocols, ["a", "b", "c"]);
         assert_eq!(
             route_of("GET HTTP://h/health HTTP/1.1\r\n\r\n"),
             Route::Health {
@@ -353,6 +406,7 @@ mod tests {
             upgrade("/ws", "Origin: http://evil\r\n").as_bytes(),
             8_192,
             None,
+            &owp_path,
         );
         assert!(matches!(any, Some((_, Route::WebSocket { .. }))));
         // An Origin that is not UTF-8, or two of them, is refused even when any is allowed.
@@ -360,7 +414,7 @@ mod tests {
         let at = bytes.windows(4).position(|w| w == b"8096").expect("origin");
         bytes[at] = 0xFF;
         for list in [Some(&origins()[..]), None] {
-            let refused = parse_request(&bytes, 8_192, list).map(|r| r.1);
+            let refused = parse_request(&bytes, 8_192, list, &owp_path).map(|r| r.1);
             assert_eq!(refused, Some(Route::Refuse(Status::Forbidden)));
         }
         let two = upgrade(
@@ -381,11 +435,11 @@ mod tests {
         assert_eq!(route_of(&bad_key), Route::Refuse(Status::BadRequest));
         let huge = format!("GET /ws HTTP/1.1\r\nX: {}\r\n", "a".repeat(9_000));
         assert_eq!(
-            parse_request(huge.as_bytes(), 8_192, None).map(|r| r.1),
+            parse_request(huge.as_bytes(), 8_192, None, &owp_path).map(|r| r.1),
             Some(Route::Refuse(Status::HeadersTooLarge))
         );
         assert_eq!(
-            parse_request(b"GET /ws HTTP/1.1\r\nHost", 8_192, None),
+            parse_request(b"GET /ws HTTP/1.1\r\nHost", 8_192, None, &owp_path),
             None
         );
         assert_eq!(
@@ -425,7 +479,10 @@ mod tests {
     /// The accept key is RFC 6455's example.
     #[test]
     fn accept_key() {
-        let response = String::from_utf8(switching_protocols(KEY)).expect("ascii");
+        let response = String::from_utf8(switching_protocols(KEY, None)).expect("ascii");
         assert!(response.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+        assert!(!response.contains("Sec-WebSocket-Protocol"));
+        let selected = String::from_utf8(switching_protocols(KEY, Some("x.v1"))).expect("ascii");
+        assert!(selected.contains("\r\nSec-WebSocket-Protocol: x.v1\r\n\r\n"));
     }
 }

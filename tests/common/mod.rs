@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tandem::config::Config;
-use tandem::net::event_loop::Server;
+use tandem::gateway::Gateway;
 use tungstenite::{Message, WebSocket};
 
 /// How long any single wait may take before the test fails.
@@ -30,7 +30,7 @@ pub fn config() -> Config {
 
 /// Starts a server in a background thread; returns its address.
 pub fn start(config: Config) -> SocketAddr {
-    let server = Server::bind(&config, 42).expect("bind 127.0.0.1:0");
+    let server = Gateway::server(&config, 42).expect("bind 127.0.0.1:0");
     let addr = server.local_addr();
     std::thread::spawn(move || server.run());
     addr

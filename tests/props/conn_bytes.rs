@@ -1,4 +1,4 @@
-//! `conn_bytes`: one connection of a real `Engine<MemStream>` fed arbitrary bytes in
+//! `conn_bytes`: one connection of a real `Engine<MemStream, Gateway>` fed arbitrary bytes in
 //! arbitrary chunks, with the clock, the server's write window and read chunking also
 //! chosen by the input.
 //!
@@ -17,6 +17,7 @@
 use std::io::Write;
 
 use tandem::config::{CoreConfig, NetConfig};
+use tandem::gateway::Gateway;
 use tandem::net::engine::{Engine, EngineConfig};
 use tandem::time::{Millis, Now, UnixMillis};
 
@@ -59,7 +60,7 @@ pub fn check(data: &[u8]) {
 }
 
 struct Rig {
-    engine: Engine<MemStream>,
+    engine: Engine<MemStream, Gateway>,
     client: MemStream,
     server: MemStream,
     id: tandem::id::ConnId,
@@ -77,7 +78,7 @@ impl Rig {
             mono: Millis(0),
             wall: UnixMillis(WALL_ORIGIN),
         };
-        let mut engine = Engine::new(engine_config(), 7, None);
+        let mut engine = Gateway::engine(engine_config(), 7, None);
         let (mut client, server) = mem_stream::pair();
         let handle = server.handle();
         handle.set_knobs(Knobs {
@@ -220,7 +221,7 @@ impl Rig {
             self.engine.len()
         );
         assert!(self.engine.websockets() <= 1);
-        self.engine.gateway().core().check_invariants();
+        self.engine.service().core().check_invariants();
         if !self.head.is_empty() {
             let expected = &b"HTTP/1.1 "[..self.head.len().min(9)];
             assert_eq!(
@@ -265,7 +266,7 @@ impl Rig {
             self.engine.is_empty(),
             "the connection outlived EOF and every deadline"
         );
-        assert_eq!(self.engine.gateway().core().stats().sessions, 0);
+        assert_eq!(self.engine.service().core().stats().sessions, 0);
     }
 }
 

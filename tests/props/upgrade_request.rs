@@ -10,7 +10,7 @@
 //! - the Origin allow-list only ever turns an upgrade into 403 or drops the echoed origin:
 //!   allowing any origin never refuses what a list accepts.
 
-use tandem::net::upgrade::{parse_request, Route, Status};
+use tandem::net::upgrade::{owp_path, parse_request, Route, Status};
 
 /// The production request head limit (`REQUEST_HEAD_BYTES_MAX`).
 const HEAD_MAX: usize = 8 << 10;
@@ -34,7 +34,7 @@ pub fn check(data: &[u8]) {
 fn check_one(data: &[u8], head_max: usize, allowed: Option<&[String]>) {
     // The engine never holds more than the limit.
     let buf = &data[..data.len().min(head_max)];
-    let whole = parse_request(buf, head_max, allowed);
+    let whole = parse_request(buf, head_max, allowed, &owp_path);
     if let Some((len, route)) = &whole {
         assert!(*len <= buf.len(), "consumed {len} of {} bytes", buf.len());
         check_route(&buf[..*len], route, head_max, allowed);
@@ -50,7 +50,7 @@ fn check_one(data: &[u8], head_max: usize, allowed: Option<&[String]>) {
             // Frames that follow the head are the WebSocket's, not the request's.
             let mut longer = buf[..*len].to_vec();
             longer.extend_from_slice(b"\x81\x85\0\0\0\0hello GET / HTTP/1.1\r\n\r\n");
-            let again = parse_request(&longer, head_max, allowed);
+            let again = parse_request(&longer, head_max, allowed, &owp_path);
             assert_eq!(
                 again.as_ref(),
                 Some(&(*len, clone_route(route))),
@@ -76,7 +76,7 @@ fn check_chunking(
         .collect();
     cuts.extend([1, buf.len() / 3, buf.len() / 2, buf.len().saturating_sub(1)]);
     for cut in cuts.into_iter().filter(|&c| c > 0 && c < buf.len()) {
-        let Some((len, route)) = parse_request(&buf[..cut], head_max, allowed) else {
+        let Some((len, route)) = parse_request(&buf[..cut], head_max, allowed, &owp_path) else {
             continue;
         };
         let Some((whole_len, whole_route)) = whole else {
@@ -136,8 +136,8 @@ fn check_route(head: &[u8], route: &Route, head_max: usize, allowed: Option<&[St
 /// origin is checked before the upgrade headers, so a foreign origin with a bad key is 403).
 fn check_origin_policy(data: &[u8], head_max: usize, origins: &[String]) {
     let buf = &data[..data.len().min(head_max)];
-    let any = parse_request(buf, head_max, None).map(|(_, route)| route);
-    let listed = parse_request(buf, head_max, Some(origins)).map(|(_, route)| route);
+    let any = parse_request(buf, head_max, None, &owp_path).map(|(_, route)| route);
+    let listed = parse_request(buf, head_max, Some(origins), &owp_path).map(|(_, route)| route);
     match (&any, &listed) {
         (None, None) => {}
         (Some(Route::Health { .. }), Some(Route::Health { .. })) => {}

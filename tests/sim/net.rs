@@ -13,6 +13,7 @@
 use std::io::{self, Read, Write};
 
 use serde_json::Value;
+use tandem::gateway::Gateway;
 use tandem::id::ConnId;
 use tandem::net::engine::{Engine, EngineConfig};
 use tandem::time::{Millis, Now, UnixMillis};
@@ -29,7 +30,7 @@ Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSoc
 
 /// The engine and the server ends of its pipes.
 pub struct SimNet {
-    pub engine: Engine<MemStream>,
+    pub engine: Engine<MemStream, Gateway>,
     pub now: Now,
     /// (connection, handle on its server end), in accept order.
     ends: Vec<(ConnId, MemStream)>,
@@ -71,7 +72,7 @@ impl SimNet {
     /// An engine with `config`, at time zero, without a real clock.
     pub fn new(config: EngineConfig) -> SimNet {
         SimNet {
-            engine: Engine::new(config, 42, None),
+            engine: Gateway::engine(config, 42, None),
             now: Now {
                 mono: Millis(0),
                 wall: UnixMillis(WALL_ORIGIN),
@@ -161,7 +162,7 @@ impl SimNet {
         if self.turns % 2 == 0 {
             self.engine.compact();
         }
-        self.engine.gateway().core().check_invariants();
+        self.engine.service().core().check_invariants();
         assert!(self.engine.websockets() <= self.engine.len());
         // The per-connection memory budget: what any client is owed stays within the cap
         // (plus the control frames allowed past it); the core's share is checked above.
