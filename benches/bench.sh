@@ -543,8 +543,8 @@ if attack:
         return statistics.median(vals) if vals else None
     idle = amed("none", "p99_us")
     print()
-    print("| attack | canary p99 | × idle | canary delivered | server peak RSS | newcomer | attacker outcome | runs |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| attack | canary p99 | × idle | canary delivered | server CPU | server peak RSS | newcomer | attacker outcome | runs |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for kind in kinds:
         runs = [d for d in attack if d.get("attack") == kind]
         last = runs[-1]
@@ -559,7 +559,8 @@ if attack:
         canary = fmt(p99 / 1000 if p99 is not None else None, " ms", 2)
         canary += f" (errors: {errors})" if errors else ""
         print(f"| {kind} | {canary} | {ratio(p99, idle, 2) if kind != 'none' else '1x'} | "
-              f"{fmt(amed(kind, 'delivered'))}/{fmt(amed(kind, 'expected'))} | {mib(peak)}{server} | "
+              f"{fmt(amed(kind, 'delivered'))}/{fmt(amed(kind, 'expected'))} | "
+              f"{fmt(amed(kind, 'server_cpu_pct'), ' %')} | {mib(peak)}{server} | "
               f"{newcomer(last.get('newcomer')) if kind != 'none' else '-'} | "
               f"{attacker_outcome(last.get('attacker')) if kind != 'none' else 'no attacker'} | {len(runs)} |")
 print(f"\nraw results: {sys.argv[1]}")

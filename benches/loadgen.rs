@@ -36,8 +36,10 @@
 //!                                         leave+create per second, L=50 reading lobby clients),
 //!                                         slowloris (N=200 upgrade heads sent a byte every
 //!                                         500 ms, reconnecting when dropped), hog (up to
-//!                                         N=2000 idle WebSockets held). Source 127.0.0.1 unless
-//!                                         --source-ip says otherwise.
+//!                                         N=2000 idle WebSockets held). A connection that ends
+//!                                         is replaced (slowloris after 500 ms, others after 1 s,
+//!                                         at most 100 replacements/s) until the attack stops.
+//!                                         Source 127.0.0.1 unless --source-ip says otherwise.
 //!
 //! Common flags: `--url`, `--server-pid`, `--duration`, `--deadline`, `--max-in-flight`
 //! (handshakes outstanding at once while connecting, default 500), `--source-ip 127.0.0.X`
@@ -2509,8 +2511,10 @@ struct Attack {
     /// frame boundary); `frame_ends` are the offsets where its frames end.
     stream: Vec<u8>,
     frame_ends: Vec<usize>,
-    /// Connections to open: (not before ns, tactic).
+    /// Connections to open: (not before ns, tactic), in order of time (one delay per attack).
     to_dial: std::collections::VecDeque<(u64, Tactic)>,
+    /// The earliest time the next replacement may be dialed.
+    next_redial_ns: u64,
     max_in_flight: usize,
     /// Connections with more to do than one event allowed (edge-triggered: no new event comes).
     hungry: Vec<usize>,
@@ -2569,11 +2573,22 @@ impl Attack {
         self.redial(tactic, now);
     }
 
-    /// Slowloris keeps its population: a dropped connection is replaced 500 ms later.
+    /// Every attack keeps its population while it runs: a connection that ends (refused,
+    /// dropped, closed) is replaced, a slowloris head 500 ms later, any other 1 s later and
+    /// at most 100 such replacements per second (so a refusing server is asked again at a
+    /// bounded rate, not flooded with handshakes).
     fn redial(&mut self, tactic: Tactic, now: u64) {
-        if tactic == Tactic::Slow && now < self.end_ns {
-            self.to_dial.push_back((now + 500 * MS, tactic));
+        if now >= self.end_ns {
+            return;
         }
+        let due = if tactic == Tactic::Slow {
+            now + 500 * MS
+        } else {
+            let due = (now + SEC).max(self.next_redial_ns);
+            self.next_redial_ns = due + 10 * MS;
+            due
+        };
+        self.to_dial.push_back((due, tactic));
     }
 
     /// Dials what is due, keeping at most `max_in_flight` handshakes (slowloris heads, which
@@ -2615,8 +2630,10 @@ impl Attack {
         let AStage::Upgrading { sent, resp } = &mut conn.stage else {
             return Ok(false);
         };
-        if let Ok(Some(_)) | Err(_) = conn.stream.take_error() {
-            return Err(End::ConnectFailed);
+        match conn.stream.take_error() {
+            Ok(None) => {}
+            Ok(Some(e)) => return Err(End::from_io(&e)),
+            Err(e) => return Err(End::from_io(&e)),
         }
         match conn.stream.peer_addr() {
             Ok(_) => {}
@@ -3000,10 +3017,10 @@ fn scenario_attack(args: &Args) -> Summary {
         AttackKind::Slowloris => Tactic::Slow,
         AttackKind::Hog => Tactic::Hog,
     };
+    to_dial.extend((0..n).map(|_| (now, tactic)));
     if kind == AttackKind::RoomList {
         to_dial.extend((0..lobby).map(|_| (now, Tactic::Lobby)));
     }
-    to_dial.extend((0..n).map(|_| (now, tactic)));
     let mut attack = Attack {
         kind,
         poll: Poll::new().unwrap_or_else(|e| die(&format!("epoll: {e}"))),
@@ -3014,6 +3031,7 @@ fn scenario_attack(args: &Args) -> Summary {
         stream,
         frame_ends,
         to_dial,
+        next_redial_ns: 0,
         max_in_flight: args.get("max-in-flight", 200usize).max(1),
         hungry: Vec::new(),
         churn_period_ns: (1e9 / rate) as u64,

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use tandem::config::CoreConfig;
 use tandem::core::types::{ControlMessage, Event, Relay};
-use tandem::gateway::{Gateway, Output};
+use tandem::gateway::{Dialect, Gateway, Output};
 use tandem::id::{ConnId, RoomId, SeatId};
 use tandem::time::{Millis, Now, UnixMillis};
 use tandem::timer_wheel::TimerWheel;
@@ -57,7 +57,7 @@ fn main() {
     };
     let encode_player = time("encode player_event", n, || {
         tandem::owp::encode(black_box(&event), UnixMillis(1), 300)
-            .map_or(0, |e| e.first.len() as u64)
+            .map_or(0, |e| e.len() as u64)
     });
 
     let fanout = fanout_bench(if quick { 2_000 } else { 50_000 });
@@ -91,7 +91,7 @@ fn fanout_bench(iterations: u64) -> f64 {
         })
         .collect();
     for &conn in &conns {
-        gateway.open(now, conn, &mut out);
+        gateway.open(now, conn, Dialect::Owp, &mut out);
     }
     gateway.text(
         now,

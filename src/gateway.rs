@@ -13,7 +13,7 @@ use tungstenite::Utf8Bytes;
 
 use crate::config::{Config, CoreConfig};
 use crate::core::types::{Capabilities, Command, DecodeError, Event, Json, Outbox};
-use crate::core::{Core, Kind};
+use crate::core::{Core, Kind, Listing};
 use crate::id::{ConnId, SeatId};
 use crate::log;
 use crate::net::conn::Stream;
@@ -56,8 +56,10 @@ pub struct Gateway {
     core: Core,
     sync_lead_ms: u64,
     outbox: Outbox,
-    /// Rendered frames per event index of the current outbox.
-    rendered: Vec<Option<(Utf8Bytes, Option<Utf8Bytes>)>>,
+    /// Rendered frames per event index of the current outbox, per dialect.
+    rendered: Vec<[Option<Utf8Bytes>; Dialect::COUNT]>,
+    /// The dialect of each open connection, by connection index.
+    dialects: Vec<Option<(ConnId, Dialect)>>,
     list_cache: Option<(u64, Utf8Bytes)>,
     /// Text messages decoded (those past the rate limit never are).
     decoded: u64,
@@ -72,6 +74,7 @@ impl Gateway {
             sync_lead_ms,
             outbox: Outbox::default(),
             rendered: Vec::new(),
+            dialects: Vec::new(),
             list_cache: None,
             decoded: 0,
         }
@@ -103,8 +106,9 @@ impl Gateway {
         self.decoded
     }
 
-    /// A connection finished its upgrade.
-    pub fn open(&mut self, now: Now, conn: ConnId, out: &mut Vec<Output>) {
+    /// A connection finished its upgrade, speaking `dialect`.
+    pub fn open(&mut self, now: Now, conn: ConnId, dialect: Dialect, out: &mut Vec<Output>) {
+        self.set_dialect(conn, Some(dialect));
         self.core
             .open(now, conn, Capabilities::default(), &mut self.outbox);
         self.render(now, out);
@@ -135,6 +139,7 @@ impl Gateway {
 
     /// A connection is gone.
     pub fn close(&mut self, now: Now, conn: ConnId, out: &mut Vec<Output>) {
+        self.set_dialect(conn, None);
         self.core.close(now, conn, &mut self.outbox);
         self.render(now, out);
     }
@@ -163,11 +168,26 @@ impl Gateway {
         self.outbox.compact();
     }
 
+    fn set_dialect(&mut self, conn: ConnId, dialect: Option<Dialect>) {
+        let index = conn.index as usize;
+        if self.dialects.len() <= index {
+            self.dialects.resize(index + 1, None);
+        }
+        if let Some(slot) = self.dialects.get_mut(index) {
+            *slot = dialect.map(|d| (conn, d));
+        }
+    }
+
+    /// Turns the outbox into frames: each event rendered once per dialect among its
+    /// recipients, the bytes shared by all of them.
     fn render(&mut self, now: Now, out: &mut Vec<Output>) {
         self.rendered.clear();
-        self.rendered.resize(self.outbox.events.len(), None);
+        self.rendered
+            .resize(self.outbox.events.len(), [const { None }; Dialect::COUNT]);
         for &(conn, index) in &self.outbox.sends {
-            let event = &self.outbox.events[index as usize];
+            let Some(event) = self.outbox.events.get(index as usize) else {
+                continue;
+            };
             match event {
                 Event::Pong {
                     seat,
@@ -195,32 +215,30 @@ impl Gateway {
                 }
                 _ => {}
             }
-            let slot = &mut self.rendered[index as usize];
+            let dialect = match self.dialects.get(conn.index as usize) {
+                Some(Some((owner, dialect))) if *owner == conn => *dialect,
+                _ => Dialect::Owp,
+            };
+            let Some(slot) = self
+                .rendered
+                .get_mut(index as usize)
+                .and_then(|slots| slots.get_mut(dialect.index()))
+            else {
+                continue;
+            };
             if slot.is_none() {
-                *slot = Some(match event {
-                    Event::RoomList { .. } => {
-                        (room_list(&self.core, &mut self.list_cache, now.wall), None)
+                *slot = match event {
+                    Event::RoomList { listing } => {
+                        Some(room_list(listing, &mut self.list_cache, now.wall))
                     }
-                    _ => match owp::encode(event, now.wall, self.sync_lead_ms) {
-                        Some(encoded) => (
-                            Utf8Bytes::from(encoded.first),
-                            encoded.second.map(Utf8Bytes::from),
-                        ),
-                        None => continue,
-                    },
-                });
+                    _ => owp::encode(event, now.wall, self.sync_lead_ms).map(Utf8Bytes::from),
+                };
             }
-            if let Some((first, second)) = slot {
+            if let Some(text) = slot {
                 out.push(Output::Send {
                     conn,
-                    text: first.clone(),
+                    text: text.clone(),
                 });
-                if let Some(second) = second {
-                    out.push(Output::Send {
-                        conn,
-                        text: second.clone(),
-                    });
-                }
             }
         }
         self.outbox.clear();
@@ -231,21 +249,69 @@ impl Gateway {
     }
 }
 
+/// A wire dialect: a codec chosen per connection at the upgrade.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// OpenWatchParty's JSON messages.
+    Owp,
+}
+
+impl Dialect {
+    /// How many dialects there are (the size of a per-event render cache).
+    pub const COUNT: usize = 1;
+
+    fn index(self) -> usize {
+        match self {
+            Dialect::Owp => 0,
+        }
+    }
+}
+
+/// The route table: (path, subprotocol) → dialect. Today: `/ws` and `/ws/...` without a
+/// subprotocol speak OpenWatchParty.
+const ROUTES: &[Route] = &[(owp_path, None, Dialect::Owp)];
+
+/// One route: which paths, which subprotocol (none: the client offered none Tandem speaks
+/// there), which dialect.
+type Route = (fn(&str) -> bool, Option<&'static str>, Dialect);
+
+/// The dialect of a WebSocket at `path` with `protocol` selected.
+pub fn route(path: &str, protocol: Option<&str>) -> Option<Dialect> {
+    ROUTES
+        .iter()
+        .find(|(serves, selected, _)| serves(path) && *selected == protocol)
+        .map(|(_, _, dialect)| *dialect)
+}
+
+/// Which subprotocol to select for a WebSocket at `path` offering `protocols`: the first
+/// offered that a route of this path names; else none, if the path has a route without one
+/// (an offered subprotocol Tandem does not speak is ignored and none is echoed, so a client
+/// that insists on it fails its own handshake check, RFC 6455 §4.1); else 404.
+pub fn select(path: &str, protocols: &[String]) -> Result<Option<&'static str>, Status> {
+    let mut plain = false;
+    for (_, selected, _) in ROUTES.iter().filter(|(serves, _, _)| serves(path)) {
+        match selected {
+            Some(name) if protocols.iter().any(|p| p == name) => return Ok(Some(name)),
+            Some(_) => {}
+            None => plain = true,
+        }
+    }
+    if plain {
+        Ok(None)
+    } else {
+        Err(Status::NotFound)
+    }
+}
+
 impl Service for Gateway {
     type Deferred = PongReply;
 
-    /// The route table: `/ws` (and `/ws/...`) speaks OpenWatchParty; a subprotocol offered
-    /// there is not selected (none is defined for it), and the upgrade goes ahead without
-    /// one, as the original's does. Any other path is 404.
-    fn select(&self, path: &str, _protocols: &[String]) -> Result<Option<&'static str>, Status> {
-        if owp_path(path) {
-            Ok(None)
-        } else {
-            Err(Status::NotFound)
-        }
+    fn select(&self, path: &str, protocols: &[String]) -> Result<Option<&'static str>, Status> {
+        select(path, protocols)
     }
-    fn open(&mut self, now: Now, conn: ConnId, _info: &ConnInfo, out: &mut Vec<Output>) {
-        Gateway::open(self, now, conn, out)
+    fn open(&mut self, now: Now, conn: ConnId, info: &ConnInfo, out: &mut Vec<Output>) {
+        let dialect = route(&info.path, info.protocol).unwrap_or(Dialect::Owp);
+        Gateway::open(self, now, conn, dialect, out)
     }
     fn text(&mut self, now: Now, conn: ConnId, text: &str, out: &mut Vec<Output>) {
         Gateway::text(self, now, conn, text, out)
@@ -276,15 +342,38 @@ impl Service for Gateway {
     }
 }
 
-/// The room list at the core's current version, rendered once per version.
-fn room_list(core: &Core, cache: &mut Option<(u64, Utf8Bytes)>, now: UnixMillis) -> Utf8Bytes {
-    let version = core.list_version();
+/// The room list, rendered once per version.
+fn room_list(
+    listing: &Listing,
+    cache: &mut Option<(u64, Utf8Bytes)>,
+    now: UnixMillis,
+) -> Utf8Bytes {
     if let Some((cached, text)) = cache {
-        if *cached == version {
+        if *cached == listing.version {
             return text.clone();
         }
     }
-    let text = Utf8Bytes::from(owp::encode_room_list(&core.listing(), now));
-    *cache = Some((version, text.clone()));
+    let text = Utf8Bytes::from(owp::encode_room_list(listing, now));
+    *cache = Some((listing.version, text.clone()));
     text
+}
+
+#[cfg(test)]
+mod route_tests {
+    use super::*;
+
+    /// (path, subprotocol) → dialect: /ws and below speak OpenWatchParty without a
+    /// subprotocol; an unknown subprotocol is not selected; other paths are 404.
+    #[test]
+    fn route_table() {
+        let none: Vec<String> = Vec::new();
+        let offered = vec!["chat".to_string(), "x.v9".to_string()];
+        assert_eq!(select("/ws", &none), Ok(None));
+        assert_eq!(select("/ws/room/1", &offered), Ok(None));
+        assert_eq!(select("/wss", &none), Err(Status::NotFound));
+        assert_eq!(select("/", &offered), Err(Status::NotFound));
+        assert_eq!(route("/ws", None), Some(Dialect::Owp));
+        assert_eq!(route("/ws", Some("chat")), None);
+        assert_eq!(route("/other", None), None);
+    }
 }

@@ -112,3 +112,21 @@ fn http_head(addr: std::net::SocketAddr, request: &[u8]) -> String {
     }
     String::from_utf8_lossy(&head).into_owned()
 }
+
+/// A subprotocol offered on /ws is not selected: the 101 carries no Sec-WebSocket-Protocol
+/// (OpenWatchParty defines none), and the connection speaks OpenWatchParty.
+#[test]
+fn unknown_subprotocol_is_not_echoed() {
+    let addr = start(config());
+    let request = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Protocol: chat, superchat\r\n\r\n";
+    let head = http_head(addr, request.as_bytes());
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("sec-websocket-protocol"),
+        "{head}"
+    );
+    let mut client = Client::connect_raw(addr, "/ws/anything", &[]);
+    assert_eq!(client.recv()["type"], "client_hello");
+}

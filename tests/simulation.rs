@@ -510,7 +510,7 @@ fn broadcast_while_a_member_is_closing() {
 
 // ----- known bugs the simulation found: minimal reproductions, ignored until fixed -----
 
-use tandem::gateway::{Gateway, Output};
+use tandem::gateway::{Dialect, Gateway, Output};
 use tandem::id::ConnId;
 use tandem::time::{Millis, Now, UnixMillis};
 
@@ -540,6 +540,7 @@ impl Bench {
                     index,
                     generation: 1,
                 },
+                Dialect::Owp,
                 &mut out,
             );
             bench.collect(out);

@@ -16,6 +16,7 @@ pub mod room;
 pub mod types;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use slab::Slab;
 
@@ -26,9 +27,10 @@ use crate::text;
 use crate::time::{Millis, Now};
 use crate::timer_wheel::TimerWheel;
 use room::{Member, RelayFilter, Room, RoomClock};
+pub use types::Listing;
 use types::{
-    reason, Capabilities, Command, CoreTimer, DecodeError, ErrorCode, Event, Outbox, PlayState,
-    RoomSummary,
+    reason, Capabilities, Command, ControlMessage, CoreTimer, DecodeError, ErrorCode, Event,
+    Outbox, PlayState, RoomSummary,
 };
 
 /// A fixed-window message budget (the window starts at the first message after the last one
@@ -99,6 +101,10 @@ struct ListState {
     last_push: Option<Millis>,
     /// Least spacing after the last push, from its size (see `flush_room_list`).
     spacing_ms: u64,
+    /// The listing of the latest version computed.
+    cache: Option<Arc<Listing>>,
+    /// A room list was sent during the current call (`finish` fills it in).
+    sent_this_call: bool,
 }
 
 /// Counters for logs and metrics.
@@ -174,7 +180,7 @@ impl Core {
         self.session_count += 1;
         out.unicast(conn, Event::Hello { seat });
         self.send_room_list(conn, out);
-        self.finish();
+        self.finish(out);
     }
 
     /// A message arrived from `conn` (decoded by its dialect, or not): spent from its
@@ -202,7 +208,7 @@ impl Core {
     pub fn admit(&mut self, now: Now, conn: ConnId, kind: Kind, out: &mut Outbox) -> bool {
         self.begin(now);
         let admitted = self.spend(conn, kind, out);
-        self.finish();
+        self.finish(out);
         admitted
     }
 
@@ -228,7 +234,7 @@ impl Core {
                 }
             }
         }
-        self.finish();
+        self.finish(out);
     }
 
     /// Releases table capacity left over from a crowd that has gone: trailing session slots,
@@ -254,7 +260,7 @@ impl Core {
             self.sessions[conn.index as usize] = None;
             self.session_count -= 1;
         }
-        self.finish();
+        self.finish(out);
     }
 
     /// Fires every timer due at `now`.
@@ -269,7 +275,7 @@ impl Core {
                 CoreTimer::HeldDue { room, serial } => self.deliver_held(room, serial, out),
             }
         }
-        self.finish();
+        self.finish(out);
         debug_assert!(self.next_deadline().is_none_or(|next| next > now.mono));
     }
 
@@ -281,7 +287,7 @@ impl Core {
         for key in keys {
             self.close_room(key, reason::SHUTDOWN, None, out);
         }
-        self.finish();
+        self.finish(out);
     }
 
     /// The earliest instant `advance` has work.
@@ -321,6 +327,7 @@ impl Core {
             .collect();
         order.sort_unstable_by_key(|&(members, serial, _)| std::cmp::Reverse((members, serial)));
         let mut listing = Listing {
+            version: self.list.version,
             rooms: Vec::new(),
             total: self.rooms.len(),
             bytes_max: LISTING_ENVELOPE_BYTES,
@@ -482,8 +489,16 @@ impl Core {
         };
     }
 
-    fn finish(&mut self) {
-        // Every room list sent during this call is rendered after it, from the final state.
+    fn finish(&mut self, out: &mut Outbox) {
+        // Every room list sent during this call shows the state after it.
+        if std::mem::take(&mut self.list.sent_this_call) {
+            let listing = self.current_listing();
+            for event in &mut out.events {
+                if let Event::RoomList { listing: slot } = event {
+                    *slot = listing.clone();
+                }
+            }
+        }
         let version = self.list.version;
         for conn in std::mem::take(&mut self.list_recipients) {
             if let Some(session) = self.session_mut(conn) {
@@ -938,13 +953,27 @@ impl Core {
     // ----- the room list -----
 
     fn send_room_list(&mut self, conn: ConnId, out: &mut Outbox) {
+        // The listing is filled in by `finish`, from the state at the end of the call.
         out.unicast(
             conn,
             Event::RoomList {
-                version: self.list.version,
+                listing: Arc::default(),
             },
         );
         self.list_recipients.push(conn);
+        self.list.sent_this_call = true;
+    }
+
+    /// The listing at the current version, computed once per version.
+    fn current_listing(&mut self) -> Arc<Listing> {
+        match &self.list.cache {
+            Some(listing) if listing.version == self.list.version => listing.clone(),
+            _ => {
+                let listing = Arc::new(self.listing());
+                self.list.cache = Some(listing.clone());
+                listing
+            }
+        }
     }
 
     fn list_changed(&mut self) {
@@ -973,14 +1002,19 @@ impl Core {
             if session.room.is_some() || session.list_seen >= version {
                 continue;
             }
-            let event = *index.get_or_insert_with(|| out.event(Event::RoomList { version }));
+            let event = *index.get_or_insert_with(|| {
+                out.event(Event::RoomList {
+                    listing: Arc::default(),
+                })
+            });
             out.send(session.conn, event);
             session.list_seen = version;
             recipients += 1;
         }
         self.list.spacing_ms = 0;
         if recipients > 0 {
-            let bytes = recipients.saturating_mul(self.listing().bytes_max as u64);
+            self.list.sent_this_call = true;
+            let bytes = recipients.saturating_mul(self.current_listing().bytes_max as u64);
             let rate = self.config.lobby_push_bytes_per_sec.max(1);
             self.list.spacing_ms = bytes.saturating_mul(1_000) / rate;
         }
@@ -991,6 +1025,7 @@ impl Core {
             return;
         };
         let room = &self.rooms[key];
+        let clock = room.clock.reading(self.now.mono);
         out.unicast(
             conn,
             Event::RoomState {
@@ -998,13 +1033,28 @@ impl Core {
                 seat,
                 name: room.name.clone(),
                 host: room.host_seat(),
-                clock: room.clock.reading(self.now.mono),
+                clock,
                 participants: room.members.len(),
                 media_id: room.media_id.clone(),
                 server_ts: self.now.wall,
                 joiner,
             },
         );
+        // A joiner of a playing room is told to play from the clock's position now: it lands
+        // on the host instead of waiting for the next command.
+        if joiner && clock.playing {
+            out.unicast(
+                conn,
+                Event::Control {
+                    room: room.id,
+                    host: room.host_seat(),
+                    message: ControlMessage {
+                        relay: Room::play_relay(clock.position),
+                        target: self.now.wall,
+                    },
+                },
+            );
+        }
     }
 }
 
@@ -1020,17 +1070,6 @@ fn summary(room: &Room) -> RoomSummary {
 
 /// What a `room_list` message holds besides its entries, at most (type, total, timestamps).
 pub const LISTING_ENVELOPE_BYTES: usize = 128;
-
-/// The room list as clients see it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Listing {
-    /// The entries shown, in order.
-    pub rooms: Vec<RoomSummary>,
-    /// Rooms that exist (listed or not).
-    pub total: usize,
-    /// An upper bound of the rendered message's size.
-    pub bytes_max: usize,
-}
 
 /// Room names a connection remembers having been told are gone.
 const GONE_NOTIFIED_MAX: usize = 8;

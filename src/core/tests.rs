@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::config::CoreConfig;
-use crate::gateway::{Gateway, Output};
+use crate::gateway::{Dialect, Gateway, Output};
 use crate::id::ConnId;
 use crate::net::service::Deferred;
 use crate::time::{Millis, Now, UnixMillis};
@@ -59,7 +59,7 @@ impl Harness {
             generation: 1,
         };
         let mut out = Vec::new();
-        self.gateway.open(self.now, conn, &mut out);
+        self.gateway.open(self.now, conn, Dialect::Owp, &mut out);
         self.collect(out);
         self.take(conn);
         conn

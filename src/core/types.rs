@@ -375,14 +375,28 @@ impl RoomSummary {
     }
 }
 
+/// The room list as clients see it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Listing {
+    /// The room-list version this listing is of.
+    pub version: u64,
+    /// The entries shown, in order.
+    pub rooms: Vec<RoomSummary>,
+    /// Rooms that exist (listed or not).
+    pub total: usize,
+    /// An upper bound of the rendered message's size.
+    pub bytes_max: usize,
+}
+
 /// Something the core wants a connection to be told. Sent to recipients listed in the
 /// outbox; a dialect renders each event once and shares the bytes among its recipients.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     /// First message on a connection: its seat id.
     Hello { seat: SeatId },
-    /// The room list, as of `version` (the dialect asks the core for the snapshot).
-    RoomList { version: u64 },
+    /// The room list (filled in at the end of the core call that sent it, so it is the
+    /// state after the call; shared by every recipient).
+    RoomList { listing: std::sync::Arc<Listing> },
     /// You are in this room now (created, joined or re-joined).
     RoomState {
         /// The room.

@@ -12,15 +12,6 @@ use crate::core::Listing;
 use crate::id::SeatId;
 use crate::time::UnixMillis;
 
-/// One event rendered: usually one message, sometimes a second for the same recipient.
-#[derive(Debug, PartialEq)]
-pub struct Encoded {
-    /// The message.
-    pub first: String,
-    /// A follow-up for the same recipient (a joiner's play, see `RoomState`).
-    pub second: Option<String>,
-}
-
 #[derive(Serialize)]
 struct Envelope<'a, P: Serialize> {
     #[serde(rename = "type")]
@@ -118,14 +109,6 @@ struct RoomStatePayload<'a> {
 }
 
 #[derive(Serialize)]
-struct PlayPayload {
-    action: &'static str,
-    position: f64,
-    play_state: &'static str,
-    target_server_ts: u64,
-}
-
-#[derive(Serialize)]
 struct ListEntry<'a> {
     id: &'a str,
     name: &'a str,
@@ -135,14 +118,9 @@ struct ListEntry<'a> {
 
 /// Renders an event. `None` for events that are not messages (`ClientLog`) and for
 /// `RoomList`, which the caller renders once per version with `encode_room_list`.
-pub fn encode(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Option<Encoded> {
+pub fn encode(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Option<String> {
     use serde_json::json;
-    let one = |first: String| {
-        Some(Encoded {
-            first,
-            second: None,
-        })
-    };
+    let one = Some;
     match event {
         Event::Hello { seat } => {
             let id = IdText::new(seat.0);
@@ -252,12 +230,10 @@ pub fn encode(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Option<Encod
     }
 }
 
-/// `room_state`. For a joiner, two adjustments for the stock client (docs/protocol.md,
-/// "Joiners"): the position is the room clock minus the client's own SYNC_LEAD_MS (it adds
-/// that lead before seeking), and in a playing room a `player_event` play at the clock's
-/// position follows at once, with `target_server_ts = server_ts = now`, which resets the
-/// client's sync baseline and replaces its 8 s lock-out with a 2 s one.
-fn room_state(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Encoded {
+/// `room_state`. For a joiner, the position is the room clock minus the stock client's own
+/// SYNC_LEAD_MS (it adds that lead before seeking; docs/protocol.md, "Joiners"). The play
+/// that follows for a joiner of a playing room is a core event of its own.
+fn room_state(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> String {
     let Event::RoomState {
         room,
         seat,
@@ -270,7 +246,7 @@ fn room_state(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Encoded {
         joiner,
     } = event
     else {
-        unreachable!("room_state called with another event")
+        return String::new();
     };
     let (room, seat, host) = (room.to_string(), seat.to_string(), host.to_string());
     let lead = if *joiner {
@@ -288,31 +264,14 @@ fn room_state(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Encoded {
         participant_count: *participants,
         media_id: media_id.as_deref(),
     };
-    let first = render(
+    render(
         "room_state",
         Some(&room),
         Some(&seat),
         Some(payload),
         now,
         *server_ts,
-    );
-    let second = (*joiner && clock.playing).then(|| {
-        let payload = PlayPayload {
-            action: "play",
-            position: clock.position,
-            play_state: "playing",
-            target_server_ts: server_ts.0,
-        };
-        render(
-            "player_event",
-            Some(&room),
-            Some(&host),
-            Some(payload),
-            now,
-            *server_ts,
-        )
-    });
-    Encoded { first, second }
+    )
 }
 
 #[derive(Serialize)]
@@ -490,9 +449,10 @@ mod tests {
         serde_json::from_str(text).expect("valid JSON")
     }
 
-    /// A joiner of a playing room gets the clock minus the client's lead, then a play.
+    /// A joiner's room_state has the clock minus the client's lead (the play that follows is
+    /// a core event, tested in the core's transcripts).
     #[test]
-    fn joiner_room_state_is_adjusted_and_followed_by_play() {
+    fn joiner_room_state_is_adjusted() {
         let event = Event::RoomState {
             room: RoomId(uuid::Uuid::nil()),
             seat: SeatId(uuid::Uuid::nil()),
@@ -508,15 +468,10 @@ mod tests {
             joiner: true,
         };
         let encoded = encode(&event, UnixMillis(5_000), 300).expect("a message");
-        let state = parse(&encoded.first);
+        let state = parse(&encoded);
         assert_eq!(state["payload"]["state"]["position"], 9.7);
         assert_eq!(state["payload"]["state"]["play_state"], "playing");
         assert_eq!(state["server_ts"], 5_000);
-        let play = parse(encoded.second.as_deref().expect("a follow-up play"));
-        assert_eq!(play["payload"]["action"], "play");
-        assert_eq!(play["payload"]["position"], 10.0);
-        assert_eq!(play["payload"]["target_server_ts"], 5_000);
-        assert_eq!(play["server_ts"], 5_000);
     }
 
     /// The pong's server_ts is the midpoint of receive and send.

@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 use tandem::config::CoreConfig;
-use tandem::gateway::{Gateway, Output};
+use tandem::gateway::{Dialect, Gateway, Output};
 use tandem::id::ConnId;
 use tandem::rng::Rng;
 use tandem::time::{Millis, Now, UnixMillis};
@@ -172,7 +172,8 @@ impl Sim {
         });
         self.model.views.insert(conn, View::default());
         self.note(format_args!("{conn} connects"));
-        self.gateway.open(self.now, conn, &mut self.outputs);
+        self.gateway
+            .open(self.now, conn, Dialect::Owp, &mut self.outputs);
         self.deliver()
     }
 
