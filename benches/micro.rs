@@ -56,8 +56,7 @@ fn main() {
         },
     };
     let encode_player = time("encode player_event", n, || {
-        tandem::owp::encode(black_box(&event), UnixMillis(1), 300)
-            .map_or(0, |e| e.len() as u64)
+        tandem::owp::encode(black_box(&event), UnixMillis(1), 300).map_or(0, |e| e.len() as u64)
     });
 
     let fanout = fanout_bench(if quick { 2_000 } else { 50_000 });

@@ -685,9 +685,9 @@ mod docs_tests {
                 "protocol.md lacks {code:?}"
             );
             assert!(
-                protocol.contains(code.message()),
+                protocol.contains(crate::owp::error_message(code)),
                 "protocol.md lacks {:?}",
-                code.message()
+                crate::owp::error_message(code)
             );
         }
     }

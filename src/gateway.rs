@@ -12,8 +12,8 @@ use std::io;
 use tungstenite::Utf8Bytes;
 
 use crate::config::{Config, CoreConfig};
-use crate::core::types::{Capabilities, Command, DecodeError, Event, Json, Outbox};
-use crate::core::{Core, Kind, Listing};
+use crate::core::types::{Capabilities, Command, DecodeError, ErrorCode, Event, Json, Outbox};
+use crate::core::{Core, Kind, Listing, Outcome};
 use crate::id::{ConnId, SeatId};
 use crate::log;
 use crate::net::conn::Stream;
@@ -115,26 +115,31 @@ impl Gateway {
     }
 
     /// A text message arrived.
-    /// Spent from the sender's budget first: past it, the text is dropped unparsed.
-    pub fn text(&mut self, now: Now, conn: ConnId, text: &str, out: &mut Vec<Output>) {
+    /// Spent from the sender's budget first: past it, the text is dropped unparsed. Returns
+    /// what became of it.
+    pub fn text(&mut self, now: Now, conn: ConnId, text: &str, out: &mut Vec<Output>) -> Outcome {
         let kind = owp::kind_hint(text);
+        let mut outcome = Outcome::Refused(ErrorCode::RateLimited);
         if self.core.admit(now, conn, kind, &mut self.outbox) {
             self.decoded += 1;
             let message = owp::decode(text);
             let is_log = matches!(message, Ok(Command::ClientLog { .. }));
             let guessed_wrong = kind == Kind::ClientLog && !is_log;
             if !guessed_wrong || self.core.admit(now, conn, Kind::Other, &mut self.outbox) {
-                self.core.handle(now, conn, message, &mut self.outbox);
+                outcome = self.core.handle(now, conn, message, &mut self.outbox);
             }
         }
         self.render(now, out);
+        outcome
     }
 
     /// A binary message arrived (not part of the protocol).
-    pub fn binary(&mut self, now: Now, conn: ConnId, out: &mut Vec<Output>) {
-        self.core
+    pub fn binary(&mut self, now: Now, conn: ConnId, out: &mut Vec<Output>) -> Outcome {
+        let outcome = self
+            .core
             .receive(now, conn, Err(DecodeError::Binary), &mut self.outbox);
         self.render(now, out);
+        outcome
     }
 
     /// A connection is gone.
@@ -314,10 +319,10 @@ impl Service for Gateway {
         Gateway::open(self, now, conn, dialect, out)
     }
     fn text(&mut self, now: Now, conn: ConnId, text: &str, out: &mut Vec<Output>) {
-        Gateway::text(self, now, conn, text, out)
+        let _ = Gateway::text(self, now, conn, text, out);
     }
     fn binary(&mut self, now: Now, conn: ConnId, _data: &[u8], out: &mut Vec<Output>) {
-        Gateway::binary(self, now, conn, out)
+        let _ = Gateway::binary(self, now, conn, out);
     }
     fn close(&mut self, now: Now, conn: ConnId, out: &mut Vec<Output>) {
         Gateway::close(self, now, conn, out)

@@ -27,11 +27,11 @@ use crate::text;
 use crate::time::{Millis, Now};
 use crate::timer_wheel::TimerWheel;
 use room::{Member, RelayFilter, Room, RoomClock};
-pub use types::Listing;
 use types::{
     reason, Capabilities, Command, ControlMessage, CoreTimer, DecodeError, ErrorCode, Event,
     Outbox, PlayState, RoomSummary,
 };
+pub use types::{Listing, Outcome};
 
 /// A fixed-window message budget (the window starts at the first message after the last one
 /// ended, as the original's does).
@@ -132,6 +132,8 @@ pub struct Core {
     list: ListState,
     /// Connections sent a room list during the current call.
     list_recipients: Vec<ConnId>,
+    /// What became of the command being handled.
+    outcome: Outcome,
     now: Now,
 }
 
@@ -149,6 +151,7 @@ impl Core {
             serial: 0,
             list: ListState::default(),
             list_recipients: Vec::new(),
+            outcome: Outcome::Accepted,
             now: Now::default(),
         }
     }
@@ -191,13 +194,15 @@ impl Core {
         conn: ConnId,
         message: Result<Command, DecodeError>,
         out: &mut Outbox,
-    ) {
+    ) -> Outcome {
         let kind = match message {
             Ok(Command::ClientLog { .. }) => Kind::ClientLog,
             _ => Kind::Other,
         };
         if self.admit(now, conn, kind, out) {
-            self.handle(now, conn, message, out);
+            self.handle(now, conn, message, out)
+        } else {
+            Outcome::Refused(ErrorCode::RateLimited)
         }
     }
 
@@ -212,16 +217,18 @@ impl Core {
         admitted
     }
 
-    /// Handles a message already admitted by `admit`.
+    /// Handles a message already admitted by `admit`, and says what became of it.
     pub fn handle(
         &mut self,
         now: Now,
         conn: ConnId,
         message: Result<Command, DecodeError>,
         out: &mut Outbox,
-    ) {
+    ) -> Outcome {
         self.begin(now);
-        if self.session(conn).is_some() {
+        if self.session(conn).is_none() {
+            self.refuse(ErrorCode::NotInRoom);
+        } else {
             match message {
                 Ok(command) => self.dispatch(conn, command, out),
                 Err(error) => {
@@ -234,7 +241,9 @@ impl Core {
                 }
             }
         }
+        let outcome = self.outcome;
         self.finish(out);
+        outcome
     }
 
     /// Releases table capacity left over from a crowd that has gone: trailing session slots,
@@ -482,6 +491,7 @@ impl Core {
 
     fn begin(&mut self, now: Now) {
         debug_assert!(self.list_recipients.is_empty());
+        self.outcome = Outcome::Accepted;
         // Monotonic time never goes backwards, even if a caller's does.
         self.now = Now {
             mono: now.mono.max(self.now.mono),
@@ -603,8 +613,10 @@ impl Core {
                         received: self.now.wall,
                     },
                 );
+                // The pong is the answer: a lost-room notice does not refuse the ping.
                 if let Some(name) = room.as_deref() {
                     let _ = self.member_room(conn, name, out);
+                    self.outcome = Outcome::Accepted;
                 }
             }
             Command::Chat { room, text } => self.chat(conn, room.as_deref(), &text, out),
@@ -841,7 +853,10 @@ impl Core {
     }
 
     fn ready(&mut self, conn: ConnId, name: Option<&str>, out: &mut Outbox) {
-        let Some(name) = name else { return };
+        let Some(name) = name else {
+            self.refuse(ErrorCode::RoomRequired);
+            return;
+        };
         let Some(key) = self.member_room(conn, name, out) else {
             return;
         };
@@ -854,7 +869,7 @@ impl Core {
 
     fn chat(&mut self, conn: ConnId, name: Option<&str>, raw: &str, out: &mut Outbox) {
         let Some(name) = name else {
-            self.error(conn, None, ErrorCode::ChatRoomRequired, out);
+            self.error(conn, None, ErrorCode::RoomRequired, out);
             return;
         };
         let text = raw.trim();
@@ -894,10 +909,12 @@ impl Core {
         match key {
             Some(key) if self.rooms[key].has(conn) => Some(key),
             Some(_) => {
+                self.refuse(ErrorCode::NotInRoom);
                 self.notify_gone(conn, name, reason::NOT_MEMBER, out);
                 None
             }
             None => {
+                self.refuse(ErrorCode::RoomNotFound);
                 self.notify_gone(conn, name, reason::NOT_FOUND, out);
                 None
             }
@@ -906,7 +923,11 @@ impl Core {
 
     /// The room `conn` hosts and names; a member who is not the host gets `not_host`.
     fn host_room(&mut self, conn: ConnId, name: Option<&str>, out: &mut Outbox) -> Option<usize> {
-        let key = self.member_room(conn, name?, out)?;
+        let Some(name) = name else {
+            self.refuse(ErrorCode::RoomRequired);
+            return None;
+        };
+        let key = self.member_room(conn, name, out)?;
         if self.rooms[key].host != conn {
             let id = self.rooms[key].id;
             self.error(conn, Some(id), ErrorCode::NotHost, out);
@@ -937,7 +958,15 @@ impl Core {
         );
     }
 
+    /// Records that the command being handled is refused (the first reason stands).
+    fn refuse(&mut self, code: ErrorCode) {
+        if self.outcome == Outcome::Accepted {
+            self.outcome = Outcome::Refused(code);
+        }
+    }
+
     fn error(&mut self, conn: ConnId, room: Option<RoomId>, code: ErrorCode, out: &mut Outbox) {
+        self.refuse(code);
         if let Some(session) = self.session(conn) {
             out.unicast(
                 conn,

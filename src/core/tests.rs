@@ -648,3 +648,102 @@ fn lobby_pushes_are_paced_by_bytes() {
         "{pushed} bytes pushed, {allowed} allowed"
     );
 }
+
+/// Every refusal has its code in the core's outcome; what the stock client sees is unchanged.
+#[test]
+fn every_refusal_has_an_outcome() {
+    use crate::core::types::ErrorCode as E;
+    use crate::core::Outcome::{self, Accepted, Refused};
+    let mut h = Harness::with(CoreConfig {
+        rooms_max: 2,
+        room_members_max: 2,
+        ..CoreConfig::default()
+    });
+    let host = h.connect();
+    let guest = h.connect();
+    let third = h.connect();
+    let room = h.create(host, json!({}));
+    h.join(guest, &room);
+    let outcome = |h: &mut Harness, conn: ConnId, text: String| -> Outcome {
+        let mut out = Vec::new();
+        let outcome = h.gateway.text(h.now, conn, &text, &mut out);
+        h.collect(out);
+        h.take(conn);
+        outcome
+    };
+    let gone = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    let play = |room: &str| {
+        json!({"type": "player_event", "room": room, "payload": {"action": "play"}}).to_string()
+    };
+    let cases: Vec<(ConnId, String, Outcome)> = vec![
+        (host, "not json".into(), Refused(E::InvalidMessage)),
+        (
+            host,
+            json!({"type": "dance"}).to_string(),
+            Refused(E::UnknownType),
+        ),
+        (
+            third,
+            json!({"type": "join_room", "room": gone}).to_string(),
+            Refused(E::RoomNotFound),
+        ),
+        (
+            third,
+            json!({"type": "join_room", "room": room}).to_string(),
+            Refused(E::RoomFull),
+        ),
+        (guest, play(&room), Refused(E::NotHost)),
+        (third, play(&room), Refused(E::NotInRoom)),
+        (host, play(gone), Refused(E::RoomNotFound)),
+        (
+            host,
+            json!({"type": "player_event", "payload": {"action": "play"}}).to_string(),
+            Refused(E::RoomRequired),
+        ),
+        (
+            guest,
+            json!({"type": "ready"}).to_string(),
+            Refused(E::RoomRequired),
+        ),
+        (
+            guest,
+            json!({"type": "chat_message", "payload": {"text": "x"}}).to_string(),
+            Refused(E::RoomRequired),
+        ),
+        (
+            guest,
+            json!({"type": "chat_message", "room": room, "payload": {"text": " "}}).to_string(),
+            Refused(E::ChatEmpty),
+        ),
+        (
+            guest,
+            json!({"type": "chat_message", "room": room, "payload": {"text": "x".repeat(501)}})
+                .to_string(),
+            Refused(E::ChatTooLong),
+        ),
+        (
+            guest,
+            json!({"type": "ping", "room": gone, "payload": {}}).to_string(),
+            Accepted,
+        ),
+        (host, play(&room), Accepted),
+        (third, json!({"type": "list_rooms"}).to_string(), Accepted),
+    ];
+    for (conn, text, expected) in cases {
+        assert_eq!(outcome(&mut h, conn, text.clone()), expected, "{text}");
+    }
+    let other = h.connect();
+    h.create(third, json!({}));
+    let create = json!({"type": "create_room", "payload": {}}).to_string();
+    assert_eq!(outcome(&mut h, other, create), Refused(E::RoomsLimit));
+    let mut out = Vec::new();
+    assert_eq!(
+        h.gateway.binary(h.now, other, &mut out),
+        Refused(E::BinaryUnsupported)
+    );
+    for _ in 0..40 {
+        h.gateway.text(h.now, other, "{}", &mut out);
+    }
+    let ping = json!({"type": "ping"}).to_string();
+    assert_eq!(outcome(&mut h, other, ping), Refused(E::RateLimited));
+}

@@ -241,7 +241,8 @@ pub enum DecodeError {
     Binary,
 }
 
-/// Client-visible error causes. Each has a stable code and the original's message text.
+/// Why a command was refused. Each has a stable code; a dialect words it (OpenWatchParty with
+/// the original's message strings).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
     /// Over the per-connection message budget.
@@ -260,8 +261,10 @@ pub enum ErrorCode {
     RoomsLimit,
     /// A playback command from a member who is not the host.
     NotHost,
-    /// Chat without a room.
-    ChatRoomRequired,
+    /// A command names a room the sender is not a member of.
+    NotInRoom,
+    /// A command that needs a room named none (chat, ready, playback).
+    RoomRequired,
     /// Chat text empty after trimming.
     ChatEmpty,
     /// Chat text over 500 characters.
@@ -280,31 +283,15 @@ impl ErrorCode {
             ErrorCode::RoomFull => "room_full",
             ErrorCode::RoomsLimit => "rooms_limit",
             ErrorCode::NotHost => "not_host",
-            ErrorCode::ChatRoomRequired => "room_required",
+            ErrorCode::RoomRequired => "room_required",
+            ErrorCode::NotInRoom => "not_in_room",
             ErrorCode::ChatEmpty => "chat_empty",
             ErrorCode::ChatTooLong => "chat_too_long",
         }
     }
 
-    /// The human message (`payload.message`), as the original words it where it has one.
-    pub fn message(self) -> &'static str {
-        match self {
-            ErrorCode::RateLimited => "Rate limit exceeded",
-            ErrorCode::InvalidMessage => "Invalid message format",
-            ErrorCode::UnknownType => "Unknown message type",
-            ErrorCode::BinaryUnsupported => "Binary messages are not supported",
-            ErrorCode::RoomNotFound => "Room not found",
-            ErrorCode::RoomFull => "Room is full",
-            ErrorCode::RoomsLimit => "Too many rooms",
-            ErrorCode::NotHost => "Only the host can control playback",
-            ErrorCode::ChatRoomRequired => "Room ID required for chat",
-            ErrorCode::ChatEmpty => "Chat message cannot be empty",
-            ErrorCode::ChatTooLong => "Chat message too long (max 500 characters)",
-        }
-    }
-
     /// Every code, for documentation tests.
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::RateLimited,
         ErrorCode::InvalidMessage,
         ErrorCode::UnknownType,
@@ -313,7 +300,8 @@ impl ErrorCode {
         ErrorCode::RoomFull,
         ErrorCode::RoomsLimit,
         ErrorCode::NotHost,
-        ErrorCode::ChatRoomRequired,
+        ErrorCode::NotInRoom,
+        ErrorCode::RoomRequired,
         ErrorCode::ChatEmpty,
         ErrorCode::ChatTooLong,
     ];
@@ -466,6 +454,15 @@ pub enum Event {
     },
     /// A client debug line for the server log (not sent to anyone).
     ClientLog { category: String, message: String },
+}
+
+/// What became of one command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done (possibly with nothing to tell anyone).
+    Accepted,
+    /// Refused; the sender may have been told (OpenWatchParty: an `error` or a `room_closed`).
+    Refused(ErrorCode),
 }
 
 /// Where the core writes its decisions during one call.

@@ -7,7 +7,7 @@
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::core::types::{Command, Event, Json, Relay};
+use crate::core::types::{Command, ErrorCode, Event, Json, Relay};
 use crate::core::Listing;
 use crate::id::SeatId;
 use crate::time::UnixMillis;
@@ -202,7 +202,7 @@ pub fn encode(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Option<Strin
             "error",
             room.map(|r| IdText::new(r.0)).as_ref().map(IdText::as_str),
             Some(IdText::new(seat.0).as_str()),
-            Some(json!({ "message": code.message(), "code": code.code() })),
+            Some(json!({ "message": error_message(*code), "code": code.code() })),
             now,
             now,
         )),
@@ -437,6 +437,24 @@ pub fn encode_command(command: &Command, room: Option<&str>, ts: u64) -> String 
         ts,
     };
     serde_json::to_string(&message).unwrap_or_default()
+}
+
+/// An error's `payload.message`, as the original words it where it has one.
+pub fn error_message(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::RateLimited => "Rate limit exceeded",
+        ErrorCode::InvalidMessage => "Invalid message format",
+        ErrorCode::UnknownType => "Unknown message type",
+        ErrorCode::BinaryUnsupported => "Binary messages are not supported",
+        ErrorCode::RoomNotFound => "Room not found",
+        ErrorCode::RoomFull => "Room is full",
+        ErrorCode::RoomsLimit => "Too many rooms",
+        ErrorCode::NotHost => "Only the host can control playback",
+        ErrorCode::RoomRequired => "Room ID required for chat",
+        ErrorCode::NotInRoom => "You are not in this room",
+        ErrorCode::ChatEmpty => "Chat message cannot be empty",
+        ErrorCode::ChatTooLong => "Chat message too long (max 500 characters)",
+    }
 }
 
 #[cfg(test)]
