@@ -130,6 +130,12 @@ impl Gateway {
             }
         }
         self.render(now, out);
+        // Past its message budget, a sender is not read until the budget refills: what it
+        // sends meanwhile waits in the kernel (TCP pushes back) instead of being read and
+        // dropped. A client_log past its own budget does not pause the rest.
+        if let Some(until) = self.core.over_budget_until(conn) {
+            out.push(Output::Pause { conn, until });
+        }
         outcome
     }
 

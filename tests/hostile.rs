@@ -95,6 +95,29 @@ impl Rig {
         self.peers[who].client.write_all(bytes).expect("send");
     }
 
+    /// Sends `frame` if the pipe takes all of it; false (nothing sent) if it would not.
+    fn offer_whole(&mut self, who: usize, frame: &[u8]) -> bool {
+        let room = self.peers[who].client.knobs().window;
+        let unread = self.peers[who].server.readable_bytes();
+        if unread + frame.len() > room {
+            return false;
+        }
+        self.peers[who]
+            .client
+            .write_all(frame)
+            .expect("room was checked");
+        true
+    }
+
+    /// Sends as much of `bytes` as the pipe takes (a client that is not being read blocks).
+    fn offer(&mut self, who: usize, bytes: &[u8]) -> usize {
+        match self.peers[who].client.write(bytes) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(e) => panic!("offer: {e}"),
+        }
+    }
+
     fn read(&mut self, who: usize) -> Vec<u8> {
         self.peers[who].client.handle().drain()
     }
@@ -134,25 +157,26 @@ fn ping_message() -> Vec<u8> {
 }
 
 /// A client that sends pings and never reads is owed one pong, not one per ping: the server
-/// keeps its queue within the cap (the pongs coalesce) and keeps serving another client.
+/// keeps its queue within the cap (the pongs coalesce), reads no more than the message rate
+/// of pings a second from it (then lets TCP push back), and keeps serving another client.
 #[test]
 fn ping_flood_without_reading_stays_bounded() {
     let net = NetConfig::default();
     let cap = net.outbox_bytes_max;
+    let budget = net.read_bytes_per_turn_max;
+    let rate = CoreConfig::default().messages_per_second_max as usize;
     let mut rig = Rig::new(net);
     let flooder = rig.connect(4 << 10);
     let canary = rig.connect(1 << 20);
     rig.read(canary);
     let ping = frame(0x89, &[7; 125]);
-    let mut burst = Vec::new();
-    for _ in 0..1_000 {
-        burst.extend_from_slice(&ping);
-    }
-    for round in 0..100 {
+    let rounds = 100;
+    for round in 0..rounds {
         // 100 ms a round: the canary stays within its rate limit, the flooder within the
         // write-stall deadline (it is not reading, so it would be evicted at 15 s).
         rig.now = rig.now.plus(100);
-        rig.send(flooder, &burst);
+        // Whole pings, as many as the pipe takes (the stream must stay well-formed).
+        while rig.offer_whole(flooder, &ping) {}
         rig.send(canary, &ping_message());
         rig.settle();
         let queued = rig.engine.queued_max();
@@ -168,6 +192,16 @@ fn ping_flood_without_reading_stays_bounded() {
         );
     }
     assert_eq!(rig.engine.websockets(), 2, "nobody was evicted");
+    // Per second: the pings of the rate and one more, plus what one turn's budget had
+    // already read past them.
+    let seconds = rounds / 10 + 1;
+    let taken = rig.taken_from(flooder);
+    let allowed = seconds * ((rate + 1) * ping.len() + budget);
+    assert!(
+        taken <= allowed,
+        "read {taken} bytes of pings, at most {allowed} expected"
+    );
+    assert!(rig.engine.stats().paused >= 10);
 }
 
 /// A message larger than the read chunk leaves no large buffer behind: once the socket is
@@ -239,9 +273,64 @@ fn large_senders_share_the_turn() {
         reply.windows(6).any(|w| w == b"\"pong\""),
         "the canary waited behind the streamer"
     );
+    // The next turn drives it from the carry-over list; a readiness event in the same turn
+    // must not start a second budget.
+    let before = rig.taken_from(streamer);
+    let mut reaped = Vec::new();
+    rig.engine.begin_turn(rig.now);
+    rig.engine
+        .ready(rig.now, rig.peers[streamer].id, true, true);
+    rig.engine
+        .ready(rig.now, rig.peers[streamer].id, true, true);
+    rig.engine.end_turn(rig.now, &mut reaped);
+    let taken = rig.taken_from(streamer) - before;
+    assert!(
+        taken <= budget + chunk,
+        "{taken} bytes read from one client in one turn driven three times"
+    );
     rig.settle();
     assert_eq!(
         rig.taken_from(streamer),
         rig.peers[streamer].client.handle().written_total() as usize
     );
+}
+
+/// A client past its message rate is not read for the rest of its second: what it sends
+/// meanwhile waits in its socket, not in the server's CPU.
+#[test]
+fn over_rate_sender_is_not_read() {
+    let mut rig = Rig::new(NetConfig::default());
+    let rate = CoreConfig::default().messages_per_second_max as usize;
+    let streamer = rig.connect(1 << 20);
+    let text = format!(
+        r#"{{"type":"chat_message","payload":{{"text":"{}"}}}}"#,
+        "z".repeat(20_000)
+    );
+    let message = frame(0x81, text.as_bytes());
+    let seconds = 5;
+    // Whole frames only: what the pipe did not take is offered again first.
+    let mut pending: Vec<u8> = Vec::new();
+    for _ in 0..seconds * 10 {
+        rig.now = rig.now.plus(100);
+        loop {
+            if pending.is_empty() {
+                pending.extend_from_slice(&message);
+            }
+            let n = rig.offer(streamer, &pending);
+            pending.drain(..n);
+            if !pending.is_empty() {
+                break;
+            }
+        }
+        rig.settle();
+    }
+    let taken = rig.taken_from(streamer);
+    let budget = NetConfig::default().read_bytes_per_turn_max;
+    let allowed = (seconds + 1) * ((rate + 1) * message.len() + budget);
+    assert!(
+        taken <= allowed,
+        "read {taken} bytes, at most {allowed} expected"
+    );
+    assert!(rig.engine.stats().paused >= seconds as u64);
+    assert_eq!(rig.engine.websockets(), 1, "paused, not closed");
 }

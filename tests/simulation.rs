@@ -423,32 +423,48 @@ fn idle_client_is_closed_and_a_responsive_one_stays() {
 }
 
 /// A flood of pings, read or not: at most one pong per ping, no eviction, no growth in what
-/// the server writes, and the connection still answers afterwards.
+/// the server writes, pings read no faster than the message rate (the connection is paused
+/// for the rest of a second past it), and the connection still answers afterwards.
 #[test]
 fn ping_flood_is_answered_within_bounds() {
     let mut net = SimNet::new(net_config());
     let mut peer = net.connect();
+    let rate = net_config().core.messages_per_second_max as u64;
+    let pings = 200u32;
     for reading in [true, false] {
         let knobs = net.server_end(peer.id).knobs();
         let window = if reading { knobs.window } else { 1 << 10 };
         net.server_end(peer.id).set_knobs(Knobs { window, ..knobs });
         let before = (net.server_end(peer.id).written_total(), peer.pongs);
-        for i in 0..2_000u32 {
+        let paused = net.engine.stats().paused;
+        for i in 0..pings {
             let _ = peer.ws.write(Message::Ping(vec![i as u8; 100].into()));
         }
         let _ = peer.ws.flush();
-        net.settle();
-        if reading {
-            peer.pump();
+        // Ten seconds (under the write-stall deadline of a client that is not reading): at
+        // the rate, every ping is read within them.
+        for _ in 0..10 {
+            net.advance(1_000);
+            if reading {
+                peer.pump();
+            }
         }
         net.settle();
         peer.pump();
         let pongs = peer.pongs - before.1;
         let written = net.server_end(peer.id).written_total() - before.0;
-        assert!((1..=2_000).contains(&pongs), "{pongs} pongs for 2000 pings");
         assert!(
-            written <= 2_000 * 102 + 1_024,
-            "{written} bytes for 2000 pings"
+            (1..=pings as usize).contains(&pongs),
+            "{pongs} pongs for {pings} pings"
+        );
+        assert!(
+            written <= u64::from(pings) * 102 + 1_024,
+            "{written} bytes for {pings} pings"
+        );
+        let pauses = net.engine.stats().paused - paused;
+        assert!(
+            pauses >= u64::from(pings) / (rate + 1),
+            "{pauses} pauses for {pings} pings at {rate} a second"
         );
         assert_eq!(
             (peer.ending.clone(), net.engine.stats().evicted),

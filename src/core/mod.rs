@@ -217,6 +217,14 @@ impl Core {
         admitted
     }
 
+    /// When `conn`'s message budget refills, if it sent past it: the shell may stop reading
+    /// it until then.
+    pub fn over_budget_until(&self, conn: ConnId) -> Option<Millis> {
+        let session = self.session(conn)?;
+        let budget = &session.messages;
+        (budget.count > self.config.messages_per_second_max).then(|| budget.window_start + 1_000)
+    }
+
     /// Handles a message already admitted by `admit`, and says what became of it.
     pub fn handle(
         &mut self,

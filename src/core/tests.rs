@@ -46,7 +46,7 @@ impl Harness {
                     self.inbox
                         .push((conn, serde_json::from_str(text.as_str()).expect("JSON")))
                 }
-                Output::SendBinary { .. } | Output::Close { .. } => {}
+                Output::SendBinary { .. } | Output::Close { .. } | Output::Pause { .. } => {}
             }
         }
         self.gateway.core().check_invariants();

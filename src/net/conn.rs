@@ -96,6 +96,18 @@ pub struct Conn<S> {
     pub proxied: bool,
     /// The client's address (the one a trusted proxy names, once known).
     pub peer: Option<IpAddr>,
+    /// Already in the engine's carry-over list.
+    pub carried: bool,
+    /// The turn whose read budget this connection is spending.
+    pub budget_turn: u64,
+    /// Messages it may still be read this turn.
+    pub messages_left: usize,
+    /// Not read until then (it sent past its rate).
+    pub paused_until: Option<Millis>,
+    /// WebSocket pings in the current second, and when that second began.
+    pub pings: u32,
+    /// Start of the current ping-counting second.
+    pub pings_since: Millis,
     /// Already on this turn's flush list.
     pub dirty: bool,
     /// Since when the socket has taken none of the bytes owed to it.
@@ -122,6 +134,12 @@ impl<S> Conn<S> {
             address: None,
             proxied: false,
             peer: None,
+            carried: false,
+            budget_turn: u64::MAX,
+            messages_left: 0,
+            paused_until: None,
+            pings: 0,
+            pings_since: now,
             dirty: false,
             stalled_since: None,
             freed_bytes: 0,

@@ -63,6 +63,8 @@ enum ShellTimer {
     Handshake,
     Idle,
     Closing,
+    /// A pause (`pause`) is over.
+    Resume,
 }
 
 /// Counters for logs and benches.
@@ -83,6 +85,8 @@ pub struct EngineStats {
     pub read_buffers_released: u64,
     /// Connections refused (429) or dropped for their address's limits.
     pub address_refusals: u64,
+    /// Times a connection was paused for sending past its rate.
+    pub paused: u64,
 }
 
 /// The transport of every connection, and the service behind it.
@@ -97,6 +101,8 @@ pub struct Engine<S, A: Service> {
     outputs: Vec<Output<A::Deferred>>,
     dirty: Vec<ConnId>,
     carry: Vec<ConnId>,
+    /// Turns begun: a connection's read budget is per turn, however often it is driven.
+    turn: u64,
     /// Connections driven, flushed or timed this turn: the only ones that can have died, so
     /// reaping never scans the whole slab.
     touched: Vec<ConnId>,
@@ -130,6 +136,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
             outputs: Vec::new(),
             dirty: Vec::new(),
             carry: Vec::new(),
+            turn: 0,
             touched: Vec::new(),
             clock,
             addresses: Addresses::new(address_limits),
@@ -274,6 +281,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
 
     /// Fires due timers and re-drives connections carried over from the last turn.
     pub fn begin_turn(&mut self, now: Now) {
+        self.turn = self.turn.wrapping_add(1);
         self.addresses.sweep(now.mono);
         self.gateway.advance(now, &mut self.outputs);
         self.apply_outputs(now);
@@ -283,6 +291,9 @@ impl<S: Stream, A: Service> Engine<S, A> {
             self.timer(now, id, timer);
         }
         for id in std::mem::take(&mut self.carry) {
+            if let Some(conn) = self.conn_mut(id) {
+                conn.carried = false;
+            }
             self.drive(now, id);
         }
     }
@@ -380,6 +391,37 @@ impl<S: Stream, A: Service> Engine<S, A> {
 
     fn conn_mut(&mut self, id: ConnId) -> Option<&mut Conn<S>> {
         self.conns.get_mut(id.index as usize).filter(|c| c.id == id)
+    }
+
+    /// Drives `id` again next turn (once, however often it is asked).
+    fn carry(&mut self, id: ConnId) {
+        if let Some(conn) = self.conn_mut(id) {
+            if !conn.carried {
+                conn.carried = true;
+                self.carry.push(id);
+            }
+        }
+    }
+
+    /// Starts `id`'s read budget for this turn, unless it was already started: bytes and
+    /// messages are per turn, not per drive. Returns the messages left.
+    fn turn_budget(&mut self, id: ConnId) -> usize {
+        let (turn, bytes, messages) = (
+            self.turn,
+            self.config.net.read_bytes_per_turn_max,
+            self.config.net.messages_per_turn_max,
+        );
+        let Some(conn) = self.conn_mut(id) else {
+            return 0;
+        };
+        if conn.budget_turn != turn {
+            conn.budget_turn = turn;
+            conn.messages_left = messages;
+            if let Phase::Open { ws } | Phase::Closing { ws } = &mut conn.phase {
+                ws.get_mut().set_read_budget(bytes);
+            }
+        }
+        conn.messages_left
     }
 
     fn mark_dirty(&mut self, id: ConnId) {
@@ -637,18 +679,23 @@ impl<S: Stream, A: Service> Engine<S, A> {
             }
         }
         if conn.readable {
-            self.carry.push(id);
+            self.carry(id);
         }
         false
     }
 
-    /// Reads up to the per-turn budget of messages and bytes and hands them to the gateway.
+    /// Reads up to the per-turn budget of messages and bytes and hands them to the service.
+    /// A connection paused (past its rate) is not read until its pause ends.
     fn drive_open(&mut self, now: Now, id: ConnId) -> bool {
-        let bytes_max = self.config.net.read_bytes_per_turn_max;
-        if let Some(Phase::Open { ws }) = self.conn_mut(id).map(|c| &mut c.phase) {
-            ws.get_mut().set_read_budget(bytes_max);
+        if self
+            .conn_mut(id)
+            .and_then(|c| c.paused_until)
+            .is_some_and(|until| now.mono < until)
+        {
+            return false;
         }
-        for _ in 0..self.config.net.messages_per_turn_max {
+        let allowed = self.turn_budget(id);
+        for _ in 0..allowed {
             let Some(conn) = self.conn_mut(id) else {
                 return false;
             };
@@ -662,9 +709,13 @@ impl<S: Stream, A: Service> Engine<S, A> {
             match result {
                 Ok(message) => {
                     conn.heard_at = now.mono;
+                    conn.messages_left = conn.messages_left.saturating_sub(1);
                     // Reading may queue an automatic pong or close reply: flush this turn.
                     self.mark_dirty(id);
                     self.on_message(now, id, message);
+                    if self.conn_mut(id).is_some_and(|c| c.paused_until.is_some()) {
+                        return false;
+                    }
                 }
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                     let Phase::Open { ws } = &mut conn.phase else {
@@ -686,8 +737,22 @@ impl<S: Stream, A: Service> Engine<S, A> {
             }
         }
         // Budget spent: let others have their turn, come back next turn.
-        self.carry.push(id);
+        self.carry(id);
         false
+    }
+
+    /// Stops reading `id` until `until`: the kernel's buffers fill and the sender waits,
+    /// instead of the server reading and discarding what it sends past its rate.
+    fn pause(&mut self, id: ConnId, until: Millis) {
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
+        if conn.paused_until.is_some_and(|p| p >= until) {
+            return;
+        }
+        conn.paused_until = Some(until);
+        self.stats.paused += 1;
+        self.wheel.insert(until, (id, ShellTimer::Resume));
     }
 
     /// After a message larger than the read chunk, tungstenite's input buffer stays at that
@@ -749,7 +814,24 @@ impl<S: Stream, A: Service> Engine<S, A> {
                     (id, ShellTimer::Closing),
                 );
             }
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+            Message::Ping(_) => {
+                // Pings share the message rate: past it, the connection is not read for the
+                // rest of its second (its pongs are coalesced anyway).
+                let rate = self.config.core.messages_per_second_max;
+                let Some(conn) = self.conn_mut(id) else {
+                    return;
+                };
+                if now.mono.since(conn.pings_since) >= 1_000 {
+                    conn.pings_since = now.mono;
+                    conn.pings = 0;
+                }
+                conn.pings = conn.pings.saturating_add(1);
+                if conn.pings > rate {
+                    let until = conn.pings_since + 1_000;
+                    self.pause(id, until);
+                }
+            }
+            Message::Pong(_) | Message::Frame(_) => {}
         }
     }
 
@@ -776,7 +858,6 @@ impl<S: Stream, A: Service> Engine<S, A> {
     /// After a closing handshake started: keep reading until tungstenite reports the end, or
     /// (after a fatal read error, when the stream is mid-frame) discard raw bytes until EOF.
     fn drive_closing(&mut self, id: ConnId) -> bool {
-        let budget = self.config.net.read_bytes_per_turn_max;
         let Some(conn) = self.conn_mut(id) else {
             return false;
         };
@@ -786,8 +867,8 @@ impl<S: Stream, A: Service> Engine<S, A> {
         if !ws.can_read() || ws.get_config().max_frame_size == Some(0) {
             return self.drive_drain(id);
         }
-        ws.get_mut().set_read_budget(budget);
-        for _ in 0..self.config.net.messages_per_turn_max {
+        let allowed = self.turn_budget(id);
+        for _ in 0..allowed {
             let Some(conn) = self.conn_mut(id) else {
                 return false;
             };
@@ -795,7 +876,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
                 return false;
             };
             match ws.read() {
-                Ok(_) => {}
+                Ok(_) => conn.messages_left = conn.messages_left.saturating_sub(1),
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                     if ws.get_mut().take_starved() {
                         break;
@@ -811,7 +892,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
                 }
             }
         }
-        self.carry.push(id);
+        self.carry(id);
         false
     }
 
@@ -931,6 +1012,10 @@ impl<S: Stream, A: Service> Engine<S, A> {
                 self.drive(now, id);
             }
             (ShellTimer::Handshake, Phase::Respond { .. }) => conn.die(),
+            (ShellTimer::Resume, _) if conn.paused_until.is_some_and(|until| now.mono >= until) => {
+                conn.paused_until = None;
+                self.drive(now, id);
+            }
             (ShellTimer::Closing, Phase::Closing { .. } | Phase::Drain { .. }) => conn.die(),
             (ShellTimer::Idle, Phase::Open { .. }) => {
                 let silent = now.mono.since(conn.heard_at);
@@ -972,6 +1057,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
                     // Out at once: the send instant is part of the clock sync.
                     self.flush(now, conn);
                 }
+                Output::Pause { conn, until } => self.pause(conn, until),
                 Output::Close { conn, code, reason } => {
                     // The service has let go of it already: it is not told again.
                     if let Some(c) = self.conn_mut(conn) {

@@ -46,6 +46,14 @@ pub enum Output<D> {
         /// What to render.
         frame: D,
     },
+    /// Stop reading from `conn` until `until` (it sent past its rate: the kernel's buffers
+    /// push back on the sender instead of the server reading and discarding).
+    Pause {
+        /// The connection.
+        conn: ConnId,
+        /// When reading resumes.
+        until: Millis,
+    },
     /// Start a closing handshake with `conn` (the service has already forgotten it: `close`
     /// is not called for it).
     Close {
