@@ -28,8 +28,8 @@ use crate::time::{Millis, Now};
 use crate::timer_wheel::TimerWheel;
 use room::{Member, RelayFilter, Room, RoomClock};
 use types::{
-    reason, Capabilities, Command, ControlMessage, CoreTimer, DecodeError, ErrorCode, Event,
-    Outbox, PlayState, RoomSummary,
+    reason, Capabilities, Command, ControlMessage, CoreTimer, Credential, DecodeError, ErrorCode,
+    Event, Identity, Outbox, PlayState, RoomSummary,
 };
 pub use types::{Listing, Outcome};
 
@@ -92,6 +92,8 @@ struct Session {
     gone_notified: Vec<u64>,
     messages: Budget,
     client_logs: Budget,
+    /// Who it is, as admitted.
+    identity: Identity,
 }
 
 #[derive(Debug, Default)]
@@ -179,6 +181,7 @@ impl Core {
             gone_notified: Vec::new(),
             messages: Budget::default(),
             client_logs: Budget::default(),
+            identity: Identity::Anonymous,
         });
         self.session_count += 1;
         out.unicast(conn, Event::Hello { seat });
@@ -583,8 +586,8 @@ impl Core {
                 user_name,
                 user_id,
                 follows_schedule,
-                token,
-            } => self.identify(conn, user_name, user_id, follows_schedule, token, out),
+                credential,
+            } => self.identify(conn, user_name, user_id, follows_schedule, credential, out),
             Command::ListRooms => self.send_room_list(conn, out),
             Command::CreateRoom {
                 name,
@@ -644,7 +647,7 @@ impl Core {
         user_name: Option<String>,
         user_id: Option<String>,
         follows_schedule: Option<bool>,
-        token: bool,
+        credential: Option<Credential>,
         out: &mut Outbox,
     ) {
         let Some(session) = self.session_mut(conn) else {
@@ -659,11 +662,22 @@ impl Core {
         if let Some(follows) = follows_schedule {
             session.caps.follows_schedule = follows;
         }
-        if token {
-            // Auth is disabled: any token is accepted, as the original does, and the reply
-            // carries the display name the connection already has.
-            let (seat, user_name) = (session.seat, session.user_name.clone());
-            out.unicast(conn, Event::AuthSuccess { seat, user_name });
+        match credential {
+            None => {}
+            Some(Credential::Accepted(identity)) => {
+                if let Identity::Verified { name, .. } = &identity {
+                    if let Some(name) = text::display_name(name) {
+                        session.user_name = name;
+                    }
+                }
+                session.identity = identity;
+                let (seat, user_name) = (session.seat, session.user_name.clone());
+                out.unicast(conn, Event::AuthSuccess { seat, user_name });
+            }
+            // A token the edge did not check is never taken on trust.
+            Some(Credential::Refused | Credential::Token(_)) => {
+                self.error(conn, None, ErrorCode::AuthFailed, out);
+            }
         }
     }
 

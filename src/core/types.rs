@@ -152,6 +152,32 @@ pub struct Report {
     pub relay: Relay,
 }
 
+/// Who a connection is, as the core admits it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Identity {
+    /// Nobody vouched for it: its name is whatever it declares.
+    #[default]
+    Anonymous,
+    /// Vouched for by the edge's auth step (a verified token): who, and under which name.
+    Verified {
+        /// The stable subject (the token's `sub`).
+        subject: String,
+        /// The display name the token gives.
+        name: String,
+    },
+}
+
+/// A credential as a decoder found it, and what the edge's auth step made of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credential {
+    /// A token as presented, not yet checked (the core never admits one).
+    Token(String),
+    /// Checked at the edge: the identity it proves.
+    Accepted(Identity),
+    /// Checked at the edge: refused.
+    Refused,
+}
+
 /// A decoded client request, dialect-free.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
@@ -163,8 +189,8 @@ pub enum Command {
         user_id: Option<String>,
         /// Declared scheduling capability.
         follows_schedule: Option<bool>,
-        /// Whether a token was presented.
-        token: bool,
+        /// A credential, if one was presented (checked by the edge before the core sees it).
+        credential: Option<Credential>,
     },
     /// Send me the room list.
     ListRooms,
@@ -263,6 +289,8 @@ pub enum ErrorCode {
     NotHost,
     /// A command names a room the sender is not a member of.
     NotInRoom,
+    /// A credential was refused.
+    AuthFailed,
     /// A command that needs a room named none (chat, ready, playback).
     RoomRequired,
     /// Chat text empty after trimming.
@@ -285,13 +313,14 @@ impl ErrorCode {
             ErrorCode::NotHost => "not_host",
             ErrorCode::RoomRequired => "room_required",
             ErrorCode::NotInRoom => "not_in_room",
+            ErrorCode::AuthFailed => "auth_failed",
             ErrorCode::ChatEmpty => "chat_empty",
             ErrorCode::ChatTooLong => "chat_too_long",
         }
     }
 
     /// Every code, for documentation tests.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::RateLimited,
         ErrorCode::InvalidMessage,
         ErrorCode::UnknownType,
@@ -301,6 +330,7 @@ impl ErrorCode {
         ErrorCode::RoomsLimit,
         ErrorCode::NotHost,
         ErrorCode::NotInRoom,
+        ErrorCode::AuthFailed,
         ErrorCode::RoomRequired,
         ErrorCode::ChatEmpty,
         ErrorCode::ChatTooLong,

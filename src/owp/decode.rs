@@ -5,7 +5,7 @@ use serde_json::value::RawValue;
 
 use crate::core::room::valid_position;
 use crate::core::types::{
-    Command, Control, ControlAction, DecodeError, Json, PlayState, Relay, Report,
+    Command, Control, ControlAction, Credential, DecodeError, Json, PlayState, Relay, Report,
 };
 use crate::core::Kind;
 
@@ -123,7 +123,7 @@ pub fn decode(text: &str) -> Result<Command, DecodeError> {
             user_name: string(fields.user_name),
             user_id: string(fields.user_id),
             follows_schedule: boolean(fields.scheduled),
-            token: string(fields.token).is_some(),
+            credential: string(fields.token).map(Credential::Token),
         },
         "list_rooms" => Command::ListRooms,
         "create_room" => Command::CreateRoom {

@@ -7,7 +7,7 @@
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::core::types::{Command, ErrorCode, Event, Json, Relay};
+use crate::core::types::{Command, Credential, ErrorCode, Event, Json, Relay};
 use crate::core::Listing;
 use crate::id::SeatId;
 use crate::time::UnixMillis;
@@ -367,13 +367,20 @@ pub fn encode_command(command: &Command, room: Option<&str>, ts: u64) -> String 
             user_name,
             user_id,
             follows_schedule,
-            token,
-        } => (
-            "auth",
-            None,
-            to_raw(json!({ "user_name": user_name, "user_id": user_id,
-                           "scheduled": follows_schedule, "token": token.then_some("token") })),
-        ),
+            credential,
+        } => {
+            // Only a presented token has a wire form; the edge's verdicts do not.
+            let token = match credential {
+                Some(Credential::Token(token)) => Some(token.as_str()),
+                _ => None,
+            };
+            (
+                "auth",
+                None,
+                to_raw(json!({ "user_name": user_name, "user_id": user_id,
+                               "scheduled": follows_schedule, "token": token })),
+            )
+        }
         Command::ListRooms => ("list_rooms", None, to_raw(json!({}))),
         Command::CreateRoom {
             name,
@@ -452,6 +459,7 @@ pub fn error_message(code: ErrorCode) -> &'static str {
         ErrorCode::NotHost => "Only the host can control playback",
         ErrorCode::RoomRequired => "Room ID required for chat",
         ErrorCode::NotInRoom => "You are not in this room",
+        ErrorCode::AuthFailed => "Authentication failed",
         ErrorCode::ChatEmpty => "Chat message cannot be empty",
         ErrorCode::ChatTooLong => "Chat message too long (max 500 characters)",
     }

@@ -10,8 +10,8 @@
 
 use tandem::config::CoreConfig;
 use tandem::core::types::{
-    Capabilities, Command, Control, ControlAction, DecodeError, Event, Json, Outbox, PlayState,
-    Relay, Report,
+    Capabilities, Command, Control, ControlAction, Credential, DecodeError, Event, Identity, Json,
+    Outbox, PlayState, Relay, Report,
 };
 use tandem::core::Core;
 use tandem::id::{ConnId, RoomId};
@@ -287,7 +287,15 @@ pub fn build_command(input: &mut Bytes<'_>, rooms: &[String]) -> Command {
             user_name: maybe_text(input),
             user_id: maybe_text(input),
             follows_schedule: input.pick(&[None, Some(true), Some(false)]),
-            token: input.flag(),
+            credential: match input.below(4) {
+                0 => None,
+                1 => Some(Credential::Token("t".into())),
+                2 => Some(Credential::Refused),
+                _ => Some(Credential::Accepted(Identity::Verified {
+                    subject: "s".into(),
+                    name: maybe_text(input).unwrap_or_default(),
+                })),
+            },
         },
         1 => Command::ListRooms,
         2 => Command::CreateRoom {
