@@ -114,7 +114,7 @@ impl Default for NetConfig {
             socket_send_buffer_bytes: 64 << 10,
             write_stall_timeout_ms: 15_000,
             messages_per_turn_max: 32,
-            read_bytes_per_turn_max: 16 << 10,
+            read_bytes_per_turn_max: 8 << 10,
             accepts_per_turn_max: 256,
             accept_retry_ms: 100,
             memory_release_after_bytes: 256 << 10,
@@ -391,7 +391,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         env: "READ_BYTES_PER_TURN",
         help: "bytes read from one connection per loop turn before others get their turn",
-        default: "16384",
+        default: "8192",
         apply: number!(net.read_bytes_per_turn_max),
     },
     Setting {

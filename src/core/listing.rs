@@ -1,0 +1,141 @@
+//! The room list: what the lobby sees, in which order, how big, and how often it is pushed.
+
+use super::*;
+
+#[derive(Debug, Default)]
+pub(super) struct ListState {
+    pub(super) version: u64,
+    pub(super) flush_scheduled: bool,
+    pub(super) last_push: Option<Millis>,
+    /// Least spacing after the last push, from its size (see `flush_room_list`).
+    pub(super) spacing_ms: u64,
+    /// The listing of the latest version computed.
+    pub(super) cache: Option<Arc<Listing>>,
+    /// A room list was sent during the current call (`finish` fills it in).
+    pub(super) sent_this_call: bool,
+}
+
+/// A room's list entry.
+pub(super) fn summary(room: &Room) -> RoomSummary {
+    RoomSummary {
+        id: room.id,
+        name: room.name.clone(),
+        count: room.members.len(),
+        media_id: room.media_id.clone(),
+    }
+}
+
+/// What a `room_list` message holds besides its entries, at most (type, total, timestamps).
+pub const LISTING_ENVELOPE_BYTES: usize = 128;
+
+impl Core {
+    /// Every room, in creation order (for tests and checks; clients get `listing`).
+    pub fn room_list(&self) -> Vec<RoomSummary> {
+        let mut rooms: Vec<(u64, RoomSummary)> = self
+            .rooms
+            .iter()
+            .map(|(_, room)| (room.serial, summary(room)))
+            .collect();
+        rooms.sort_by_key(|(serial, _)| *serial);
+        rooms.into_iter().map(|(_, summary)| summary).collect()
+    }
+
+    /// The room list as clients get it: rooms with more members first, then the newest, at
+    /// most `room_list_max` entries whose size (`RoomSummary::bytes_max`) adds up to at most
+    /// `room_list_bytes_max`, with the number of rooms that exist.
+    pub fn listing(&self) -> Listing {
+        let mut order: Vec<(usize, u64, usize)> = self
+            .rooms
+            .iter()
+            .map(|(key, room)| (room.members.len(), room.serial, key))
+            .collect();
+        order.sort_unstable_by_key(|&(members, serial, _)| std::cmp::Reverse((members, serial)));
+        let mut listing = Listing {
+            version: self.list.version,
+            rooms: Vec::new(),
+            total: self.rooms.len(),
+            bytes_max: LISTING_ENVELOPE_BYTES,
+        };
+        for (_, _, key) in order.into_iter().take(self.config.room_list_max) {
+            let Some(room) = self.rooms.get(key) else {
+                continue;
+            };
+            let entry = summary(room);
+            let bytes = listing.bytes_max.saturating_add(entry.bytes_max());
+            if bytes > self.config.room_list_bytes_max {
+                break;
+            }
+            listing.bytes_max = bytes;
+            listing.rooms.push(entry);
+        }
+        listing
+    }
+
+    pub(super) fn send_room_list(&mut self, conn: ConnId, out: &mut Outbox) {
+        // The listing is filled in by `finish`, from the state at the end of the call.
+        out.unicast(
+            conn,
+            Event::RoomList {
+                listing: Arc::default(),
+            },
+        );
+        self.list_recipients.push(conn);
+        self.list.sent_this_call = true;
+    }
+
+    /// The listing at the current version, computed once per version.
+    pub(super) fn current_listing(&mut self) -> Arc<Listing> {
+        match &self.list.cache {
+            Some(listing) if listing.version == self.list.version => listing.clone(),
+            _ => {
+                let listing = Arc::new(self.listing());
+                self.list.cache = Some(listing.clone());
+                listing
+            }
+        }
+    }
+
+    pub(super) fn list_changed(&mut self) {
+        self.list.version += 1;
+        if self.list.flush_scheduled {
+            return;
+        }
+        let spacing = self.config.room_list_interval_ms.max(self.list.spacing_ms);
+        let earliest = self.list.last_push.map_or(Millis(0), |t| t + spacing);
+        self.timers
+            .insert(earliest.max(self.now.mono), CoreTimer::RoomListFlush);
+        self.list.flush_scheduled = true;
+    }
+
+    /// Pushes the list to every lobby connection whose copy is out of date: at most once per
+    /// interval, however many changes happened, so mass disconnects cost O(N), not O(N²).
+    /// The next push waits long enough for this one to stay within
+    /// `lobby_push_bytes_per_sec` (bytes pushed to the whole lobby), whatever the churn.
+    pub(super) fn flush_room_list(&mut self, out: &mut Outbox) {
+        self.list.flush_scheduled = false;
+        self.list.last_push = Some(self.now.mono);
+        let version = self.list.version;
+        let mut index = None;
+        let mut recipients: u64 = 0;
+        for session in self.sessions.iter_mut().flatten() {
+            if session.room.is_some() || session.list_seen >= version {
+                continue;
+            }
+            let event = *index.get_or_insert_with(|| {
+                out.event(Event::RoomList {
+                    listing: Arc::default(),
+                })
+            });
+            out.send(session.conn, event);
+            session.list_seen = version;
+            recipients += 1;
+        }
+        self.list.spacing_ms = 0;
+        if recipients > 0 {
+            self.list.sent_this_call = true;
+            let bytes = recipients.saturating_mul(self.current_listing().bytes_max as u64);
+            let rate = self.config.lobby_push_bytes_per_sec.max(1);
+            self.list.spacing_ms = bytes.saturating_mul(1_000) / rate;
+        }
+    }
+}

@@ -1,0 +1,416 @@
+//! Rooms and their members: create, join, leave, close, chat, and the answers to commands
+//! naming a room the sender is not in.
+
+use super::*;
+
+/// Room names a connection remembers having been told are gone.
+pub(super) const GONE_NOTIFIED_MAX: usize = 8;
+
+pub(super) fn remember_gone(session: &mut Session, name: &str) {
+    if session.gone_notified.len() >= GONE_NOTIFIED_MAX {
+        session.gone_notified.remove(0);
+    }
+    session.gone_notified.push(name_hash(name));
+}
+
+/// Longest room name answered with a lost-room notice: room ids are 36 characters.
+pub(super) const GONE_NAME_BYTES_MAX: usize = 64;
+
+/// A name as remembered (FNV-1a): a fixed 8 bytes whatever the client sent. A collision can
+/// only cost the sender a notice.
+pub(super) fn name_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+impl Core {
+    pub(super) fn create_room(
+        &mut self,
+        conn: ConnId,
+        name: Option<String>,
+        user_name: Option<String>,
+        start_position: f64,
+        media_id: Option<String>,
+        out: &mut Outbox,
+    ) {
+        let current = self.session(conn).and_then(|s| s.room);
+        let hosts_current = current.is_some_and(|key| self.rooms[key].host == conn);
+        if self.rooms.len() - usize::from(hosts_current) >= self.config.rooms_max {
+            // Refused before anything changes: the sender keeps its room.
+            self.error(conn, None, ErrorCode::RoomsLimit, out);
+            return;
+        }
+        if let Some(key) = self.session(conn).and_then(|s| s.room) {
+            if self.rooms[key].host == conn {
+                self.close_room(key, reason::HOST_NEW_ROOM, None, out);
+            } else {
+                self.leave_current(conn, out);
+            }
+        }
+        let Some(session) = self.session_mut(conn) else {
+            return;
+        };
+        if let Some(user_name) = user_name.as_deref().and_then(text::display_name) {
+            session.user_name = user_name;
+        }
+        let seat = session.seat;
+        let room_name = name
+            .as_deref()
+            .and_then(text::room_name)
+            .unwrap_or_else(|| format!("Room de {}", session.user_name));
+        let serial = self.next_serial();
+        let id = RoomId(self.rng.uuid());
+        let now = self.now.mono;
+        let start = if room::valid_position(start_position) {
+            start_position
+        } else {
+            0.0
+        };
+        let key = self.rooms.insert(Room {
+            id,
+            serial,
+            name: room_name,
+            host: conn,
+            media_id,
+            members: vec![Member {
+                conn,
+                seat,
+                ready: true,
+            }],
+            clock: RoomClock::paused(start, now),
+            filter: RelayFilter {
+                position: start,
+                play_state: PlayState::Paused,
+                last_state_at: now,
+                last_command_at: None,
+            },
+            pending_play: None,
+            held: Default::default(),
+            stock_play_at: Millis(0),
+            in_flight: Vec::new(),
+        });
+        self.room_index.insert(id, key);
+        if let Some(session) = self.session_mut(conn) {
+            session.room = Some(key);
+            session.gone_notified.clear();
+        }
+        self.send_room_state(key, conn, false, out);
+        self.list_changed();
+    }
+
+    pub(super) fn join_room(
+        &mut self,
+        conn: ConnId,
+        name: &str,
+        user_name: Option<String>,
+        out: &mut Outbox,
+    ) {
+        let Some(key) = RoomId::parse(name).and_then(|id| self.room_index.get(&id).copied()) else {
+            self.error(conn, None, ErrorCode::RoomNotFound, out);
+            self.notify_gone(conn, name, reason::NOT_FOUND, out);
+            return;
+        };
+        if let Some(user_name) = user_name.as_deref().and_then(text::display_name) {
+            if let Some(session) = self.session_mut(conn) {
+                session.user_name = user_name;
+            }
+        }
+        let current = self.session(conn).and_then(|s| s.room);
+        if current == Some(key) {
+            // Re-joining the room you are in: a fresh room_state, ready flag kept.
+            let joiner = self.rooms[key].host != conn;
+            // Commands still ahead are already on their way to this member.
+            self.send_room_state(key, conn, joiner, out);
+            return;
+        }
+        if self.rooms[key].members.len() >= self.config.room_members_max {
+            let id = self.rooms[key].id;
+            self.error(conn, Some(id), ErrorCode::RoomFull, out);
+            self.notify_gone(conn, name, reason::FULL, out);
+            return;
+        }
+        if current.is_some() {
+            self.leave_current(conn, out);
+        }
+        let Some(session) = self.session_mut(conn) else {
+            return;
+        };
+        session.room = Some(key);
+        session.gone_notified.clear();
+        let seat = session.seat;
+        let room = &mut self.rooms[key];
+        room.members.push(Member {
+            conn,
+            seat,
+            ready: false,
+        });
+        let count = room.members.len();
+        let index = out.event(Event::Participants {
+            room: room.id,
+            count,
+        });
+        for member in room.members.iter().filter(|m| m.conn != conn) {
+            out.send(member.conn, index);
+        }
+        self.send_room_state(key, conn, true, out);
+        self.replay_in_flight(key, conn, out);
+        self.list_changed();
+    }
+
+    /// Takes `conn` out of its room, if any. A host's departure closes the room.
+    pub(super) fn leave_current(&mut self, conn: ConnId, out: &mut Outbox) {
+        let Some(key) = self.session_mut(conn).and_then(|s| s.room.take()) else {
+            return;
+        };
+        let room = &mut self.rooms[key];
+        if room.host == conn {
+            // Put the host back so close_room sees a whole room, then close without telling
+            // the host (it left on its own).
+            if let Some(session) = self.session_mut(conn) {
+                session.room = Some(key);
+            }
+            self.close_room(key, reason::HOST_LEFT, Some(conn), out);
+            return;
+        }
+        room.members.retain(|m| m.conn != conn);
+        // Commands held for this membership die with it; a later join replays what is
+        // still ahead.
+        for held in &mut room.held {
+            held.recipients.retain(|&c| c != conn);
+        }
+        let (id, count) = (room.id, room.members.len());
+        let seat = self
+            .session(conn)
+            .map_or(SeatId(uuid::Uuid::nil()), |s| s.seat);
+        let index = out.event(Event::ClientLeft {
+            room: id,
+            seat,
+            count,
+        });
+        for member in &self.rooms[key].members {
+            out.send(member.conn, index);
+        }
+        self.check_barrier(key, out);
+        self.list_changed();
+    }
+
+    /// Removes a room; every member but `quiet` is told why and gets the room list.
+    pub(super) fn close_room(
+        &mut self,
+        key: usize,
+        why: &'static str,
+        quiet: Option<ConnId>,
+        out: &mut Outbox,
+    ) {
+        let room = self.rooms.remove(key);
+        self.room_index.remove(&room.id);
+        let index = out.event(Event::RoomClosed {
+            room: room.id.to_string(),
+            reason: why,
+        });
+        let name = room.id.to_string();
+        for member in &room.members {
+            if let Some(session) = self.session_mut(member.conn) {
+                session.room = None;
+                // Messages already in flight that name the room need no second notice.
+                remember_gone(session, &name);
+            }
+            if Some(member.conn) != quiet {
+                out.send(member.conn, index);
+                self.send_room_list(member.conn, out);
+            }
+        }
+        self.list_changed();
+    }
+
+    pub(super) fn ready(&mut self, conn: ConnId, name: Option<&str>, out: &mut Outbox) {
+        let Some(name) = name else {
+            self.refuse(ErrorCode::RoomRequired);
+            return;
+        };
+        let Some(key) = self.member_room(conn, name, out) else {
+            return;
+        };
+        let room = &mut self.rooms[key];
+        if let Some(member) = room.members.iter_mut().find(|m| m.conn == conn) {
+            member.ready = true;
+        }
+        self.check_barrier(key, out);
+    }
+
+    pub(super) fn chat(&mut self, conn: ConnId, name: Option<&str>, raw: &str, out: &mut Outbox) {
+        let Some(name) = name else {
+            self.error(conn, None, ErrorCode::RoomRequired, out);
+            return;
+        };
+        let text = raw.trim();
+        if text.is_empty() {
+            self.error(conn, None, ErrorCode::ChatEmpty, out);
+            return;
+        }
+        if text.chars().count() > text::CHAT_CHARS_MAX {
+            self.error(conn, None, ErrorCode::ChatTooLong, out);
+            return;
+        }
+        let Some(key) = self.member_room(conn, name, out) else {
+            return;
+        };
+        let Some(session) = self.session(conn) else {
+            return;
+        };
+        let room = &self.rooms[key];
+        let index = out.event(Event::Chat {
+            room: room.id,
+            seat: session.seat,
+            username: session.user_name.clone(),
+            text: text.to_string(),
+            server_ts: self.now.wall,
+        });
+        for member in &room.members {
+            out.send(member.conn, index);
+        }
+    }
+
+    /// The room `conn` names, if it is a member; otherwise tells it once that the room is
+    /// gone for it. An empty name is no room and is not answered.
+    pub(super) fn member_room(
+        &mut self,
+        conn: ConnId,
+        name: &str,
+        out: &mut Outbox,
+    ) -> Option<usize> {
+        let key = RoomId::parse(name).and_then(|id| self.room_index.get(&id).copied());
+        match key {
+            Some(key) if self.rooms[key].has(conn) => Some(key),
+            Some(_) => {
+                self.refuse(ErrorCode::NotInRoom);
+                self.notify_gone(conn, name, reason::NOT_MEMBER, out);
+                None
+            }
+            None => {
+                self.refuse(ErrorCode::RoomNotFound);
+                self.notify_gone(conn, name, reason::NOT_FOUND, out);
+                None
+            }
+        }
+    }
+
+    /// The room `conn` hosts and names; a member who is not the host gets `not_host`.
+    pub(super) fn host_room(
+        &mut self,
+        conn: ConnId,
+        name: Option<&str>,
+        out: &mut Outbox,
+    ) -> Option<usize> {
+        let Some(name) = name else {
+            self.refuse(ErrorCode::RoomRequired);
+            return None;
+        };
+        let key = self.member_room(conn, name, out)?;
+        if self.rooms[key].host != conn {
+            let id = self.rooms[key].id;
+            self.error(conn, Some(id), ErrorCode::NotHost, out);
+            return None;
+        }
+        Some(key)
+    }
+
+    pub(super) fn notify_gone(
+        &mut self,
+        conn: ConnId,
+        name: &str,
+        why: &'static str,
+        out: &mut Outbox,
+    ) {
+        let Some(session) = self.session_mut(conn) else {
+            return;
+        };
+        // A name no room could have is not answered (and never echoed back at length).
+        if name.len() > GONE_NAME_BYTES_MAX {
+            return;
+        }
+        let hash = name_hash(name);
+        if session.gone_notified.contains(&hash) {
+            return;
+        }
+        remember_gone(session, name);
+        out.unicast(
+            conn,
+            Event::RoomClosed {
+                room: name.to_string(),
+                reason: why,
+            },
+        );
+    }
+
+    /// Records that the command being handled is refused (the first reason stands).
+    pub(super) fn refuse(&mut self, code: ErrorCode) {
+        if self.outcome == Outcome::Accepted {
+            self.outcome = Outcome::Refused(code);
+        }
+    }
+
+    pub(super) fn error(
+        &mut self,
+        conn: ConnId,
+        room: Option<RoomId>,
+        code: ErrorCode,
+        out: &mut Outbox,
+    ) {
+        self.refuse(code);
+        if let Some(session) = self.session(conn) {
+            out.unicast(
+                conn,
+                Event::Error {
+                    seat: session.seat,
+                    room,
+                    code,
+                },
+            );
+        }
+    }
+
+    pub(super) fn send_room_state(
+        &mut self,
+        key: usize,
+        conn: ConnId,
+        joiner: bool,
+        out: &mut Outbox,
+    ) {
+        let Some(seat) = self.session(conn).map(|s| s.seat) else {
+            return;
+        };
+        let room = &self.rooms[key];
+        let clock = room.clock.reading(self.now.mono);
+        out.unicast(
+            conn,
+            Event::RoomState {
+                room: room.id,
+                seat,
+                name: room.name.clone(),
+                host: room.host_seat(),
+                clock,
+                participants: room.members.len(),
+                media_id: room.media_id.clone(),
+                server_ts: self.now.wall,
+                joiner,
+            },
+        );
+        // A joiner of a playing room is told to play from the clock's position now: it lands
+        // on the host instead of waiting for the next command.
+        if joiner && clock.playing {
+            out.unicast(
+                conn,
+                Event::Control {
+                    room: room.id,
+                    host: room.host_seat(),
+                    message: ControlMessage {
+                        relay: Room::play_relay(clock.position),
+                        target: self.now.wall,
+                    },
+                },
+            );
+        }
+    }
+}
