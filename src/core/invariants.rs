@@ -19,7 +19,7 @@ impl Core {
                 "room {} not indexed",
                 room.id
             );
-            let hosts = room.members.iter().filter(|m| m.conn == room.host).count();
+            let hosts = room.members.iter().filter(|m| m.key == room.host).count();
             assert_eq!(
                 hosts, 1,
                 "room {} must have its host among its members once",
@@ -31,14 +31,17 @@ impl Core {
             );
             for (i, member) in room.members.iter().enumerate() {
                 assert!(
-                    room.members[..i].iter().all(|m| m.conn != member.conn),
+                    room.members[..i].iter().all(|m| m.key != member.key),
                     "duplicate member"
                 );
-                let session = self.session(member.conn).expect("member without a session");
-                assert_eq!(session.room, Some(key), "member's session points elsewhere");
-                assert_eq!(
-                    session.seat, member.seat,
-                    "member seat differs from session"
+                let seat = self.seats.get(member.key).expect("member without a seat");
+                assert_eq!(seat.room, Some(key), "member's seat points elsewhere");
+                assert_eq!(seat.id, member.seat, "member id differs from its seat's");
+            }
+            for held in &room.held {
+                assert!(
+                    held.recipients.iter().all(|&k| room.has(k)),
+                    "a command held for a seat that left"
                 );
             }
             if room.pending_play.is_some() {
@@ -46,6 +49,22 @@ impl Core {
             }
             for pair in room.held.iter().zip(room.held.iter().skip(1)) {
                 assert!(pair.0.due <= pair.1.due, "held commands out of order");
+            }
+        }
+        for (key, seat) in self.seats.iter() {
+            if let Some(room) = seat.room {
+                let room = self
+                    .rooms
+                    .get(room)
+                    .expect("seat in a room that does not exist");
+                assert!(room.has(key), "seat thinks it is in a room it is not in");
+            }
+            if let Some(conn) = seat.conn {
+                assert_eq!(
+                    self.seat_key(conn),
+                    Some(key),
+                    "seat held by a connection that holds another"
+                );
             }
         }
         let mut count = 0;
@@ -56,34 +75,41 @@ impl Core {
                 session.conn.index as usize, index,
                 "session in the wrong slot"
             );
-            if let Some(key) = session.room {
-                let room = self
-                    .rooms
-                    .get(key)
-                    .expect("session in a room that does not exist");
-                assert!(
-                    room.has(session.conn),
-                    "session thinks it is in a room it is not in"
-                );
-            }
+            let seat = self
+                .seats
+                .get(session.seat)
+                .expect("session without a seat");
+            assert_eq!(
+                seat.conn,
+                Some(session.conn),
+                "seat held by another connection"
+            );
         }
         assert_eq!(count, self.session_count, "session count out of step");
         self.check_memory();
     }
 
-    /// Heap bytes the core holds for one connection (names, remembered room names).
+    /// Heap bytes the core holds for one connection (its seat's names and identity, the
+    /// room names it remembers).
     pub fn session_bytes(&self, conn: ConnId) -> usize {
-        self.session(conn).map_or(0, |s| {
-            s.user_name.capacity()
-                + s.user_id.capacity()
-                + s.gone_notified.capacity() * std::mem::size_of::<u64>()
-        })
+        let seat = self.seat_of(conn).map_or(0, |s| {
+            let identity = match &s.identity {
+                Identity::Anonymous => 0,
+                Identity::Verified { subject, name } => subject.capacity() + name.capacity(),
+            };
+            s.name.capacity() + s.user_id.capacity() + identity
+        });
+        let session = self.session(conn).map_or(0, |s| {
+            s.gone_notified.capacity() * std::mem::size_of::<u64>()
+        });
+        seat + session
     }
 
-    /// The bound of `session_bytes`: two names of at most `NAME_BYTES_MAX` bytes, in strings
-    /// that may have grown to twice that, and the remembered room names.
+    /// The bound of `session_bytes`: four strings (display name, user id, and a verified
+    /// identity's subject and name) of at most `NAME_BYTES_MAX` bytes, in strings that may
+    /// have grown to twice that, and the remembered room names.
     pub const SESSION_BYTES_MAX: usize =
-        4 * text::NAME_BYTES_MAX + 2 * GONE_NOTIFIED_MAX * std::mem::size_of::<u64>();
+        8 * text::NAME_BYTES_MAX + 2 * GONE_NOTIFIED_MAX * std::mem::size_of::<u64>();
 
     /// Every session and room within its memory bound (README's formula).
     pub(super) fn check_memory(&self) {

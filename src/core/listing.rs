@@ -117,8 +117,10 @@ impl Core {
         let version = self.list.version;
         let mut index = None;
         let mut recipients: u64 = 0;
+        let seats = &self.seats;
         for session in self.sessions.iter_mut().flatten() {
-            if session.room.is_some() || session.list_seen >= version {
+            let in_room = seats.get(session.seat).is_some_and(|s| s.room.is_some());
+            if in_room || session.list_seen >= version {
                 continue;
             }
             let event = *index.get_or_insert_with(|| {

@@ -34,31 +34,36 @@ impl Core {
         media_id: Option<String>,
         out: &mut Outbox,
     ) {
-        let current = self.session(conn).and_then(|s| s.room);
-        let hosts_current = current.is_some_and(|key| self.rooms[key].host == conn);
+        let Some(seat) = self.seat_key(conn) else {
+            return;
+        };
+        let current = self.seats.get(seat).and_then(|s| s.room);
+        let hosts_current = current
+            .and_then(|key| self.rooms.get(key))
+            .is_some_and(|room| room.host == seat);
         if self.rooms.len() - usize::from(hosts_current) >= self.config.rooms_max {
             // Refused before anything changes: the sender keeps its room.
             self.error(conn, None, ErrorCode::RoomsLimit, out);
             return;
         }
-        if let Some(key) = self.session(conn).and_then(|s| s.room) {
-            if self.rooms[key].host == conn {
+        if let Some(key) = current {
+            if hosts_current {
                 self.close_room(key, reason::HOST_NEW_ROOM, None, out);
             } else {
-                self.leave_current(conn, out);
+                self.leave_seat(seat, out);
             }
         }
-        let Some(session) = self.session_mut(conn) else {
+        let Some(holder) = self.seats.get_mut(seat) else {
             return;
         };
         if let Some(user_name) = user_name.as_deref().and_then(text::display_name) {
-            session.user_name = user_name;
+            holder.name = user_name;
         }
-        let seat = session.seat;
+        let seat_id = holder.id;
         let room_name = name
             .as_deref()
             .and_then(text::room_name)
-            .unwrap_or_else(|| format!("Room de {}", session.user_name));
+            .unwrap_or_else(|| format!("Room de {}", holder.name));
         let serial = self.next_serial();
         let id = RoomId(self.rng.uuid());
         let now = self.now.mono;
@@ -71,11 +76,11 @@ impl Core {
             id,
             serial,
             name: room_name,
-            host: conn,
+            host: seat,
             media_id,
             members: vec![Member {
-                conn,
-                seat,
+                key: seat,
+                seat: seat_id,
                 ready: true,
             }],
             clock: RoomClock::paused(start, now),
@@ -91,11 +96,13 @@ impl Core {
             in_flight: Vec::new(),
         });
         self.room_index.insert(id, key);
+        if let Some(holder) = self.seats.get_mut(seat) {
+            holder.room = Some(key);
+        }
         if let Some(session) = self.session_mut(conn) {
-            session.room = Some(key);
             session.gone_notified.clear();
         }
-        self.send_room_state(key, conn, false, out);
+        self.send_room_state(key, seat, false, out);
         self.list_changed();
     }
 
@@ -106,43 +113,59 @@ impl Core {
         user_name: Option<String>,
         out: &mut Outbox,
     ) {
+        let Some(seat) = self.seat_key(conn) else {
+            return;
+        };
         let Some(key) = RoomId::parse(name).and_then(|id| self.room_index.get(&id).copied()) else {
             self.error(conn, None, ErrorCode::RoomNotFound, out);
             self.notify_gone(conn, name, reason::NOT_FOUND, out);
             return;
         };
         if let Some(user_name) = user_name.as_deref().and_then(text::display_name) {
-            if let Some(session) = self.session_mut(conn) {
-                session.user_name = user_name;
+            if let Some(holder) = self.seats.get_mut(seat) {
+                holder.name = user_name;
             }
         }
-        let current = self.session(conn).and_then(|s| s.room);
+        let current = self.seats.get(seat).and_then(|s| s.room);
+        let Some(room) = self.rooms.get(key) else {
+            return;
+        };
         if current == Some(key) {
             // Re-joining the room you are in: a fresh room_state, ready flag kept.
-            let joiner = self.rooms[key].host != conn;
+            let joiner = room.host != seat;
             // Commands still ahead are already on their way to this member.
-            self.send_room_state(key, conn, joiner, out);
+            self.send_room_state(key, seat, joiner, out);
             return;
         }
-        if self.rooms[key].members.len() >= self.config.room_members_max {
-            let id = self.rooms[key].id;
+        if room.members.len() >= self.config.room_members_max {
+            let id = room.id;
             self.error(conn, Some(id), ErrorCode::RoomFull, out);
             self.notify_gone(conn, name, reason::FULL, out);
             return;
         }
         if current.is_some() {
-            self.leave_current(conn, out);
+            self.leave_seat(seat, out);
         }
-        let Some(session) = self.session_mut(conn) else {
+        if let Some(session) = self.session_mut(conn) {
+            session.gone_notified.clear();
+        }
+        self.seat_joins(seat, key, out);
+    }
+
+    /// Seat `seat` becomes a member of room `key`: the others learn the new count, the
+    /// joiner gets the room's state and the commands still ahead.
+    pub(super) fn seat_joins(&mut self, seat: usize, key: usize, out: &mut Outbox) {
+        let Some(holder) = self.seats.get_mut(seat) else {
             return;
         };
-        session.room = Some(key);
-        session.gone_notified.clear();
-        let seat = session.seat;
-        let room = &mut self.rooms[key];
+        holder.room = Some(key);
+        let seat_id = holder.id;
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
         room.members.push(Member {
-            conn,
-            seat,
+            key: seat,
+            seat: seat_id,
             ready: false,
         });
         let count = room.members.len();
@@ -150,46 +173,63 @@ impl Core {
             room: room.id,
             count,
         });
-        for member in room.members.iter().filter(|m| m.conn != conn) {
-            out.send(member.conn, index);
+        let others: Vec<usize> = room
+            .members
+            .iter()
+            .map(|m| m.key)
+            .filter(|&k| k != seat)
+            .collect();
+        for other in others {
+            self.send_seat(other, index, out);
         }
-        self.send_room_state(key, conn, true, out);
-        self.replay_in_flight(key, conn, out);
+        self.send_room_state(key, seat, true, out);
+        self.replay_in_flight(key, seat, out);
         self.list_changed();
     }
 
-    /// Takes `conn` out of its room, if any. A host's departure closes the room.
+    /// Takes `conn`'s seat out of its room, if any.
     pub(super) fn leave_current(&mut self, conn: ConnId, out: &mut Outbox) {
-        let Some(key) = self.session_mut(conn).and_then(|s| s.room.take()) else {
+        if let Some(seat) = self.seat_key(conn) {
+            self.leave_seat(seat, out);
+        }
+    }
+
+    /// Takes seat `seat` out of its room, if any. A host's departure closes the room.
+    pub(super) fn leave_seat(&mut self, seat: usize, out: &mut Outbox) {
+        let Some(key) = self.seats.get_mut(seat).and_then(|s| s.room.take()) else {
             return;
         };
-        let room = &mut self.rooms[key];
-        if room.host == conn {
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        if room.host == seat {
             // Put the host back so close_room sees a whole room, then close without telling
             // the host (it left on its own).
-            if let Some(session) = self.session_mut(conn) {
-                session.room = Some(key);
+            if let Some(holder) = self.seats.get_mut(seat) {
+                holder.room = Some(key);
             }
-            self.close_room(key, reason::HOST_LEFT, Some(conn), out);
+            self.close_room(key, reason::HOST_LEFT, Some(seat), out);
             return;
         }
-        room.members.retain(|m| m.conn != conn);
+        room.members.retain(|m| m.key != seat);
         // Commands held for this membership die with it; a later join replays what is
         // still ahead.
         for held in &mut room.held {
-            held.recipients.retain(|&c| c != conn);
+            held.recipients.retain(|&k| k != seat);
         }
         let (id, count) = (room.id, room.members.len());
-        let seat = self
-            .session(conn)
-            .map_or(SeatId(uuid::Uuid::nil()), |s| s.seat);
+        let seat_id = self
+            .seats
+            .get(seat)
+            .map_or(SeatId(uuid::Uuid::nil()), |s| s.id);
         let index = out.event(Event::ClientLeft {
             room: id,
-            seat,
+            seat: seat_id,
             count,
         });
-        for member in &self.rooms[key].members {
-            out.send(member.conn, index);
+        let rest: Vec<usize> = room.members.iter().map(|m| m.key).collect();
+        for other in rest {
+            self.send_seat(other, index, out);
         }
         self.check_barrier(key, out);
         self.list_changed();
@@ -200,10 +240,12 @@ impl Core {
         &mut self,
         key: usize,
         why: &'static str,
-        quiet: Option<ConnId>,
+        quiet: Option<usize>,
         out: &mut Outbox,
     ) {
-        let room = self.rooms.remove(key);
+        let Some(room) = self.rooms.try_remove(key) else {
+            return;
+        };
         self.room_index.remove(&room.id);
         let index = out.event(Event::RoomClosed {
             room: room.id.to_string(),
@@ -211,14 +253,19 @@ impl Core {
         });
         let name = room.id.to_string();
         for member in &room.members {
-            if let Some(session) = self.session_mut(member.conn) {
-                session.room = None;
+            if let Some(holder) = self.seats.get_mut(member.key) {
+                holder.room = None;
+            }
+            let Some(conn) = self.conn_of(member.key) else {
+                continue;
+            };
+            if let Some(session) = self.session_mut(conn) {
                 // Messages already in flight that name the room need no second notice.
                 remember_gone(session, &name);
             }
-            if Some(member.conn) != quiet {
-                out.send(member.conn, index);
-                self.send_room_list(member.conn, out);
+            if Some(member.key) != quiet {
+                out.send(conn, index);
+                self.send_room_list(conn, out);
             }
         }
         self.list_changed();
@@ -232,8 +279,14 @@ impl Core {
         let Some(key) = self.member_room(conn, name, out) else {
             return;
         };
-        let room = &mut self.rooms[key];
-        if let Some(member) = room.members.iter_mut().find(|m| m.conn == conn) {
+        let Some(seat) = self.seat_key(conn) else {
+            return;
+        };
+        if let Some(member) = self
+            .rooms
+            .get_mut(key)
+            .and_then(|room| room.members.iter_mut().find(|m| m.key == seat))
+        {
             member.ready = true;
         }
         self.check_barrier(key, out);
@@ -256,24 +309,23 @@ impl Core {
         let Some(key) = self.member_room(conn, name, out) else {
             return;
         };
-        let Some(session) = self.session(conn) else {
+        let (Some(seat), Some(room)) = (self.seat_of(conn), self.rooms.get(key)) else {
             return;
         };
-        let room = &self.rooms[key];
         let index = out.event(Event::Chat {
             room: room.id,
-            seat: session.seat,
-            username: session.user_name.clone(),
+            seat: seat.id,
+            username: seat.name.clone(),
             text: text.to_string(),
             server_ts: self.now.wall,
         });
         for member in &room.members {
-            out.send(member.conn, index);
+            self.send_seat(member.key, index, out);
         }
     }
 
-    /// The room `conn` names, if it is a member; otherwise tells it once that the room is
-    /// gone for it. An empty name is no room and is not answered.
+    /// The room `conn` names, if its seat is a member; otherwise tells it once that the
+    /// room is gone for it. An empty name is no room and is not answered.
     pub(super) fn member_room(
         &mut self,
         conn: ConnId,
@@ -281,8 +333,11 @@ impl Core {
         out: &mut Outbox,
     ) -> Option<usize> {
         let key = RoomId::parse(name).and_then(|id| self.room_index.get(&id).copied());
+        let seat = self.seat_key(conn);
         match key {
-            Some(key) if self.rooms[key].has(conn) => Some(key),
+            Some(key) if seat.is_some_and(|s| self.rooms.get(key).is_some_and(|r| r.has(s))) => {
+                Some(key)
+            }
             Some(_) => {
                 self.refuse(ErrorCode::NotInRoom);
                 self.notify_gone(conn, name, reason::NOT_MEMBER, out);
@@ -308,8 +363,9 @@ impl Core {
             return None;
         };
         let key = self.member_room(conn, name, out)?;
-        if self.rooms[key].host != conn {
-            let id = self.rooms[key].id;
+        let room = self.rooms.get(key)?;
+        if Some(room.host) != self.seat_key(conn) {
+            let id = room.id;
             self.error(conn, Some(id), ErrorCode::NotHost, out);
             return None;
         }
@@ -359,11 +415,11 @@ impl Core {
         out: &mut Outbox,
     ) {
         self.refuse(code);
-        if let Some(session) = self.session(conn) {
+        if let Some(seat) = self.seat_of(conn) {
             out.unicast(
                 conn,
                 Event::Error {
-                    seat: session.seat,
+                    seat: seat.id,
                     room,
                     code,
                 },
@@ -371,23 +427,28 @@ impl Core {
         }
     }
 
+    /// Tells seat `seat` (if a connection holds it) the state of room `key`; a joiner of a
+    /// playing room is also told to play from the clock's position now.
     pub(super) fn send_room_state(
         &mut self,
         key: usize,
-        conn: ConnId,
+        seat: usize,
         joiner: bool,
         out: &mut Outbox,
     ) {
-        let Some(seat) = self.session(conn).map(|s| s.seat) else {
+        let (Some(conn), Some(holder), Some(room)) = (
+            self.conn_of(seat),
+            self.seats.get(seat),
+            self.rooms.get(key),
+        ) else {
             return;
         };
-        let room = &self.rooms[key];
         let clock = room.clock.reading(self.now.mono);
         out.unicast(
             conn,
             Event::RoomState {
                 room: room.id,
-                seat,
+                seat: holder.id,
                 name: room.name.clone(),
                 host: room.host_seat(),
                 clock,
@@ -397,8 +458,7 @@ impl Core {
                 joiner,
             },
         );
-        // A joiner of a playing room is told to play from the clock's position now: it lands
-        // on the host instead of waiting for the next command.
+        // It lands on the host instead of waiting for the next command.
         if joiner && clock.playing {
             out.unicast(
                 conn,

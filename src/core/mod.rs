@@ -34,7 +34,7 @@ use listing::ListState;
 pub use listing::LISTING_ENVELOPE_BYTES;
 use membership::GONE_NOTIFIED_MAX;
 use room::{Member, RelayFilter, Room, RoomClock};
-use sessions::{Budget, Session};
+use sessions::{Budget, Seat, Session};
 use types::{
     reason, Capabilities, Command, ControlMessage, CoreTimer, Credential, DecodeError, ErrorCode,
     Event, Identity, Outbox, PlayState, RoomSummary,
@@ -66,6 +66,8 @@ pub struct Core {
     rng: Rng,
     /// Indexed by `ConnId::index`; the stored `conn` carries the generation.
     sessions: Vec<Option<Session>>,
+    /// Every seat, held by a connection or not.
+    seats: Slab<Seat>,
     session_count: usize,
     rooms: Slab<Room>,
     room_index: BTreeMap<RoomId, usize>,
@@ -87,6 +89,7 @@ impl Core {
             config,
             rng: Rng::new(seed),
             sessions: Vec::new(),
+            seats: Slab::new(),
             session_count: 0,
             rooms: Slab::new(),
             room_index: BTreeMap::new(),
@@ -107,25 +110,30 @@ impl Core {
             self.sessions.resize(index + 1, None);
         }
         debug_assert!(self.sessions[index].is_none(), "conn {conn} opened twice");
-        if self.sessions[index].take().is_some() {
+        if let Some(stale) = self.sessions[index].take() {
             self.session_count -= 1;
+            self.seats.try_remove(stale.seat);
         }
-        let seat = SeatId(self.rng.uuid());
+        let id = SeatId(self.rng.uuid());
+        let seat = self.seats.insert(Seat {
+            id,
+            conn: Some(conn),
+            name: "Anonymous".to_string(),
+            user_id: "anonymous".to_string(),
+            identity: Identity::Anonymous,
+            caps,
+            room: None,
+        });
         self.sessions[index] = Some(Session {
             conn,
             seat,
-            user_name: "Anonymous".to_string(),
-            user_id: "anonymous".to_string(),
-            room: None,
-            caps,
             list_seen: 0,
             gone_notified: Vec::new(),
             messages: Budget::default(),
             client_logs: Budget::default(),
-            identity: Identity::Anonymous,
         });
         self.session_count += 1;
-        out.unicast(conn, Event::Hello { seat });
+        out.unicast(conn, Event::Hello { seat: id });
         self.send_room_list(conn, out);
         self.finish(out);
     }
@@ -197,6 +205,7 @@ impl Core {
             self.sessions.pop();
         }
         self.sessions.shrink_to_fit();
+        self.seats.shrink_to_fit();
         self.rooms.shrink_to_fit();
         self.timers.compact();
         self.list_recipients.shrink_to_fit();
@@ -208,8 +217,10 @@ impl Core {
     /// `conn` is gone: it leaves its room (closing it if it hosted it).
     pub fn close(&mut self, now: Now, conn: ConnId, out: &mut Outbox) {
         self.begin(now);
-        if self.session(conn).is_some() {
+        if let Some(key) = self.seat_key(conn) {
             self.leave_current(conn, out);
+            // Today a seat ends with its connection.
+            self.seats.try_remove(key);
             self.sessions[conn.index as usize] = None;
             self.session_count -= 1;
         }
@@ -260,27 +271,30 @@ impl Core {
 
     /// The seat id of a connection.
     pub fn seat(&self, conn: ConnId) -> Option<SeatId> {
-        self.session(conn).map(|s| s.seat)
+        self.seat_of(conn).map(|s| s.id)
     }
 
     /// The room a connection is in, by id.
     pub fn room_of(&self, conn: ConnId) -> Option<RoomId> {
-        self.session(conn)
-            .and_then(|s| s.room)
-            .map(|key| self.rooms[key].id)
+        let key = self.seat_of(conn)?.room?;
+        self.rooms.get(key).map(|room| room.id)
     }
 
-    /// The members of a room (host first is not guaranteed; join order), for tests and checks.
+    /// The connections holding a room's member seats, in join order (for tests and checks).
     pub fn members(&self, room: RoomId) -> Vec<ConnId> {
-        self.room_index
-            .get(&room)
-            .map(|&key| self.rooms[key].members.iter().map(|m| m.conn).collect())
-            .unwrap_or_default()
+        let Some(room) = self.room_index.get(&room).and_then(|&k| self.rooms.get(k)) else {
+            return Vec::new();
+        };
+        room.members
+            .iter()
+            .filter_map(|m| self.conn_of(m.key))
+            .collect()
     }
 
-    /// The host of a room.
+    /// The connection holding a room's host seat.
     pub fn host(&self, room: RoomId) -> Option<ConnId> {
-        self.room_index.get(&room).map(|&key| self.rooms[key].host)
+        let room = self.rooms.get(*self.room_index.get(&room)?)?;
+        self.conn_of(room.host)
     }
 
     /// Counters.
@@ -365,8 +379,8 @@ impl Core {
             }
             Command::Ping { room, echo } => {
                 let seat = self
-                    .session(conn)
-                    .map_or(SeatId(uuid::Uuid::nil()), |s| s.seat);
+                    .seat_of(conn)
+                    .map_or(SeatId(uuid::Uuid::nil()), |s| s.id);
                 out.unicast(
                     conn,
                     Event::Pong {

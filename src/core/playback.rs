@@ -18,7 +18,6 @@ use super::types::{
     later, ControlAction, ControlMessage, CoreTimer, Event, Outbox, PlayState, Report,
 };
 use super::Core;
-use crate::id::ConnId;
 use crate::time::Millis;
 
 /// Commands replayed to a joiner are at most this many (the rate limit bounds them anyway).
@@ -35,7 +34,10 @@ impl Core {
     /// A host's `player_event`.
     pub(super) fn control(&mut self, key: usize, control: super::types::Control, out: &mut Outbox) {
         let host = self.rooms[key].host;
-        let scheduling = self.session(host).is_some_and(|s| s.caps.follows_schedule);
+        let scheduling = self
+            .seats
+            .get(host)
+            .is_some_and(|s| s.caps.follows_schedule);
         self.rooms[key].pending_play = None;
         if !scheduling {
             self.relay_fact(key, control, out);
@@ -71,11 +73,11 @@ impl Core {
             relay: control.relay,
             target: self.now.wall,
         };
-        let recipients: Vec<ConnId> = room
+        let recipients: Vec<usize> = room
             .members
             .iter()
-            .map(|m| m.conn)
-            .filter(|&c| c != room.host)
+            .map(|m| m.key)
+            .filter(|&k| k != room.host)
             .collect();
         let play = control.action == ControlAction::Play;
         self.deliver(key, message, now, play, &recipients, out);
@@ -90,7 +92,7 @@ impl Core {
             relay: control.relay,
             target,
         };
-        let recipients: Vec<ConnId> = room.members.iter().map(|m| m.conn).collect();
+        let recipients: Vec<usize> = room.members.iter().map(|m| m.key).collect();
         self.remember_in_flight(key, at, &message, control.action);
         self.deliver(key, message, at, false, &recipients, out);
     }
@@ -122,7 +124,7 @@ impl Core {
             relay: Room::play_relay(position),
             target,
         };
-        let recipients: Vec<ConnId> = room.members.iter().map(|m| m.conn).collect();
+        let recipients: Vec<usize> = room.members.iter().map(|m| m.key).collect();
         self.remember_in_flight(key, at, &message, ControlAction::Play);
         self.deliver(key, message, at, true, &recipients, out);
     }
@@ -163,7 +165,7 @@ impl Core {
         message: ControlMessage,
         at: Millis,
         play: bool,
-        recipients: &[ConnId],
+        recipients: &[usize],
         out: &mut Outbox,
     ) {
         let now = self.now.mono;
@@ -176,16 +178,19 @@ impl Core {
         let mut held_for = Vec::new();
         let mut stock_now = false;
         let play_pending = room.stock_play_at > now;
-        for &conn in recipients {
-            let follows = self.session(conn).is_some_and(|s| s.caps.follows_schedule);
+        for &seat in recipients {
+            let holder = self.seats.get(seat);
+            let follows = holder.is_some_and(|s| s.caps.follows_schedule);
             // Whatever is still held for this member goes first, whatever it declares now.
-            let behind = room.held.iter().any(|h| h.recipients.contains(&conn));
+            let behind = room.held.iter().any(|h| h.recipients.contains(&seat));
             let now_ok = room.held.is_empty() && (play || (at <= now && !play_pending));
             if (follows && !behind) || now_ok {
-                out.send(conn, index);
+                if let Some(conn) = holder.and_then(|s| s.conn) {
+                    out.send(conn, index);
+                }
                 stock_now |= !follows;
             } else {
-                held_for.push(conn);
+                held_for.push(seat);
             }
         }
         let room = &mut self.rooms[key];
@@ -198,8 +203,10 @@ impl Core {
         if room.held.len() >= HELD_MAX {
             // A bound on memory whatever the settings: past it, commands go out at once
             // (early for a stock member) rather than wait in the room.
-            for conn in held_for {
-                out.send(conn, index);
+            for seat in held_for {
+                if let Some(conn) = self.seats.get(seat).and_then(|s| s.conn) {
+                    out.send(conn, index);
+                }
             }
             return;
         }
@@ -224,6 +231,7 @@ impl Core {
     /// Delivers held commands whose instant has come, to those still members.
     pub(super) fn deliver_held(&mut self, key: usize, serial: u64, out: &mut Outbox) {
         let now = self.now.mono;
+        let seats = &self.seats;
         let Some(room) = self.rooms.get_mut(key).filter(|r| r.serial == serial) else {
             return;
         };
@@ -244,8 +252,10 @@ impl Core {
                 host: room.host_seat(),
                 message: held.message,
             });
-            for conn in held.recipients.into_iter().filter(|&c| room.has(c)) {
-                out.send(conn, index);
+            for seat in held.recipients.into_iter().filter(|&k| room.has(k)) {
+                if let Some(conn) = seats.get(seat).and_then(|s| s.conn) {
+                    out.send(conn, index);
+                }
             }
         }
     }
@@ -267,7 +277,7 @@ impl Core {
     }
 
     /// A joiner gets the commands whose instant is still ahead, as members got them.
-    pub(super) fn replay_in_flight(&mut self, key: usize, conn: ConnId, out: &mut Outbox) {
+    pub(super) fn replay_in_flight(&mut self, key: usize, seat: usize, out: &mut Outbox) {
         let now = self.now.mono;
         let pending: Vec<_> = self.rooms[key]
             .in_flight
@@ -281,7 +291,7 @@ impl Core {
                 message,
                 at,
                 action == ControlAction::Play,
-                &[conn],
+                &[seat],
                 out,
             );
         }
@@ -314,8 +324,10 @@ impl Core {
             relay: report.relay,
             server_ts: self.now.wall,
         });
-        for member in room.members.iter().filter(|m| m.conn != room.host) {
-            out.send(member.conn, index);
+        for member in room.members.iter().filter(|m| m.key != room.host) {
+            if let Some(conn) = self.seats.get(member.key).and_then(|s| s.conn) {
+                out.send(conn, index);
+            }
         }
     }
 }

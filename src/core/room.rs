@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 
 use super::types::{ClockReading, ControlAction, ControlMessage, PlayState, Relay};
-use crate::id::{ConnId, RoomId, SeatId};
+use crate::id::{RoomId, SeatId};
 use crate::time::Millis;
 
 /// The largest position the server accepts from clients, in seconds (24 h, as the original).
@@ -164,12 +164,12 @@ pub struct RelayFilter {
     pub last_command_at: Option<Millis>,
 }
 
-/// One member's place in a room.
+/// One member's place in a room: a seat, whether or not a connection holds it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Member {
-    /// The member's connection.
-    pub conn: ConnId,
-    /// The member's seat id (`client_id`).
+    /// The seat (its key in the core's seat table).
+    pub key: usize,
+    /// The seat's public id (`client_id`).
     pub seat: SeatId,
     /// Sent `ready`, or was not waited for at a deadline.
     pub ready: bool,
@@ -193,8 +193,8 @@ pub struct Held {
     pub due: Millis,
     /// What to deliver.
     pub message: ControlMessage,
-    /// Who gets it (those still members then).
-    pub recipients: Vec<ConnId>,
+    /// Who gets it (seats still members then).
+    pub recipients: Vec<usize>,
     /// A play keeps its start instant; other commands are stamped when delivered.
     pub play: bool,
     /// The instant the command takes effect.
@@ -210,8 +210,8 @@ pub struct Room {
     pub serial: u64,
     /// Display name.
     pub name: String,
-    /// The host's connection (always a member).
-    pub host: ConnId,
+    /// The host's seat (always a member).
+    pub host: usize,
     /// Media id (32 hex digits).
     pub media_id: Option<String>,
     /// Members in join order, host included.
@@ -250,7 +250,7 @@ impl Room {
         let held: usize = self
             .held
             .iter()
-            .map(|h| h.recipients.capacity() * size_of::<ConnId>() + relay_bytes(&h.message.relay))
+            .map(|h| h.recipients.capacity() * size_of::<usize>() + relay_bytes(&h.message.relay))
             .sum();
         let in_flight: usize = self
             .in_flight
@@ -275,7 +275,7 @@ impl Room {
             + 64
             + 2 * members_max * size_of::<Member>()
             + 2 * held * size_of::<Held>()
-            + held * (2 * members_max * size_of::<ConnId>() + RELAY_BYTES_MAX)
+            + held * (2 * members_max * size_of::<usize>() + RELAY_BYTES_MAX)
             + 2 * in_flight
                 * (size_of::<(Millis, ControlMessage, ControlAction)>() + RELAY_BYTES_MAX)
     }
@@ -287,21 +287,19 @@ impl Room {
         self.in_flight.shrink_to_fit();
     }
 
-    /// The member entry of `conn`.
-    pub fn member(&self, conn: ConnId) -> Option<&Member> {
-        self.members.iter().find(|m| m.conn == conn)
+    /// The member entry of seat `key`.
+    pub fn member(&self, key: usize) -> Option<&Member> {
+        self.members.iter().find(|m| m.key == key)
     }
 
-    /// Whether `conn` is a member.
-    pub fn has(&self, conn: ConnId) -> bool {
-        self.member(conn).is_some()
+    /// Whether seat `key` is a member.
+    pub fn has(&self, key: usize) -> bool {
+        self.member(key).is_some()
     }
 
-    /// The host's seat.
+    /// The host's seat id.
     pub fn host_seat(&self) -> SeatId {
-        self.members
-            .iter()
-            .find(|m| m.conn == self.host)
+        self.member(self.host)
             .map_or(SeatId(uuid::Uuid::nil()), |m| m.seat)
     }
 

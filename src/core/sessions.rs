@@ -1,4 +1,10 @@
-//! Connections as the core knows them: their sessions, message budgets and identity.
+//! Connections and seats as the core knows them.
+//!
+//! A seat is a place in the server: an id the others see (`client_id`), a name, an identity,
+//! a room. A connection holds at most one seat; a room's members are seats. Today every seat
+//! is made when its connection opens and ends when it closes, but nothing else in the core
+//! assumes a seat has a connection: events for a seat without one are simply not sent.
+//! A session is the connection's own state: its seat, its message budgets, what it was told.
 
 use super::*;
 
@@ -35,16 +41,31 @@ impl Budget {
     }
 }
 
+/// A seat: who sits there and where.
+#[derive(Clone, Debug)]
+pub(super) struct Seat {
+    /// Its public id (`client_id`).
+    pub(super) id: SeatId,
+    /// The connection holding it, if any.
+    pub(super) conn: Option<ConnId>,
+    /// Display name.
+    pub(super) name: String,
+    /// Caller-chosen user id (self-declared, never trusted).
+    pub(super) user_id: String,
+    /// Who it is, as admitted.
+    pub(super) identity: Identity,
+    /// What its client declared it can do.
+    pub(super) caps: Capabilities,
+    /// Slab key of the room it is a member of.
+    pub(super) room: Option<usize>,
+}
+
 /// What the core knows about one open connection.
 #[derive(Clone, Debug)]
 pub(super) struct Session {
     pub(super) conn: ConnId,
-    pub(super) seat: SeatId,
-    pub(super) user_name: String,
-    pub(super) user_id: String,
-    /// Slab key of the room this connection is a member of.
-    pub(super) room: Option<usize>,
-    pub(super) caps: Capabilities,
+    /// The seat it holds (a key in the seat table).
+    pub(super) seat: usize,
     /// Room-list version this connection last received.
     pub(super) list_seen: u64,
     /// Room names already answered with `room_closed` (most recent last, bounded), so each
@@ -52,8 +73,6 @@ pub(super) struct Session {
     pub(super) gone_notified: Vec<u64>,
     pub(super) messages: Budget,
     pub(super) client_logs: Budget,
-    /// Who it is, as admitted.
-    pub(super) identity: Identity,
 }
 
 impl Core {
@@ -69,6 +88,34 @@ impl Core {
             .get_mut(conn.index as usize)?
             .as_mut()
             .filter(|s| s.conn == conn)
+    }
+
+    /// The key of the seat `conn` holds.
+    pub(super) fn seat_key(&self, conn: ConnId) -> Option<usize> {
+        self.session(conn).map(|s| s.seat)
+    }
+
+    /// The seat `conn` holds.
+    pub(super) fn seat_of(&self, conn: ConnId) -> Option<&Seat> {
+        self.seats.get(self.seat_key(conn)?)
+    }
+
+    /// The seat `conn` holds, to change it.
+    pub(super) fn seat_of_mut(&mut self, conn: ConnId) -> Option<&mut Seat> {
+        let key = self.seat_key(conn)?;
+        self.seats.get_mut(key)
+    }
+
+    /// The connection holding seat `key`, if any.
+    pub(super) fn conn_of(&self, key: usize) -> Option<ConnId> {
+        self.seats.get(key).and_then(|s| s.conn)
+    }
+
+    /// Queues event `index` for seat `key`'s connection; a seat without one is skipped.
+    pub(super) fn send_seat(&self, key: usize, index: u32, out: &mut Outbox) {
+        if let Some(conn) = self.conn_of(key) {
+            out.send(conn, index);
+        }
     }
 
     /// Spends the message from the right budget; false if it must be dropped.
@@ -107,29 +154,41 @@ impl Core {
         credential: Option<Credential>,
         out: &mut Outbox,
     ) {
-        let Some(session) = self.session_mut(conn) else {
+        let Some(seat) = self.seat_of_mut(conn) else {
             return;
         };
         if let Some(name) = user_name.as_deref().and_then(text::display_name) {
-            session.user_name = name;
+            seat.name = name;
         }
         if let Some(id) = user_id {
-            session.user_id = text::sanitize_line(&id, text::NAME_CHARS_MAX);
+            seat.user_id = text::sanitize_line(&id, text::NAME_CHARS_MAX);
         }
         if let Some(follows) = follows_schedule {
-            session.caps.follows_schedule = follows;
+            seat.caps.follows_schedule = follows;
         }
         match credential {
             None => {}
             Some(Credential::Accepted(identity)) => {
-                if let Identity::Verified { name, .. } = &identity {
-                    if let Some(name) = text::display_name(name) {
-                        session.user_name = name;
+                seat.identity = match identity {
+                    Identity::Anonymous => Identity::Anonymous,
+                    Identity::Verified { subject, name } => {
+                        // What a token says is bounded like what a client says.
+                        let name = text::display_name(&name).unwrap_or_else(|| seat.name.clone());
+                        seat.name = name.clone();
+                        Identity::Verified {
+                            subject: text::sanitize_line(&subject, text::NAME_CHARS_MAX),
+                            name,
+                        }
                     }
-                }
-                session.identity = identity;
-                let (seat, user_name) = (session.seat, session.user_name.clone());
-                out.unicast(conn, Event::AuthSuccess { seat, user_name });
+                };
+                let (id, user_name) = (seat.id, seat.name.clone());
+                out.unicast(
+                    conn,
+                    Event::AuthSuccess {
+                        seat: id,
+                        user_name,
+                    },
+                );
             }
             // A token the edge did not check is never taken on trust.
             Some(Credential::Refused | Credential::Token(_)) => {
