@@ -52,6 +52,8 @@ pub enum Phase<S> {
     Closing {
         /// tungstenite's protocol state over the socket.
         ws: Box<WebSocket<Wire<S>>>,
+        /// After a fatal read error the input is mid-frame: it is discarded raw, not parsed.
+        discard: bool,
     },
     /// To be removed at the end of the turn; the socket is kept so the event loop can
     /// deregister it.
@@ -152,7 +154,7 @@ impl<S> Conn<S> {
             Phase::Request { stream, .. }
             | Phase::Respond { stream, .. }
             | Phase::Drain { stream } => Some(stream),
-            Phase::Open { ws } | Phase::Closing { ws } => Some(ws.get_mut().get_mut()),
+            Phase::Open { ws } | Phase::Closing { ws, .. } => Some(ws.get_mut().get_mut()),
             Phase::Dead(stream) => stream.as_mut(),
         }
     }
@@ -175,7 +177,7 @@ impl<S> Conn<S> {
             Phase::Request { stream, .. }
             | Phase::Respond { stream, .. }
             | Phase::Drain { stream } => Some(stream),
-            Phase::Open { ws } | Phase::Closing { ws } => Some(self.drop_websocket(*ws)),
+            Phase::Open { ws } | Phase::Closing { ws, .. } => Some(self.drop_websocket(*ws)),
             Phase::Dead(stream) => stream,
         }
     }
