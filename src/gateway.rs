@@ -18,10 +18,10 @@ use crate::core::types::{
 use crate::core::{Core, Kind, Listing, Outcome};
 use crate::id::{ConnId, SeatId};
 use crate::log;
-use crate::net::conn::Stream;
 use crate::net::engine::{Engine, EngineConfig};
 use crate::net::event_loop::Server;
 use crate::net::service::{self, ConnInfo, Deferred, Service, ServiceStats};
+use crate::net::stream::Stream;
 use crate::net::upgrade::{owp_path, Status};
 use crate::owp;
 use crate::scratch::trim;

@@ -1,6 +1,5 @@
-//! One connection's transport state, generic over any `Read + Write` stream.
-
-use std::io::{Read, Write};
+//! One connection's transport state, generic over any `Read + Write` stream. Private to the
+//! engine: only it reads or changes a connection.
 
 use tungstenite::WebSocket;
 
@@ -18,7 +17,7 @@ const WEBSOCKET_FOOTPRINT_BYTES: usize = 2 << 10;
 
 /// Where a connection is in its life.
 #[derive(Debug)]
-pub enum Phase<S> {
+pub(super) enum Phase<S> {
     /// Reading the HTTP request head (bounded buffer).
     Request {
         /// The socket.
@@ -62,7 +61,7 @@ pub enum Phase<S> {
 
 /// What happens after an HTTP response is written.
 #[derive(Debug)]
-pub enum AfterResponse {
+pub(super) enum AfterResponse {
     /// Become a WebSocket; bytes already read past the request head are its first input.
     Upgrade {
         /// Bytes after the head.
@@ -76,52 +75,52 @@ pub enum AfterResponse {
 
 /// A connection slot.
 #[derive(Debug)]
-pub struct Conn<S> {
+pub(super) struct Conn<S> {
     /// This slot's id (index plus generation).
-    pub id: ConnId,
+    pub(super) id: ConnId,
     /// Transport phase.
-    pub phase: Phase<S>,
+    pub(super) phase: Phase<S>,
     /// Sticky OS readiness: set by events, cleared only by `WouldBlock`.
-    pub readable: bool,
+    pub(super) readable: bool,
     /// Sticky OS readiness: set by events, cleared only by `WouldBlock`.
-    pub writable: bool,
+    pub(super) writable: bool,
     /// Last instant anything arrived (for the idle timeout).
-    pub heard_at: Millis,
+    pub(super) heard_at: Millis,
     /// The core was told this connection opened and not yet that it closed.
-    pub in_core: bool,
+    pub(super) in_core: bool,
     /// Accepted only to be refused with this status (over a limit); `/health` is answered
     /// all the same.
-    pub refusal: Option<Status>,
+    pub(super) refusal: Option<Status>,
     /// The client address this connection is counted under (see `addresses`).
-    pub address: Option<IpAddr>,
+    pub(super) address: Option<IpAddr>,
     /// Came from a trusted proxy: counted under the address its request names.
-    pub proxied: bool,
+    pub(super) proxied: bool,
     /// The client's address (the one a trusted proxy names, once known).
-    pub peer: Option<IpAddr>,
+    pub(super) peer: Option<IpAddr>,
     /// Already in the engine's carry-over list.
-    pub carried: bool,
+    pub(super) carried: bool,
     /// The turn whose read budget this connection is spending.
-    pub budget_turn: u64,
+    pub(super) budget_turn: u64,
     /// Messages it may still be read this turn.
-    pub messages_left: usize,
+    pub(super) messages_left: usize,
     /// Not read until then (it sent past its rate).
-    pub paused_until: Option<Millis>,
+    pub(super) paused_until: Option<Millis>,
     /// WebSocket pings in the current second, and when that second began.
-    pub pings: u32,
+    pub(super) pings: u32,
     /// Start of the current ping-counting second.
-    pub pings_since: Millis,
+    pub(super) pings_since: Millis,
     /// Already on this turn's flush list.
-    pub dirty: bool,
+    pub(super) dirty: bool,
     /// Since when the socket has taken none of the bytes owed to it.
-    pub stalled_since: Option<Millis>,
+    pub(super) stalled_since: Option<Millis>,
     /// Memory given up when the WebSocket was dropped: what was still queued plus its
     /// footprint (0 for connections that never became WebSockets).
-    pub freed_bytes: usize,
+    pub(super) freed_bytes: usize,
 }
 
 impl<S> Conn<S> {
     /// A fresh connection reading its request.
-    pub fn new(id: ConnId, stream: S, now: Millis, refusal: Option<Status>) -> Conn<S> {
+    pub(super) fn new(id: ConnId, stream: S, now: Millis, refusal: Option<Status>) -> Conn<S> {
         Conn {
             id,
             phase: Phase::Request {
@@ -149,7 +148,7 @@ impl<S> Conn<S> {
     }
 
     /// The socket, whatever the phase (`None` once dead).
-    pub fn stream_mut(&mut self) -> Option<&mut S> {
+    pub(super) fn stream_mut(&mut self) -> Option<&mut S> {
         match &mut self.phase {
             Phase::Request { stream, .. }
             | Phase::Respond { stream, .. }
@@ -160,19 +159,19 @@ impl<S> Conn<S> {
     }
 
     /// Marks the connection dead, keeping its socket for deregistration.
-    pub fn die(&mut self) {
+    pub(super) fn die(&mut self) {
         let stream = self.take_stream();
         self.phase = Phase::Dead(stream);
     }
 
     /// Drops a WebSocket's state, counting what it held; returns its socket.
-    pub fn drop_websocket(&mut self, ws: WebSocket<Wire<S>>) -> S {
+    pub(super) fn drop_websocket(&mut self, ws: WebSocket<Wire<S>>) -> S {
         self.freed_bytes += ws.get_ref().queued() + WEBSOCKET_FOOTPRINT_BYTES;
         ws.into_inner().into_inner()
     }
 
     /// Takes the socket out, leaving the connection dead.
-    pub fn take_stream(&mut self) -> Option<S> {
+    pub(super) fn take_stream(&mut self) -> Option<S> {
         match std::mem::replace(&mut self.phase, Phase::Dead(None)) {
             Phase::Request { stream, .. }
             | Phase::Respond { stream, .. }
@@ -180,23 +179,5 @@ impl<S> Conn<S> {
             Phase::Open { ws } | Phase::Closing { ws, .. } => Some(self.drop_websocket(*ws)),
             Phase::Dead(stream) => stream,
         }
-    }
-}
-
-/// A byte stream the engine can drive: a socket, or an in-memory pipe in tests.
-pub trait Stream: Read + Write {
-    /// Half-closes the write side (TCP FIN), telling the peer nothing more will come.
-    fn close_write(&mut self);
-}
-
-impl Stream for mio::net::TcpStream {
-    fn close_write(&mut self) {
-        let _ = self.shutdown(std::net::Shutdown::Write);
-    }
-}
-
-impl Stream for std::net::TcpStream {
-    fn close_write(&mut self) {
-        let _ = self.shutdown(std::net::Shutdown::Write);
     }
 }

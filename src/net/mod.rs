@@ -2,10 +2,11 @@
 //! event loop (the only mio-aware code).
 
 pub mod addresses;
-pub mod conn;
+mod conn;
 pub mod engine;
 pub mod event_loop;
 pub mod memory;
 pub mod service;
+pub mod stream;
 pub mod upgrade;
 pub mod wire;

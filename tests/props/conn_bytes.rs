@@ -135,7 +135,7 @@ impl Rig {
                 let frame = canned_frame(op - 0xF0, input);
                 self.send(&frame);
             }
-            0xFF => tandem::net::conn::Stream::close_write(&mut self.client),
+            0xFF => tandem::net::stream::Stream::close_write(&mut self.client),
         }
     }
 
@@ -259,7 +259,7 @@ impl Rig {
             window: 1 << 18,
             ..self.server.knobs()
         });
-        tandem::net::conn::Stream::close_write(&mut self.client);
+        tandem::net::stream::Stream::close_write(&mut self.client);
         self.turn();
         self.advance(200_000);
         assert!(

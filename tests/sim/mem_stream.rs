@@ -244,7 +244,7 @@ impl Write for MemStream {
     }
 }
 
-impl tandem::net::conn::Stream for MemStream {
+impl tandem::net::stream::Stream for MemStream {
     fn close_write(&mut self) {
         let mut shared = self.shared.borrow_mut();
         shared.pipes[self.side].fin = true;

@@ -22,8 +22,9 @@ use tungstenite::{Error as WsError, Message, WebSocket};
 use std::net::IpAddr;
 
 use super::addresses::{self, Addresses, Admission, Limits};
-use super::conn::{AfterResponse, Conn, Phase, Stream};
+use super::conn::{AfterResponse, Conn, Phase};
 use super::service::{ConnInfo, Deferred, Output, Service};
+use super::stream::Stream;
 use super::upgrade::{self, Route, Status};
 use super::wire::Wire;
 use crate::config::{CoreConfig, NetConfig};
