@@ -13,43 +13,7 @@ impl Core {
             "room index out of step"
         );
         for (key, room) in self.rooms.iter() {
-            assert_eq!(
-                self.room_index.get(&room.id),
-                Some(&key),
-                "room {} not indexed",
-                room.id
-            );
-            let hosts = room.members.iter().filter(|m| m.key == room.host).count();
-            assert_eq!(
-                hosts, 1,
-                "room {} must have its host among its members once",
-                room.id
-            );
-            assert!(
-                room.members.len() <= self.config.room_members_max,
-                "room over capacity"
-            );
-            for (i, member) in room.members.iter().enumerate() {
-                assert!(
-                    room.members[..i].iter().all(|m| m.key != member.key),
-                    "duplicate member"
-                );
-                let seat = self.seats.get(member.key).expect("member without a seat");
-                assert_eq!(seat.room, Some(key), "member's seat points elsewhere");
-                assert_eq!(seat.id, member.seat, "member id differs from its seat's");
-            }
-            for held in &room.held {
-                assert!(
-                    held.recipients.iter().all(|&k| room.has(k)),
-                    "a command held for a seat that left"
-                );
-            }
-            if room.pending_play.is_some() {
-                assert!(!room.all_ready(), "a pending play with everyone ready");
-            }
-            for pair in room.held.iter().zip(room.held.iter().skip(1)) {
-                assert!(pair.0.due <= pair.1.due, "held commands out of order");
-            }
+            self.check_room(key, room);
         }
         for (key, seat) in self.seats.iter() {
             if let Some(room) = seat.room {
@@ -87,6 +51,48 @@ impl Core {
         }
         assert_eq!(count, self.session_count, "session count out of step");
         self.check_memory();
+    }
+
+    /// One room: indexed, one host among its members, members' seats agree, held commands
+    /// in order and for members only.
+    fn check_room(&self, key: usize, room: &Room) {
+        assert_eq!(
+            self.room_index.get(&room.id),
+            Some(&key),
+            "room {} not indexed",
+            room.id
+        );
+        let hosts = room.members.iter().filter(|m| m.key == room.host).count();
+        assert_eq!(
+            hosts, 1,
+            "room {} must have its host among its members once",
+            room.id
+        );
+        assert!(
+            room.members.len() <= self.config.room_members_max,
+            "room over capacity"
+        );
+        for (i, member) in room.members.iter().enumerate() {
+            assert!(
+                room.members[..i].iter().all(|m| m.key != member.key),
+                "duplicate member"
+            );
+            let seat = self.seats.get(member.key).expect("member without a seat");
+            assert_eq!(seat.room, Some(key), "member's seat points elsewhere");
+            assert_eq!(seat.id, member.seat, "member id differs from its seat's");
+        }
+        for held in &room.held {
+            assert!(
+                held.recipients.iter().all(|&k| room.has(k)),
+                "a command held for a seat that left"
+            );
+        }
+        if room.pending_play.is_some() {
+            assert!(!room.all_ready(), "a pending play with everyone ready");
+        }
+        for pair in room.held.iter().zip(room.held.iter().skip(1)) {
+            assert!(pair.0.due <= pair.1.due, "held commands out of order");
+        }
     }
 
     /// Heap bytes the core holds for one connection (its seat's names and identity, the

@@ -67,34 +67,17 @@ impl Core {
         let serial = self.next_serial();
         let id = RoomId(self.rng.uuid());
         let now = self.now.mono;
-        let start = if room::valid_position(start_position) {
-            start_position
-        } else {
-            0.0
+        let start = Some(start_position)
+            .filter(|p| room::valid_position(*p))
+            .unwrap_or(0.0);
+        let host = Member {
+            key: seat,
+            seat: seat_id,
+            ready: true,
         };
-        let key = self.rooms.insert(Room {
-            id,
-            serial,
-            name: room_name,
-            host: seat,
-            media_id,
-            members: vec![Member {
-                key: seat,
-                seat: seat_id,
-                ready: true,
-            }],
-            clock: RoomClock::paused(start, now),
-            filter: RelayFilter {
-                position: start,
-                play_state: PlayState::Paused,
-                last_state_at: now,
-                last_command_at: None,
-            },
-            pending_play: None,
-            held: Default::default(),
-            stock_play_at: Millis(0),
-            in_flight: Vec::new(),
-        });
+        let key = self
+            .rooms
+            .insert(Room::new(id, serial, room_name, host, media_id, start, now));
         self.room_index.insert(id, key);
         if let Some(holder) = self.seats.get_mut(seat) {
             holder.room = Some(key);

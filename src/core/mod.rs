@@ -33,11 +33,11 @@ use crate::timer_wheel::TimerWheel;
 use listing::ListState;
 pub use listing::LISTING_ENVELOPE_BYTES;
 use membership::GONE_NOTIFIED_MAX;
-use room::{Member, RelayFilter, Room, RoomClock};
+use room::{Member, Room};
 use sessions::{Budget, Seat, Session};
 use types::{
     reason, Capabilities, Command, ControlMessage, CoreTimer, Credential, DecodeError, ErrorCode,
-    Event, Identity, Outbox, PlayState, RoomSummary,
+    Event, Identity, Outbox, RoomSummary,
 };
 pub use types::{Listing, Outcome};
 

@@ -244,6 +244,37 @@ fn relay_bytes(relay: &Relay) -> usize {
 pub const RELAY_BYTES_MAX: usize = 3 * 40;
 
 impl Room {
+    /// A room hosted by `host`, its only member, paused at `start` (seconds) at `now`.
+    pub fn new(
+        id: RoomId,
+        serial: u64,
+        name: String,
+        host: Member,
+        media_id: Option<String>,
+        start: f64,
+        now: Millis,
+    ) -> Room {
+        Room {
+            id,
+            serial,
+            name,
+            host: host.key,
+            media_id,
+            members: vec![host],
+            clock: RoomClock::paused(start, now),
+            filter: RelayFilter {
+                position: start,
+                play_state: PlayState::Paused,
+                last_state_at: now,
+                last_command_at: None,
+            },
+            pending_play: None,
+            held: VecDeque::new(),
+            stock_play_at: Millis(0),
+            in_flight: Vec::new(),
+        }
+    }
+
     /// Heap bytes the room holds (its share of every member's memory budget).
     pub fn heap_bytes(&self) -> usize {
         use std::mem::size_of;

@@ -155,6 +155,32 @@ fn protocols(request: &httparse::Request<'_, '_>) -> Vec<String> {
         .collect()
 }
 
+/// The request's `Origin` (if one, as text) and whether it is allowed: absent is allowed; one
+/// that is not UTF-8, or several, never is.
+fn origin_policy<'a>(
+    request: &httparse::Request<'_, 'a>,
+    allowed_origins: Option<&[String]>,
+) -> (Option<&'a str>, bool) {
+    let origins: Vec<&'a [u8]> = request
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("Origin"))
+        .map(|h| h.value)
+        .collect();
+    let origin = match origins.as_slice() {
+        [one] => Some(std::str::from_utf8(one).ok()),
+        [] => None,
+        _ => Some(None),
+    };
+    let allowed = match (origin, allowed_origins) {
+        (None, _) => true,
+        (Some(None), _) => false,
+        (Some(Some(_)), None) => true,
+        (Some(Some(origin)), Some(list)) => list.iter().any(|allowed| allowed == origin),
+    };
+    (origin.flatten(), allowed)
+}
+
 fn route(
     request: &httparse::Request<'_, '_>,
     allowed_origins: Option<&[String]>,
@@ -168,25 +194,7 @@ fn route(
             .find(|h| h.name.eq_ignore_ascii_case(name))
             .and_then(|h| std::str::from_utf8(h.value).ok())
     };
-    let origins: Vec<&[u8]> = request
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("Origin"))
-        .map(|h| h.value)
-        .collect();
-    // One Origin, as text; several, or one that is not UTF-8, is never an allowed one.
-    let origin = match origins.as_slice() {
-        [one] => Some(std::str::from_utf8(one).ok()),
-        [] => None,
-        _ => Some(None),
-    };
-    let origin_allowed = match (origin, allowed_origins) {
-        (None, _) => true,
-        (Some(None), _) => false,
-        (Some(Some(_)), None) => true,
-        (Some(Some(origin)), Some(list)) => list.iter().any(|allowed| allowed == origin),
-    };
-    let origin = origin.flatten();
+    let (origin, origin_allowed) = origin_policy(request, allowed_origins);
     let on = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
     if on("/health") {
         if request.method != Some("GET") && request.method != Some("HEAD") {

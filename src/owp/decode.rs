@@ -140,35 +140,13 @@ pub fn decode(text: &str) -> Result<Command, DecodeError> {
         },
         "leave_room" => Command::LeaveRoom,
         "ready" => Command::Ready { room },
-        "player_event" => {
-            let raw_action = fields
-                .action
-                .filter(|raw| raw.get().len() <= ACTION_BYTES_MAX + 2);
-            let action = string(raw_action).ok_or(DecodeError::Invalid)?;
-            Command::Control {
-                room,
-                control: Control {
-                    action: ControlAction::parse(&action),
-                    position: number(fields.position).filter(|p| valid_position(*p)),
-                    play_state: string(fields.play_state)
-                        .as_deref()
-                        .and_then(PlayState::parse),
-                    relay: relay(&fields),
-                },
-            }
-        }
+        "player_event" => Command::Control {
+            room,
+            control: control(&fields)?,
+        },
         "state_update" => Command::Report {
             room,
-            report: Report {
-                has_payload: payload.is_some(),
-                position_number: number(fields.position),
-                position: number(fields.position).filter(|p| valid_position(*p)),
-                play_state_text: string(fields.play_state),
-                relay: Relay {
-                    action: None,
-                    ..relay(&fields)
-                },
-            },
+            report: report(&fields, payload.is_some()),
         },
         "ping" => Command::Ping {
             room,
@@ -185,6 +163,36 @@ pub fn decode(text: &str) -> Result<Command, DecodeError> {
         _ => return Err(DecodeError::UnknownType),
     };
     Ok(command)
+}
+
+/// A host's `player_event` payload: an `action` string is required.
+fn control(fields: &Fields<'_>) -> Result<Control, DecodeError> {
+    let raw_action = fields
+        .action
+        .filter(|raw| raw.get().len() <= ACTION_BYTES_MAX + 2);
+    let action = string(raw_action).ok_or(DecodeError::Invalid)?;
+    Ok(Control {
+        action: ControlAction::parse(&action),
+        position: number(fields.position).filter(|p| valid_position(*p)),
+        play_state: string(fields.play_state)
+            .as_deref()
+            .and_then(PlayState::parse),
+        relay: relay(fields),
+    })
+}
+
+/// A host's `state_update` payload (every field optional).
+fn report(fields: &Fields<'_>, has_payload: bool) -> Report {
+    Report {
+        has_payload,
+        position_number: number(fields.position),
+        position: number(fields.position).filter(|p| valid_position(*p)),
+        play_state_text: string(fields.play_state),
+        relay: Relay {
+            action: None,
+            ..relay(fields)
+        },
+    }
 }
 
 /// Longest `action` (its JSON text, quotes aside); a longer one makes the message invalid.

@@ -119,30 +119,30 @@ struct ListEntry<'a> {
 /// Renders an event. `None` for events that are not messages (`ClientLog`) and for
 /// `RoomList`, which the caller renders once per version with `encode_room_list`.
 pub fn encode(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Option<String> {
-    use serde_json::json;
-    let one = Some;
     match event {
-        Event::Hello { seat } => {
-            let id = IdText::new(seat.0);
-            let id = id.as_str();
-            one(render(
-                "client_hello",
-                None,
-                Some(id),
-                Some(json!({ "client_id": id })),
-                now,
-                now,
-            ))
-        }
         Event::RoomState { .. } => Some(room_state(event, now, sync_lead_ms)),
-        Event::Participants { room, count } => one(render(
-            "participants_update",
-            Some(IdText::new(room.0).as_str()),
-            None,
-            Some(json!({ "participant_count": count })),
-            now,
+        Event::Control { .. } | Event::State { .. } => encode_playback(event, now),
+        Event::Pong {
+            seat,
+            room,
+            echo,
+            received,
+        } => Some(encode_pong(
+            *seat,
+            room.as_deref(),
+            echo.as_ref(),
+            *received,
             now,
         )),
+        Event::RoomList { .. } | Event::ClientLog { .. } => None,
+        _ => encode_notice(event, now),
+    }
+}
+
+/// `player_event` and `state_update`: the relayed fields, with the server's instants.
+fn encode_playback(event: &Event, now: UnixMillis) -> Option<String> {
+    let one = Some;
+    match event {
         Event::Control {
             room,
             host,
@@ -167,6 +167,35 @@ pub fn encode(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Option<Strin
             Some(relay_payload(relay, None)),
             now,
             *server_ts,
+        )),
+        _ => None,
+    }
+}
+
+/// Everything else: greetings, membership changes, chat, errors.
+fn encode_notice(event: &Event, now: UnixMillis) -> Option<String> {
+    use serde_json::json;
+    let one = Some;
+    match event {
+        Event::Hello { seat } => {
+            let id = IdText::new(seat.0);
+            let id = id.as_str();
+            one(render(
+                "client_hello",
+                None,
+                Some(id),
+                Some(json!({ "client_id": id })),
+                now,
+                now,
+            ))
+        }
+        Event::Participants { room, count } => one(render(
+            "participants_update",
+            Some(IdText::new(room.0).as_str()),
+            None,
+            Some(json!({ "participant_count": count })),
+            now,
+            now,
         )),
         Event::ClientLeft { room, seat, count } => one(render(
             "client_left",
@@ -214,19 +243,7 @@ pub fn encode(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Option<Strin
             now,
             now,
         )),
-        Event::Pong {
-            seat,
-            room,
-            echo,
-            received,
-        } => one(encode_pong(
-            *seat,
-            room.as_deref(),
-            echo.as_ref(),
-            *received,
-            now,
-        )),
-        Event::RoomList { .. } | Event::ClientLog { .. } => None,
+        _ => None,
     }
 }
 
@@ -351,82 +368,7 @@ pub fn encode_pong(
 /// The client side of `decode`: renders a command as an OpenWatchParty client would send it.
 /// Relayed fields and echoed payloads are written back byte for byte.
 pub fn encode_command(command: &Command, room: Option<&str>, ts: u64) -> String {
-    use serde_json::{json, Value};
-    let to_raw = |value: Value| -> Option<Box<RawValue>> {
-        let mut value = value;
-        // A field that was JSON null decodes as absent, so dropping nulls is faithful.
-        if let Value::Object(map) = &mut value {
-            map.retain(|_, v| !v.is_null());
-        }
-        serde_json::value::to_raw_value(&value).ok()
-    };
-    let relay = |relay: &Relay| serde_json::value::to_raw_value(&relay_payload(relay, None)).ok();
-    let (kind, envelope_room, payload): (&str, Option<&str>, Option<Box<RawValue>>) = match command
-    {
-        Command::Identify {
-            user_name,
-            user_id,
-            follows_schedule,
-            credential,
-        } => {
-            // Only a presented token has a wire form; the edge's verdicts do not.
-            let token = match credential {
-                Some(Credential::Token(token)) => Some(token.as_str()),
-                _ => None,
-            };
-            (
-                "auth",
-                None,
-                to_raw(json!({ "user_name": user_name, "user_id": user_id,
-                               "scheduled": follows_schedule, "token": token })),
-            )
-        }
-        Command::ListRooms => ("list_rooms", None, to_raw(json!({}))),
-        Command::CreateRoom {
-            name,
-            user_name,
-            start_position,
-            media_id,
-        } => (
-            "create_room",
-            room,
-            to_raw(
-                json!({ "name": name, "user_name": user_name, "start_pos": start_position,
-                           "media_id": media_id }),
-            ),
-        ),
-        Command::JoinRoom { room, user_name } => (
-            "join_room",
-            Some(room.as_str()),
-            to_raw(json!({ "user_name": user_name })),
-        ),
-        Command::LeaveRoom => ("leave_room", room, to_raw(json!({}))),
-        Command::Ready { room } => ("ready", room.as_deref(), to_raw(json!({}))),
-        Command::Control { room, control } => {
-            ("player_event", room.as_deref(), relay(&control.relay))
-        }
-        Command::Report { room, report } => {
-            let payload = if report.has_payload {
-                relay(&report.relay)
-            } else {
-                None
-            };
-            ("state_update", room.as_deref(), payload)
-        }
-        Command::Ping { room, echo } => {
-            ("ping", room.as_deref(), echo.as_ref().map(|j| j.0.clone()))
-        }
-        Command::Chat { room, text } => (
-            "chat_message",
-            room.as_deref(),
-            to_raw(json!({ "text": text })),
-        ),
-        Command::ClientLog { category, message } => (
-            "client_log",
-            None,
-            to_raw(json!({ "category": category, "message": message })),
-        ),
-    };
+    let (kind, envelope_room, payload) = command_parts(command, room);
     #[derive(Serialize)]
     struct ClientMessage<'a> {
         #[serde(rename = "type")]
@@ -444,6 +386,79 @@ pub fn encode_command(command: &Command, room: Option<&str>, ts: u64) -> String 
         ts,
     };
     serde_json::to_string(&message).unwrap_or_default()
+}
+
+/// A JSON object without its null fields (a field that was JSON null decodes as absent, so
+/// dropping nulls is faithful), as raw JSON.
+fn without_nulls(mut value: serde_json::Value) -> Option<Box<RawValue>> {
+    if let serde_json::Value::Object(map) = &mut value {
+        map.retain(|_, v| !v.is_null());
+    }
+    serde_json::value::to_raw_value(&value).ok()
+}
+
+/// A command's `type`, envelope `room` and payload.
+fn command_parts<'a>(
+    command: &'a Command,
+    room: Option<&'a str>,
+) -> (&'static str, Option<&'a str>, Option<Box<RawValue>>) {
+    use serde_json::json;
+    let relay = |relay: &Relay| serde_json::value::to_raw_value(&relay_payload(relay, None)).ok();
+    match command {
+        Command::Identify {
+            user_name,
+            user_id,
+            follows_schedule,
+            credential,
+        } => {
+            // Only a presented token has a wire form; the edge's verdicts do not.
+            let token = match credential {
+                Some(Credential::Token(token)) => Some(token.as_str()),
+                _ => None,
+            };
+            let payload = json!({ "user_name": user_name, "user_id": user_id,
+                                  "scheduled": follows_schedule, "token": token });
+            ("auth", None, without_nulls(payload))
+        }
+        Command::ListRooms => ("list_rooms", None, without_nulls(json!({}))),
+        Command::CreateRoom {
+            name,
+            user_name,
+            start_position,
+            media_id,
+        } => {
+            let payload = json!({ "name": name, "user_name": user_name,
+                                  "start_pos": start_position, "media_id": media_id });
+            ("create_room", room, without_nulls(payload))
+        }
+        Command::JoinRoom { room, user_name } => (
+            "join_room",
+            Some(room.as_str()),
+            without_nulls(json!({ "user_name": user_name })),
+        ),
+        Command::LeaveRoom => ("leave_room", room, without_nulls(json!({}))),
+        Command::Ready { room } => ("ready", room.as_deref(), without_nulls(json!({}))),
+        Command::Control { room, control } => {
+            ("player_event", room.as_deref(), relay(&control.relay))
+        }
+        Command::Report { room, report } => {
+            let payload = report.has_payload.then(|| relay(&report.relay)).flatten();
+            ("state_update", room.as_deref(), payload)
+        }
+        Command::Ping { room, echo } => {
+            ("ping", room.as_deref(), echo.as_ref().map(|j| j.0.clone()))
+        }
+        Command::Chat { room, text } => (
+            "chat_message",
+            room.as_deref(),
+            without_nulls(json!({ "text": text })),
+        ),
+        Command::ClientLog { category, message } => (
+            "client_log",
+            None,
+            without_nulls(json!({ "category": category, "message": message })),
+        ),
+    }
 }
 
 /// An error's `payload.message`, as the original words it where it has one.
