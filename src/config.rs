@@ -510,7 +510,7 @@ impl Config {
         if self.net.message_bytes_max < 1_024 {
             return invalid("MESSAGE_BYTES_MAX", "must be at least 1024");
         }
-        if self.net.outbox_bytes_max < 2 * self.net.message_bytes_max {
+        if self.net.outbox_bytes_max < self.net.message_bytes_max.saturating_mul(2) {
             return invalid(
                 "OUTBOX_BYTES_MAX",
                 "must be at least twice MESSAGE_BYTES_MAX",

@@ -123,7 +123,7 @@ impl Gateway {
         let kind = owp::kind_hint(text);
         let mut outcome = Outcome::Refused(ErrorCode::RateLimited);
         if self.core.admit(now, conn, kind, &mut self.outbox) {
-            self.decoded += 1;
+            self.decoded = self.decoded.saturating_add(1);
             let message = owp::decode(text).map(authenticate);
             let is_log = matches!(message, Ok(Command::ClientLog { .. }));
             let guessed_wrong = kind == Kind::ClientLog && !is_log;
@@ -184,7 +184,7 @@ impl Gateway {
     fn set_dialect(&mut self, conn: ConnId, dialect: Option<Dialect>) {
         let index = conn.index as usize;
         if self.dialects.len() <= index {
-            self.dialects.resize(index + 1, None);
+            self.dialects.resize(index.saturating_add(1), None);
         }
         if let Some(slot) = self.dialects.get_mut(index) {
             *slot = dialect.map(|d| (conn, d));

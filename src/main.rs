@@ -1,5 +1,15 @@
 //! `tandem`: parse settings, bind, run until SIGTERM/SIGINT.
 
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::arithmetic_side_effects
+    )
+)]
+
 use std::process::ExitCode;
 
 use tandem::config::{self, Config, Invocation};
@@ -25,9 +35,16 @@ fn main() -> ExitCode {
         }
     };
     log::set_level(config.log_level);
-    // The core's ids come from this seed; it is the one place randomness enters.
+    // The core's ids come from this seed; it is the one place randomness enters. Without it
+    // room ids (and later resume tokens and invite keys) would be predictable: refuse to run.
     #[allow(clippy::disallowed_methods)]
-    let seed = getrandom::u64().unwrap_or(0x5EED);
+    let seed = match seed_from(getrandom::u64()) {
+        Ok(seed) => seed,
+        Err(message) => {
+            eprintln!("tandem: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
     #[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(unused_mut))]
     let mut server = match Gateway::server(&config, seed) {
         Ok(server) => server,
@@ -62,6 +79,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// The server's seed, or why there is none: a failing OS random source stops the server.
+fn seed_from(random: Result<u64, getrandom::Error>) -> Result<u64, String> {
+    random.map_err(|error| {
+        format!(
+            "cannot read the operating system's random source ({error}); \
+             refusing to start with predictable room ids"
+        )
+    })
+}
+
 /// The soft limit on open files, from /proc (no libc needed).
 fn descriptor_limit() -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
@@ -86,5 +113,20 @@ mod glibc {
         unsafe {
             malloc_trim(0);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failing random source is an error with a clear message, never a fixed seed.
+    #[test]
+    fn no_seed_without_randomness() {
+        assert_eq!(seed_from(Ok(7)), Ok(7));
+        let error = getrandom::Error::UNSUPPORTED;
+        let message = seed_from(Err(error)).expect_err("no seed");
+        assert!(message.contains("random source"), "{message}");
+        assert!(message.contains("predictable"), "{message}");
     }
 }

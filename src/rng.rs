@@ -34,7 +34,7 @@ impl Rng {
     /// A number in `0..bound` (`bound` > 0).
     pub fn below(&mut self, bound: u64) -> u64 {
         debug_assert!(bound > 0);
-        self.next_u64() % bound.max(1)
+        self.next_u64().checked_rem(bound).unwrap_or(0)
     }
 }
 

@@ -28,7 +28,7 @@ pub fn sanitize_line(text: &str, max: usize) -> String {
         .collect();
     let mut out = String::new();
     for c in kept.trim().chars().take(max) {
-        if out.len() + c.len_utf8() > NAME_BYTES_MAX {
+        if out.len().saturating_add(c.len_utf8()) > NAME_BYTES_MAX {
             break;
         }
         out.push(c);

@@ -30,22 +30,27 @@ impl Now {
     /// reading's pairing of the two clocks.
     pub fn wall_at(self, at: Millis) -> UnixMillis {
         if at >= self.mono {
-            UnixMillis(self.wall.0.saturating_add(at.0 - self.mono.0))
+            UnixMillis(self.wall.0.saturating_add(at.since(self.mono)))
         } else {
-            UnixMillis(self.wall.0.saturating_sub(self.mono.0 - at.0))
+            UnixMillis(self.wall.0.saturating_sub(self.mono.since(at)))
         }
     }
 
     /// Both clocks moved forward by `ms`.
     pub fn plus(self, ms: u64) -> Now {
         Now {
-            mono: self.mono + ms,
+            mono: self.mono.after(ms),
             wall: UnixMillis(self.wall.0.saturating_add(ms)),
         }
     }
 }
 
 impl Millis {
+    /// `ms` milliseconds later (saturating: never wraps).
+    pub fn after(self, ms: u64) -> Millis {
+        Millis(self.0.saturating_add(ms))
+    }
+
     /// Milliseconds from `earlier` to `self`, zero if `earlier` is later.
     pub fn since(self, earlier: Millis) -> u64 {
         self.0.saturating_sub(earlier.0)
@@ -98,7 +103,9 @@ impl Clock {
 
     /// The `Instant` of a monotonic deadline, so the poll timeout can be computed precisely.
     pub fn instant_of(&self, at: Millis) -> std::time::Instant {
-        self.start + std::time::Duration::from_millis(at.0)
+        self.start
+            .checked_add(std::time::Duration::from_millis(at.0))
+            .unwrap_or(self.start)
     }
 }
 

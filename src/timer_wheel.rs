@@ -12,6 +12,12 @@
 //! equal deadlines, by insertion order. After `advance(now)`, `next_deadline()` is `None` or
 //! strictly after `now`.
 
+// Exceptions to the crate's arithmetic and indexing lints, justified: every slot index is
+// masked to `SLOTS - 1` and every level index clamped to `LEVELS - 1` before use, shifts are
+// below 64, and times are u64 milliseconds since start (overflow after 584 million years);
+// the counters count entries that exist.
+#![allow(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
+
 use crate::time::Millis;
 
 const LEVELS: usize = 6;
@@ -94,8 +100,8 @@ impl<T> TimerWheel<T> {
     /// next `advance`.
     pub fn insert(&mut self, deadline: Millis, payload: T) {
         let sequence = self.sequence;
-        self.sequence += 1;
-        self.len += 1;
+        self.sequence = self.sequence.saturating_add(1);
+        self.len = self.len.saturating_add(1);
         self.place(Entry {
             deadline: deadline.0,
             sequence,
@@ -138,7 +144,7 @@ impl<T> TimerWheel<T> {
         }
         self.elapsed = now;
         fired.sort_by_key(|entry| (entry.deadline, entry.sequence));
-        self.len -= fired.len();
+        self.len = self.len.saturating_sub(fired.len());
         due.extend(fired.into_iter().map(|entry| entry.payload));
         debug_assert!(self.next_deadline().is_none_or(|next| next.0 > now));
     }
@@ -172,7 +178,7 @@ impl<T> TimerWheel<T> {
             let mut deadline = level_start + slot as u64 * slot_range;
             if deadline <= self.elapsed {
                 // Only the top level wraps: its slot belongs to the next cycle.
-                deadline += level_range;
+                deadline = deadline.saturating_add(level_range);
             }
             if best.is_none_or(|(current, _, _)| deadline < current) {
                 best = Some((deadline, level, slot));

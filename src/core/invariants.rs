@@ -5,7 +5,9 @@ use super::*;
 
 impl Core {
     /// Checks every structural invariant; panics with a description if one fails. Called by
-    /// tests, the simulation and the fuzzers after every step.
+    /// tests, the simulation and the fuzzers after every step (and never by the server).
+    // A checker: failing loudly is what it is for.
+    #[allow(clippy::expect_used)]
     pub fn check_invariants(&self) {
         assert_eq!(
             self.rooms.len(),
@@ -31,10 +33,10 @@ impl Core {
                 );
             }
         }
-        let mut count = 0;
+        let mut count: usize = 0;
         for (index, slot) in self.sessions.iter().enumerate() {
             let Some(session) = slot else { continue };
-            count += 1;
+            count = count.saturating_add(1);
             assert_eq!(
                 session.conn.index as usize, index,
                 "session in the wrong slot"
@@ -55,6 +57,7 @@ impl Core {
 
     /// One room: indexed, one host among its members, members' seats agree, held commands
     /// in order and for members only.
+    #[allow(clippy::expect_used)] // A checker, as above.
     fn check_room(&self, key: usize, room: &Room) {
         assert_eq!(
             self.room_index.get(&room.id),
@@ -74,7 +77,7 @@ impl Core {
         );
         for (i, member) in room.members.iter().enumerate() {
             assert!(
-                room.members[..i].iter().all(|m| m.key != member.key),
+                room.members.iter().take(i).all(|m| m.key != member.key),
                 "duplicate member"
             );
             let seat = self.seats.get(member.key).expect("member without a seat");
@@ -101,14 +104,21 @@ impl Core {
         let seat = self.seat_of(conn).map_or(0, |s| {
             let identity = match &s.identity {
                 Identity::Anonymous => 0,
-                Identity::Verified { subject, name } => subject.capacity() + name.capacity(),
+                Identity::Verified { subject, name } => {
+                    subject.capacity().saturating_add(name.capacity())
+                }
             };
-            s.name.capacity() + s.user_id.capacity() + identity
+            s.name
+                .capacity()
+                .saturating_add(s.user_id.capacity())
+                .saturating_add(identity)
         });
         let session = self.session(conn).map_or(0, |s| {
-            s.gone_notified.capacity() * std::mem::size_of::<u64>()
+            s.gone_notified
+                .capacity()
+                .saturating_mul(std::mem::size_of::<u64>())
         });
-        seat + session
+        seat.saturating_add(session)
     }
 
     /// The bound of `session_bytes`: four strings (display name, user id, and a verified

@@ -96,12 +96,12 @@ impl Core {
     }
 
     pub(super) fn list_changed(&mut self) {
-        self.list.version += 1;
+        self.list.version = self.list.version.saturating_add(1);
         if self.list.flush_scheduled {
             return;
         }
         let spacing = self.config.room_list_interval_ms.max(self.list.spacing_ms);
-        let earliest = self.list.last_push.map_or(Millis(0), |t| t + spacing);
+        let earliest = self.list.last_push.map_or(Millis(0), |t| t.after(spacing));
         self.timers
             .insert(earliest.max(self.now.mono), CoreTimer::RoomListFlush);
         self.list.flush_scheduled = true;
@@ -130,14 +130,14 @@ impl Core {
             });
             out.send(session.conn, event);
             session.list_seen = version;
-            recipients += 1;
+            recipients = recipients.saturating_add(1);
         }
         self.list.spacing_ms = 0;
         if recipients > 0 {
             self.list.sent_this_call = true;
             let bytes = recipients.saturating_mul(self.current_listing().bytes_max as u64);
             let rate = self.config.lobby_push_bytes_per_sec.max(1);
-            self.list.spacing_ms = bytes.saturating_mul(1_000) / rate;
+            self.list.spacing_ms = bytes.saturating_mul(1_000).checked_div(rate).unwrap_or(0);
         }
     }
 }

@@ -41,7 +41,8 @@ impl Core {
         let hosts_current = current
             .and_then(|key| self.rooms.get(key))
             .is_some_and(|room| room.host == seat);
-        if self.rooms.len() - usize::from(hosts_current) >= self.config.rooms_max {
+        let others = self.rooms.len().saturating_sub(usize::from(hosts_current));
+        if others >= self.config.rooms_max {
             // Refused before anything changes: the sender keeps its room.
             self.error(conn, None, ErrorCode::RoomsLimit, out);
             return;

@@ -107,11 +107,14 @@ impl Core {
         self.begin(now);
         let index = conn.index as usize;
         if self.sessions.len() <= index {
-            self.sessions.resize(index + 1, None);
+            self.sessions.resize(index.saturating_add(1), None);
         }
-        debug_assert!(self.sessions[index].is_none(), "conn {conn} opened twice");
-        if let Some(stale) = self.sessions[index].take() {
-            self.session_count -= 1;
+        let Some(slot) = self.sessions.get_mut(index) else {
+            return;
+        };
+        debug_assert!(slot.is_none(), "conn {conn} opened twice");
+        if let Some(stale) = slot.take() {
+            self.session_count = self.session_count.saturating_sub(1);
             self.seats.try_remove(stale.seat);
         }
         let id = SeatId(self.rng.uuid());
@@ -124,15 +127,17 @@ impl Core {
             caps,
             room: None,
         });
-        self.sessions[index] = Some(Session {
-            conn,
-            seat,
-            list_seen: 0,
-            gone_notified: Vec::new(),
-            messages: Budget::default(),
-            client_logs: Budget::default(),
-        });
-        self.session_count += 1;
+        if let Some(slot) = self.sessions.get_mut(index) {
+            *slot = Some(Session {
+                conn,
+                seat,
+                list_seen: 0,
+                gone_notified: Vec::new(),
+                messages: Budget::default(),
+                client_logs: Budget::default(),
+            });
+        }
+        self.session_count = self.session_count.saturating_add(1);
         out.unicast(conn, Event::Hello { seat: id });
         self.send_room_list(conn, out);
         self.finish(out);
@@ -221,8 +226,10 @@ impl Core {
             self.leave_current(conn, out);
             // Today a seat ends with its connection.
             self.seats.try_remove(key);
-            self.sessions[conn.index as usize] = None;
-            self.session_count -= 1;
+            if let Some(slot) = self.sessions.get_mut(conn.index as usize) {
+                *slot = None;
+            }
+            self.session_count = self.session_count.saturating_sub(1);
         }
         self.finish(out);
     }
@@ -340,7 +347,7 @@ impl Core {
     }
 
     fn next_serial(&mut self) -> u64 {
-        self.serial += 1;
+        self.serial = self.serial.saturating_add(1);
         self.serial
     }
 

@@ -33,16 +33,20 @@ pub const PLAY_GUARD_MS: u64 = 200;
 impl Core {
     /// A host's `player_event`.
     pub(super) fn control(&mut self, key: usize, control: super::types::Control, out: &mut Outbox) {
-        let host = self.rooms[key].host;
+        let Some(host) = self.rooms.get(key).map(|room| room.host) else {
+            return;
+        };
         let scheduling = self
             .seats
             .get(host)
             .is_some_and(|s| s.caps.follows_schedule);
-        self.rooms[key].pending_play = None;
+        if let Some(room) = self.rooms.get_mut(key) {
+            room.pending_play = None;
+        }
         if !scheduling {
             self.relay_fact(key, control, out);
         } else if control.action == ControlAction::Play {
-            if self.rooms[key].all_ready() {
+            if self.rooms.get(key).is_some_and(Room::all_ready) {
                 self.start_play(key, control.position, out);
             } else {
                 self.hold_play(key, control.position);
@@ -56,7 +60,9 @@ impl Core {
     /// state_update filter.
     fn record(&mut self, key: usize, control: &super::types::Control, at: Millis) {
         let now = self.now.mono;
-        let room = &mut self.rooms[key];
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
         let (action, position, play_state) =
             (&control.action, control.position, control.play_state);
         room.clock
@@ -68,7 +74,9 @@ impl Core {
     fn relay_fact(&mut self, key: usize, control: super::types::Control, out: &mut Outbox) {
         let now = self.now.mono;
         self.record(key, &control, now);
-        let room = &self.rooms[key];
+        let Some(room) = self.rooms.get(key) else {
+            return;
+        };
         let message = ControlMessage {
             relay: control.relay,
             target: self.now.wall,
@@ -87,7 +95,9 @@ impl Core {
     fn schedule_control(&mut self, key: usize, control: super::types::Control, out: &mut Outbox) {
         let (at, target) = later(self.now, self.config.control_schedule_ms);
         self.record(key, &control, at);
-        let room = &self.rooms[key];
+        let Some(room) = self.rooms.get(key) else {
+            return;
+        };
         let message = ControlMessage {
             relay: control.relay,
             target,
@@ -100,8 +110,11 @@ impl Core {
     /// Scheduling host, not everyone ready: wait for the last `ready` or the deadline.
     fn hold_play(&mut self, key: usize, position: Option<f64>) {
         let epoch = self.next_serial();
-        let deadline = self.now.mono + self.config.ready_wait_ms_max;
-        self.rooms[key].pending_play = Some(PendingPlay {
+        let deadline = self.now.mono.after(self.config.ready_wait_ms_max);
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        room.pending_play = Some(PendingPlay {
             position,
             epoch,
             deadline,
@@ -114,7 +127,9 @@ impl Core {
     fn start_play(&mut self, key: usize, position: Option<f64>, out: &mut Outbox) {
         let now = self.now.mono;
         let (at, target) = later(self.now, self.config.play_schedule_ms);
-        let room = &mut self.rooms[key];
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
         room.pending_play = None;
         let position = position.unwrap_or_else(|| room.clock.state_at(at).read(at));
         room.clock
@@ -131,7 +146,9 @@ impl Core {
 
     /// Releases a pending play once nobody is left to wait for.
     pub(super) fn check_barrier(&mut self, key: usize, out: &mut Outbox) {
-        let room = &self.rooms[key];
+        let Some(room) = self.rooms.get(key) else {
+            return;
+        };
         if let Some(pending) = &room.pending_play {
             if room.all_ready() {
                 let position = pending.position;
@@ -169,7 +186,9 @@ impl Core {
         out: &mut Outbox,
     ) {
         let now = self.now.mono;
-        let room = &self.rooms[key];
+        let Some(room) = self.rooms.get(key) else {
+            return;
+        };
         let index = out.event(Event::Control {
             room: room.id,
             host: room.host_seat(),
@@ -193,7 +212,9 @@ impl Core {
                 held_for.push(seat);
             }
         }
-        let room = &mut self.rooms[key];
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
         if play && stock_now && at > now {
             room.stock_play_at = room.stock_play_at.max(at);
         }
@@ -213,7 +234,7 @@ impl Core {
         let own = if play {
             now
         } else {
-            at.max(room.stock_play_at + PLAY_GUARD_MS)
+            at.max(room.stock_play_at.after(PLAY_GUARD_MS))
         };
         let due = own.max(room.held.back().map_or(Millis(0), |h| h.due));
         room.held.push_back(Held {
@@ -268,7 +289,9 @@ impl Core {
         action: ControlAction,
     ) {
         let now = self.now.mono;
-        let room = &mut self.rooms[key];
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
         room.in_flight.retain(|(when, _, _)| *when > now);
         if room.in_flight.len() >= IN_FLIGHT_MAX {
             room.in_flight.remove(0);
@@ -279,7 +302,10 @@ impl Core {
     /// A joiner gets the commands whose instant is still ahead, as members got them.
     pub(super) fn replay_in_flight(&mut self, key: usize, seat: usize, out: &mut Outbox) {
         let now = self.now.mono;
-        let pending: Vec<_> = self.rooms[key]
+        let Some(room) = self.rooms.get(key) else {
+            return;
+        };
+        let pending: Vec<_> = room
             .in_flight
             .iter()
             .filter(|(when, _, _)| *when > now)
@@ -305,7 +331,9 @@ impl Core {
             self.config.command_cooldown_ms,
             self.config.state_update_interval_ms,
         );
-        let room = &mut self.rooms[key];
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
         let play_state = report.play_state_text.as_deref().and_then(PlayState::parse);
         room.clock.apply_report(now, report.position, play_state);
         if !passes_filter(room, &report, now, config) {

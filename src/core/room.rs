@@ -276,6 +276,8 @@ impl Room {
     }
 
     /// Heap bytes the room holds (its share of every member's memory budget).
+    // Sums of the capacities of allocations that exist cannot overflow a usize.
+    #[allow(clippy::arithmetic_side_effects)]
     pub fn heap_bytes(&self) -> usize {
         use std::mem::size_of;
         let held: usize = self
@@ -298,6 +300,8 @@ impl Room {
     }
 
     /// The bound `heap_bytes` stays within, for rooms of at most `members_max` members.
+    // Small constants times a member limit that itself bounds an allocation.
+    #[allow(clippy::arithmetic_side_effects)]
     pub fn heap_bytes_max(members_max: usize) -> usize {
         use std::mem::size_of;
         let held = super::playback::HELD_MAX;

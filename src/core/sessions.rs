@@ -202,6 +202,7 @@ impl Core {
     pub fn over_budget_until(&self, conn: ConnId) -> Option<Millis> {
         let session = self.session(conn)?;
         let budget = &session.messages;
-        (budget.count > self.config.messages_per_second_max).then(|| budget.window_start + 1_000)
+        (budget.count > self.config.messages_per_second_max)
+            .then(|| budget.window_start.after(1_000))
     }
 }

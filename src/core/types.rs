@@ -389,7 +389,7 @@ impl RoomSummary {
     /// a count, a 32-digit media id, keys and punctuation) in 128 bytes, plus the name with
     /// every byte escaped (names carry no control characters, so an escape is 2 bytes).
     pub fn bytes_max(&self) -> usize {
-        128 + 2 * self.name.len()
+        self.name.len().saturating_mul(2).saturating_add(128)
     }
 }
 
@@ -514,7 +514,7 @@ impl Outbox {
     /// Adds an event and returns its index.
     pub fn event(&mut self, event: Event) -> u32 {
         self.events.push(event);
-        (self.events.len() - 1) as u32
+        u32::try_from(self.events.len().saturating_sub(1)).unwrap_or(u32::MAX)
     }
 
     /// Queues event `index` for `conn`.

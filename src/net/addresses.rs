@@ -127,7 +127,7 @@ impl Addresses {
         if now < self.next_sweep {
             return;
         }
-        self.next_sweep = now + 1_000;
+        self.next_sweep = now.after(1_000);
         self.table
             .retain(|_, e| e.connections > 0 || now.since(e.window_start) < 1_000);
     }

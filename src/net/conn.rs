@@ -166,7 +166,11 @@ impl<S> Conn<S> {
 
     /// Drops a WebSocket's state, counting what it held; returns its socket.
     pub(super) fn drop_websocket(&mut self, ws: WebSocket<Wire<S>>) -> S {
-        self.freed_bytes += ws.get_ref().queued() + WEBSOCKET_FOOTPRINT_BYTES;
+        self.freed_bytes = self.freed_bytes.saturating_add(
+            ws.get_ref()
+                .queued()
+                .saturating_add(WEBSOCKET_FOOTPRINT_BYTES),
+        );
         ws.into_inner().into_inner()
     }
 

@@ -134,7 +134,7 @@ impl<A: Service> Server<A> {
         let mut reaped = Vec::new();
         let mut accept = AcceptState::default();
         let mut stop_at: Option<Millis> = None;
-        let mut poll_failures = 0;
+        let mut poll_failures: u32 = 0;
         // The server loop: runs until shutdown completes; every step inside is bounded.
         loop {
             let timeout = self.timeout(&accept, stop_at);
@@ -142,7 +142,7 @@ impl<A: Service> Server<A> {
                 if error.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
-                poll_failures += 1;
+                poll_failures = poll_failures.saturating_add(1);
                 log!(
                     Error,
                     "event=poll_failed error={error:?} count={poll_failures}"
@@ -243,7 +243,7 @@ impl<A: Service> Server<A> {
                         "event=accept_paused error={e:?} retry_ms={}",
                         self.accept_retry_ms
                     );
-                    state.paused_until = Some(now.mono + self.accept_retry_ms);
+                    state.paused_until = Some(now.mono.after(self.accept_retry_ms));
                     return;
                 }
             }
@@ -316,7 +316,7 @@ impl<A: Service> Server<A> {
         );
         let _ = self.poll.registry().deregister(&mut self.listener);
         self.engine.shutdown(now);
-        now.mono + SHUTDOWN_MS
+        now.mono.after(SHUTDOWN_MS)
     }
 }
 

@@ -41,9 +41,9 @@ impl ReleasePolicy {
         }
         if freed != self.seen {
             self.seen = freed;
-            if freed - self.released_at >= self.after_bytes {
-                let cap = *self.cap.get_or_insert(now + WAIT_MAX_MS);
-                self.due = Some((now + QUIET_MS).min(cap));
+            if freed.saturating_sub(self.released_at) >= self.after_bytes {
+                let cap = *self.cap.get_or_insert(now.after(WAIT_MAX_MS));
+                self.due = Some(now.after(QUIET_MS).min(cap));
             }
         }
         match self.due {

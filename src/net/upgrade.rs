@@ -245,8 +245,9 @@ fn valid_key(key: &str) -> bool {
     let bytes = key.as_bytes();
     bytes.len() == 24
         && bytes.ends_with(b"==")
-        && bytes[..22]
+        && bytes
             .iter()
+            .take(22)
             .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
 }
 

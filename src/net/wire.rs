@@ -68,7 +68,7 @@ impl Chunk {
                 header_len,
                 payload,
                 ..
-            } => *header_len as usize + payload.as_bytes().len(),
+            } => usize::from(*header_len).saturating_add(payload.as_bytes().len()),
             Chunk::Owned(bytes) => bytes.len(),
         }
     }
@@ -81,15 +81,17 @@ impl Chunk {
                 header_len,
                 payload,
             } => {
-                let header = &header[..*header_len as usize];
+                let header = header.get(..usize::from(*header_len)).unwrap_or_default();
                 let payload = payload.as_bytes();
-                if offset < header.len() {
-                    [&header[offset..], payload]
-                } else {
-                    [&payload[offset - header.len()..], &[]]
+                match header.get(offset..) {
+                    Some(rest) if !rest.is_empty() => [rest, payload],
+                    _ => {
+                        let skip = offset.saturating_sub(header.len());
+                        [payload.get(skip..).unwrap_or_default(), &[]]
+                    }
                 }
             }
-            Chunk::Owned(bytes) => [&bytes[offset..], &[]],
+            Chunk::Owned(bytes) => [bytes.get(offset..).unwrap_or_default(), &[]],
         }
     }
 }
@@ -139,7 +141,8 @@ impl<S> Wire<S> {
 
     /// What the queue holds, in bytes: frame bytes plus `CHUNK_BYTES` per queued frame.
     pub fn footprint(&self) -> usize {
-        self.queued + self.queue.len() * CHUNK_BYTES
+        self.queued
+            .saturating_add(self.queue.len().saturating_mul(CHUNK_BYTES))
     }
 
     /// Allows tungstenite to read at most `bytes` until the next call.
@@ -212,7 +215,8 @@ impl<S> Wire<S> {
             Ok(()) => cursor.position() as u8,
             Err(_) => return,
         };
-        self.queued += written as usize + payload.as_bytes().len();
+        let bytes_queued = usize::from(written).saturating_add(payload.as_bytes().len());
+        self.queued = self.queued.saturating_add(bytes_queued);
         self.queue.push_back(Chunk::Frame {
             header: bytes,
             header_len: written,
@@ -229,17 +233,18 @@ impl<S: Write> Wire<S> {
             let mut slices = [IoSlice::new(&[]); SLICES_PER_WRITE];
             let mut count = 0;
             for (i, chunk) in self.queue.iter().enumerate() {
-                if count + 2 > SLICES_PER_WRITE {
+                if count > SLICES_PER_WRITE - 2 {
                     break;
                 }
                 for part in chunk.parts(if i == 0 { self.offset } else { 0 }) {
-                    if !part.is_empty() {
-                        slices[count] = IoSlice::new(part);
-                        count += 1;
+                    if let (false, Some(slot)) = (part.is_empty(), slices.get_mut(count)) {
+                        *slot = IoSlice::new(part);
+                        count = count.saturating_add(1);
                     }
                 }
             }
-            let written = match self.stream.write_vectored(&slices[..count]) {
+            let filled = slices.get(..count).unwrap_or_default();
+            let written = match self.stream.write_vectored(filled) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -258,13 +263,13 @@ impl<S: Write> Wire<S> {
             };
             let left = front.len().saturating_sub(self.offset);
             if written < left {
-                self.offset += written;
+                self.offset = self.offset.saturating_add(written);
                 return;
             }
-            written -= left;
+            written = written.saturating_sub(left);
             self.offset = 0;
             self.queue.pop_front();
-            self.popped += 1;
+            self.popped = self.popped.wrapping_add(1);
         }
         if self.queue.is_empty() && self.queue.capacity() > QUEUE_KEPT {
             // A burst must not pin its peak queue for the connection's lifetime.
@@ -280,9 +285,10 @@ impl<S: Read> Read for Wire<S> {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let room = buf.len().min(self.read_budget);
-        let n = self.stream.read(&mut buf[..room])?;
-        self.read_budget -= n;
-        self.inbound.feed(&buf[..n]);
+        let window = buf.get_mut(..room).unwrap_or_default();
+        let n = self.stream.read(window)?;
+        self.read_budget = self.read_budget.saturating_sub(n);
+        self.inbound.feed(window.get(..n).unwrap_or_default());
         Ok(n)
     }
 }
@@ -290,7 +296,7 @@ impl<S: Read> Read for Wire<S> {
 /// Whether `frame` is one whole unmasked pong frame with a short payload (as tungstenite
 /// writes its automatic replies).
 fn is_pong(frame: &[u8]) -> bool {
-    matches!(frame, [0x8A, len, ..] if usize::from(*len) == frame.len() - 2)
+    matches!(frame, [0x8A, len, rest @ ..] if usize::from(*len) == rest.len())
 }
 
 impl<S> Wire<S> {
@@ -312,7 +318,10 @@ impl<S> Wire<S> {
         let Some(Chunk::Owned(bytes)) = self.queue.get_mut(index) else {
             return false;
         };
-        self.queued = self.queued - bytes.len() + frame.len();
+        self.queued = self
+            .queued
+            .saturating_sub(bytes.len())
+            .saturating_add(frame.len());
         bytes.clear();
         bytes.extend_from_slice(frame);
         true
@@ -330,10 +339,10 @@ impl<S> Write for Wire<S> {
             return Ok(buf.len());
         }
         if pong {
-            self.pong = Some(self.popped + self.queue.len() as u64);
+            self.pong = Some(self.popped.wrapping_add(self.queue.len() as u64));
         }
         self.queue.push_back(Chunk::Owned(buf.to_vec()));
-        self.queued += buf.len();
+        self.queued = self.queued.saturating_add(buf.len());
         Ok(buf.len())
     }
 
@@ -370,7 +379,7 @@ impl Inbound {
             if self.remaining > 0 {
                 let take =
                     usize::try_from(self.remaining).map_or(bytes.len(), |r| r.min(bytes.len()));
-                self.remaining -= take as u64;
+                self.remaining = self.remaining.saturating_sub(take as u64);
                 bytes = bytes.get(take..).unwrap_or_default();
                 continue;
             }
@@ -398,12 +407,15 @@ impl Inbound {
             _ => 0,
         };
         let mask = if second & 0x80 != 0 { 4 } else { 0 };
-        let need = 2 + extended + mask;
+        let need = 2usize.saturating_add(extended).saturating_add(mask);
         if usize::from(self.have) < need {
             return;
         }
         let length = match extended {
-            2 => u64::from(u16::from_be_bytes([self.head[2], self.head[3]])),
+            2 => {
+                let [_, _, high, low, ..] = self.head;
+                u64::from(u16::from_be_bytes([high, low]))
+            }
             8 => {
                 let mut be = [0u8; 8];
                 be.copy_from_slice(self.head.get(2..10).unwrap_or(&[0; 8]));

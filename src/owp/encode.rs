@@ -358,7 +358,9 @@ pub fn encode_pong(
         client: &client,
         payload: &echo.unwrap_or(&empty).0,
         ts: sent.0,
-        server_ts: received.0 + (sent.0 - received.0) / 2,
+        server_ts: received
+            .0
+            .saturating_add(sent.0.saturating_sub(received.0) / 2),
         server_rx_ts: received.0,
         server_tx_ts: sent.0,
     };

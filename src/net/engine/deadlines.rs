@@ -46,7 +46,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
             (ShellTimer::Idle, Phase::Open { .. }) => {
                 let silent = now.mono.since(conn.heard_at);
                 if silent >= idle_ms {
-                    self.stats.idled_out += 1;
+                    self.stats.idled_out = self.stats.idled_out.saturating_add(1);
                     log!(Debug, "event=idle_timeout conn={id}");
                     self.close_with(now, id, CloseCode::Away, "Idle timeout", false);
                     return;
@@ -54,14 +54,14 @@ impl<S: Stream, A: Service> Engine<S, A> {
                 let next = if silent >= idle_ms / 2 {
                     if let Phase::Open { ws } = &mut conn.phase {
                         let _ = ws.write(Message::Ping(Default::default()));
-                        if ws.get_mut().footprint() > cap + CONTROL_SLACK {
+                        if ws.get_mut().footprint() > cap.saturating_add(CONTROL_SLACK) {
                             conn.die();
                         }
                     }
                     self.mark_dirty(id);
-                    conn_heard(self, id) + idle_ms
+                    conn_heard(self, id).after(idle_ms)
                 } else {
-                    conn_heard(self, id) + idle_ms / 2
+                    conn_heard(self, id).after(idle_ms / 2)
                 };
                 self.wheel.insert(next, (id, ShellTimer::Idle));
             }

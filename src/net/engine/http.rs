@@ -41,7 +41,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
             return None;
         };
         while conn.readable && head.len() < head_max {
-            let room = (head_max - head.len()).min(self.scratch.len());
+            let room = head_max.saturating_sub(head.len()).min(self.scratch.len());
             let buf = self.scratch.get_mut(..room)?;
             match stream.read(buf) {
                 Ok(0) => {
@@ -160,12 +160,12 @@ impl<S: Stream, A: Service> Engine<S, A> {
             return false;
         };
         while *written < bytes.len() {
-            match stream.write(&bytes[*written..]) {
+            match stream.write(bytes.get(*written..).unwrap_or_default()) {
                 Ok(0) => {
                     conn.die();
                     return false;
                 }
-                Ok(n) => *written += n,
+                Ok(n) => *written = written.saturating_add(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     conn.writable = false;
                     return false;
@@ -188,7 +188,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
                 let mut stream = stream;
                 stream.close_write();
                 conn.phase = Phase::Drain { stream };
-                let deadline = now.mono + self.config.net.close_timeout_ms;
+                let deadline = now.mono.after(self.config.net.close_timeout_ms);
                 self.wheel.insert(deadline, (id, ShellTimer::Closing));
             }
             AfterResponse::Upgrade { leftover, info } => {
@@ -201,10 +201,10 @@ impl<S: Stream, A: Service> Engine<S, A> {
                 conn.heard_at = now.mono;
                 // Bytes that arrived with the request are in tungstenite's buffer now.
                 conn.readable = true;
-                self.websockets += 1;
-                self.stats.opened += 1;
+                self.websockets = self.websockets.saturating_add(1);
+                self.stats.opened = self.stats.opened.saturating_add(1);
                 log!(Debug, "event=opened conn={id}");
-                let deadline = now.mono + self.config.net.idle_timeout_ms / 2;
+                let deadline = now.mono.after(self.config.net.idle_timeout_ms / 2);
                 self.wheel.insert(deadline, (id, ShellTimer::Idle));
                 self.gateway.open(now, id, &info, &mut self.outputs);
                 self.apply_outputs(now);
@@ -246,7 +246,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
     }
 
     pub(super) fn address_refused(&mut self, address: IpAddr, first: bool) {
-        self.stats.address_refusals += 1;
+        self.stats.address_refusals = self.stats.address_refusals.saturating_add(1);
         if first {
             log!(
                 Warn,

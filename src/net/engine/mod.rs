@@ -190,7 +190,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
 
     /// Whether another socket can be taken (possibly only to be refused with 503).
     pub fn can_accept(&self) -> bool {
-        self.conns.len() < self.config.connections_max + REFUSAL_SLOTS
+        self.conns.len() < self.config.connections_max.saturating_add(REFUSAL_SLOTS)
     }
 
     /// Takes a new socket from an unknown peer (simulations, tests): no address limits.
@@ -216,7 +216,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
                     refusal = Some(Status::TooManyRequests);
                 }
                 Admission::Drop => {
-                    self.stats.address_refusals += 1;
+                    self.stats.address_refusals = self.stats.address_refusals.saturating_add(1);
                     return Err(stream);
                 }
             }
@@ -236,10 +236,10 @@ impl<S: Stream, A: Service> Engine<S, A> {
         conn.proxied = proxied;
         entry.insert(conn);
         self.wheel.insert(
-            now.mono + self.config.net.handshake_timeout_ms,
+            now.mono.after(self.config.net.handshake_timeout_ms),
             (id, ShellTimer::Handshake),
         );
-        self.stats.accepted += 1;
+        self.stats.accepted = self.stats.accepted.saturating_add(1);
         if refusal == Some(Status::Unavailable) {
             log!(
                 Warn,
@@ -297,12 +297,15 @@ impl<S: Stream, A: Service> Engine<S, A> {
                     continue;
                 }
                 let mut conn = self.conns.remove(id.index as usize);
-                self.stats.freed_bytes += conn.freed_bytes as u64;
+                self.stats.freed_bytes = self
+                    .stats
+                    .freed_bytes
+                    .saturating_add(conn.freed_bytes as u64);
                 if let Some(address) = conn.address {
                     self.addresses.leave(address);
                 }
                 if conn.in_core {
-                    self.websockets -= 1;
+                    self.websockets = self.websockets.saturating_sub(1);
                     self.gateway.close(now, conn.id, &mut self.outputs);
                 }
                 log!(Debug, "event=closed conn={}", conn.id);

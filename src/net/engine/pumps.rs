@@ -71,7 +71,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
             return;
         }
         conn.paused_until = Some(until);
-        self.stats.paused += 1;
+        self.stats.paused = self.stats.paused.saturating_add(1);
         self.wheel.insert(until, (id, ShellTimer::Resume));
     }
 
@@ -103,7 +103,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
         conn.phase = Phase::Open {
             ws: Box::new(fresh),
         };
-        self.stats.read_buffers_released += 1;
+        self.stats.read_buffers_released = self.stats.read_buffers_released.saturating_add(1);
     }
 
     pub(super) fn on_message(&mut self, now: Now, id: ConnId, message: Message) {
@@ -130,7 +130,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
                     }
                 }
                 self.wheel.insert(
-                    now.mono + self.config.net.close_timeout_ms,
+                    now.mono.after(self.config.net.close_timeout_ms),
                     (id, ShellTimer::Closing),
                 );
             }
@@ -147,7 +147,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
                 }
                 conn.pings = conn.pings.saturating_add(1);
                 if conn.pings > rate {
-                    let until = conn.pings_since + 1_000;
+                    let until = conn.pings_since.after(1_000);
                     self.pause(id, until);
                 }
             }
@@ -263,7 +263,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
         conn.phase = Phase::Closing { ws, discard };
         self.mark_dirty(id);
         self.wheel.insert(
-            now.mono + self.config.net.close_timeout_ms,
+            now.mono.after(self.config.net.close_timeout_ms),
             (id, ShellTimer::Closing),
         );
     }
@@ -275,7 +275,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
         };
         if conn.in_core {
             conn.in_core = false;
-            self.websockets -= 1;
+            self.websockets = self.websockets.saturating_sub(1);
             self.gateway.close(now, id, &mut self.outputs);
             self.apply_outputs(now);
         }
@@ -291,7 +291,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
     /// A slow consumer: its queue hit the cap. Dropped without a closing handshake (there
     /// is no room for a close frame and the peer is not reading).
     pub(super) fn evict(&mut self, id: ConnId) {
-        self.stats.evicted += 1;
+        self.stats.evicted = self.stats.evicted.saturating_add(1);
         log!(
             Warn,
             "event=evicted reason=slow_consumer conn={id} queued_max={}",

@@ -22,7 +22,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
                     if let Some(c) = self.conn_mut(conn) {
                         if c.in_core {
                             c.in_core = false;
-                            self.websockets -= 1;
+                            self.websockets = self.websockets.saturating_sub(1);
                         }
                     }
                     self.close_with(now, conn, CloseCode::from(code), reason, false);
@@ -87,7 +87,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
         };
         let owed = ws.get_mut().queued();
         let sent = ws.get_mut().send();
-        if ws.get_ref().footprint() > cap + CONTROL_SLACK {
+        if ws.get_ref().footprint() > cap.saturating_add(CONTROL_SLACK) {
             // Only control frames (a pong, a close, a ping) may sit past the cap.
             self.evict(id);
             return;
