@@ -65,6 +65,8 @@ pub struct Gateway {
     list_cache: Option<(u64, Utf8Bytes)>,
     /// Text messages decoded (those past the rate limit never are).
     decoded: u64,
+    /// Connections closed for a broken invariant.
+    internal_errors: u64,
 }
 
 impl Gateway {
@@ -79,6 +81,7 @@ impl Gateway {
             dialects: Vec::new(),
             list_cache: None,
             decoded: 0,
+            internal_errors: 0,
         }
     }
 
@@ -132,6 +135,7 @@ impl Gateway {
             }
         }
         self.render(now, out);
+        self.verify(now, conn, out);
         // Past its message budget, a sender is not read until the budget refills: what it
         // sends meanwhile waits in the kernel (TCP pushes back) instead of being read and
         // dropped. A client_log past its own budget does not pause the rest.
@@ -148,6 +152,36 @@ impl Gateway {
             .receive(now, conn, Err(DecodeError::Binary), &mut self.outbox);
         self.render(now, out);
         outcome
+    }
+
+    /// After a message from `conn`: if the core's state around it is broken (a bug), the
+    /// damage stays with it: an internal error is logged with the connection and its room,
+    /// the connection is dropped from the core and closed with 1011, the others go on.
+    fn verify(&mut self, now: Now, conn: ConnId, out: &mut Vec<Output>) {
+        let Err(detail) = self.core.check_conn(conn) else {
+            return;
+        };
+        let room = self.core.room_of(conn);
+        log!(
+            Error,
+            "event=internal_error conn={conn} room={} detail={}",
+            room.map_or_else(|| "none".to_string(), |r| r.to_string()),
+            log::quoted(detail, 64)
+        );
+        self.internal_errors = self.internal_errors.saturating_add(1);
+        self.set_dialect(conn, None);
+        self.core.drop_broken(now, conn, &mut self.outbox);
+        self.render(now, out);
+        out.push(Output::Close {
+            conn,
+            code: 1011,
+            reason: "Internal error",
+        });
+    }
+
+    /// Connections closed because the state around them was found broken.
+    pub fn internal_errors(&self) -> u64 {
+        self.internal_errors
     }
 
     /// A connection is gone.
@@ -409,5 +443,86 @@ mod route_tests {
         assert_eq!(route("/ws", None), Some(Dialect::Owp));
         assert_eq!(route("/ws", Some("chat")), None);
         assert_eq!(route("/other", None), None);
+    }
+}
+
+#[cfg(test)]
+mod fault_tests {
+    use super::*;
+    use crate::net::service::Deferred;
+    use crate::time::{Millis, UnixMillis};
+
+    fn texts(out: &mut Vec<Output>, conn: ConnId) -> Vec<String> {
+        let mut mine = Vec::new();
+        out.retain(|o| match o {
+            Output::Send { conn: c, text } if *c == conn => {
+                mine.push(text.as_str().to_string());
+                false
+            }
+            Output::Stamped { conn: c, frame } if *c == conn => {
+                mine.push(frame.render(UnixMillis(0)).as_str().to_string());
+                false
+            }
+            _ => true,
+        });
+        mine
+    }
+
+    /// A broken invariant around one connection (its seat gone) closes that connection with
+    /// 1011 and leaves the others served, in its room and elsewhere.
+    #[test]
+    fn broken_invariant_closes_one_connection() {
+        let mut gateway = Gateway::new(CoreConfig::default(), 5);
+        let now = Now {
+            mono: Millis(10),
+            wall: UnixMillis(1_700_000_000_000),
+        };
+        let conn = |index| ConnId {
+            index,
+            generation: 1,
+        };
+        let (host, guest, other) = (conn(1), conn(2), conn(3));
+        let mut out = Vec::new();
+        for c in [host, guest, other] {
+            gateway.open(now, c, Dialect::Owp, &mut out);
+        }
+        let _ = gateway.text(
+            now,
+            host,
+            r#"{"type":"create_room","payload":{}}"#,
+            &mut out,
+        );
+        let room = gateway.core().room_of(host).expect("a room").to_string();
+        let join = format!(r#"{{"type":"join_room","room":"{room}"}}"#);
+        let _ = gateway.text(now, guest, &join, &mut out);
+        out.clear();
+
+        gateway.core.break_seat(guest);
+        let ping = r#"{"type":"ping","payload":{"client_ts":1}}"#;
+        let _ = gateway.text(now, guest, ping, &mut out);
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::Close { conn, code: 1011, .. } if *conn == guest)),
+            "{out:?}"
+        );
+        assert_eq!(gateway.internal_errors(), 1);
+        assert_eq!(gateway.core().seat(guest), None, "dropped from the core");
+        out.clear();
+
+        for c in [host, other] {
+            let _ = gateway.text(now, c, ping, &mut out);
+            let replies = texts(&mut out, c);
+            assert!(
+                replies.iter().any(|t| t.contains("\"pong\"")),
+                "{c}: {replies:?}"
+            );
+        }
+        let chat =
+            format!(r#"{{"type":"chat_message","room":"{room}","payload":{{"text":"hi"}}}}"#);
+        let _ = gateway.text(now, host, &chat, &mut out);
+        assert!(texts(&mut out, host)
+            .iter()
+            .any(|t| t.contains("chat_message")));
+        gateway.core().check_invariants();
     }
 }

@@ -98,6 +98,69 @@ impl Core {
         }
     }
 
+    /// The invariants that concern one connection, cheap enough to check after each of its
+    /// messages: its session holds a seat that it holds back, and the seat's room (if any)
+    /// exists and lists it. `Err` names what is broken.
+    pub fn check_conn(&self, conn: ConnId) -> Result<(), &'static str> {
+        let Some(session) = self.session(conn) else {
+            return Ok(());
+        };
+        let seat = self
+            .seats
+            .get(session.seat)
+            .ok_or("session without a seat")?;
+        if seat.conn != Some(conn) {
+            return Err("seat held by another connection");
+        }
+        match seat.room {
+            None => Ok(()),
+            Some(key) => match self.rooms.get(key) {
+                None => Err("seat in a room that does not exist"),
+                Some(room) if !room.has(session.seat) => Err("seat not among its room's members"),
+                Some(_) => Ok(()),
+            },
+        }
+    }
+
+    /// Breaks `conn`'s seat, for the tests of what a broken invariant costs (and stops the
+    /// debug builds' own invariant checks, which would stop at it).
+    #[cfg(test)]
+    pub(crate) fn break_seat(&mut self, conn: ConnId) {
+        self.faulted = true;
+        if let Some(key) = self.seat_key(conn) {
+            self.seats.try_remove(key);
+        }
+    }
+
+    /// After a broken invariant: `conn` is dropped, and whatever referred to what is gone is
+    /// scrubbed (members without a seat, rooms without their host, seats in rooms that do not
+    /// exist), so nothing stale reaches anyone else.
+    pub fn drop_broken(&mut self, now: Now, conn: ConnId, out: &mut Outbox) {
+        self.close(now, conn, out);
+        self.begin(now);
+        let seats = &self.seats;
+        let mut orphaned = Vec::new();
+        for (key, room) in self.rooms.iter_mut() {
+            room.members.retain(|m| seats.contains(m.key));
+            for held in &mut room.held {
+                held.recipients.retain(|&k| seats.contains(k));
+            }
+            if !room.has(room.host) {
+                orphaned.push(key);
+            }
+        }
+        for key in orphaned {
+            self.close_room(key, reason::HOST_LEFT, None, out);
+        }
+        let rooms = &self.rooms;
+        for (_, seat) in self.seats.iter_mut() {
+            if seat.room.is_some_and(|key| !rooms.contains(key)) {
+                seat.room = None;
+            }
+        }
+        self.finish(out);
+    }
+
     /// Heap bytes the core holds for one connection (its seat's names and identity, the
     /// room names it remembers).
     pub fn session_bytes(&self, conn: ConnId) -> usize {
