@@ -1,6 +1,7 @@
 //! Micro benches: plain timing loops (no harness) for the message decoder, the encoder, the
 //! room fan-out through the gateway, and the timer wheel. Prints one line per bench and a JSON
-//! summary line last. Figures vary with the machine; use them to compare changes.
+//! summary line last. Figures vary with the machine; use them to compare changes. Runs only
+//! under `cargo bench` (which passes `--bench`), never as part of `cargo test --all-targets`.
 
 #![allow(clippy::disallowed_methods)] // A bench measures wall time.
 
@@ -31,6 +32,12 @@ fn time<F: FnMut() -> u64>(name: &str, iterations: u64, mut f: F) -> f64 {
 }
 
 fn main() {
+    // `cargo bench` runs this with `--bench`; `cargo test --all-targets` (`make test`) runs
+    // every bench target too, in a debug build and without it: timing that is noise, skip it.
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("micro: nothing to do without --bench (run `cargo bench --bench micro`)");
+        return;
+    }
     let quick = std::env::var("BENCH_QUICK").is_ok();
     let n = if quick { 20_000 } else { 500_000 };
     let player_event = r#"{"type":"player_event","room":"6f1c2c84-7a8e-4b1c-9d0e-1f2a3b4c5d6e","client":"x","payload":{"action":"play","position":1234.567,"play_state":"playing"},"ts":1732300000000}"#;

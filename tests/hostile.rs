@@ -1,38 +1,21 @@
 //! Hostile clients against the real engine over in-memory pipes, on a virtual clock: one
 //! connection's input must not cost the others memory or turns.
 
-#[path = "sim/mem_stream.rs"]
-mod mem_stream;
+#[path = "driver/mod.rs"]
+mod driver;
 
 use std::io::Write;
 
-use mem_stream::{Knobs, MemStream};
+use driver::engine::Driver;
+use driver::mem_stream::{self, Knobs, MemStream};
+use driver::UPGRADE;
 use tandem::config::{CoreConfig, NetConfig};
-use tandem::gateway::Gateway;
 use tandem::id::ConnId;
-use tandem::net::engine::{Engine, EngineConfig, CONTROL_SLACK};
-use tandem::time::{Millis, Now, UnixMillis};
-
-const UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
-Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+use tandem::net::engine::{EngineConfig, CONTROL_SLACK};
 
 /// A masked client frame.
 fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x11, 0x22, 0x33, 0x44];
-    let mut out = vec![first];
-    let len = payload.len();
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if len <= 0xFFFF {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
+    driver::frame(first, payload, [0x11, 0x22, 0x33, 0x44])
 }
 
 struct Peer {
@@ -41,9 +24,9 @@ struct Peer {
     server: MemStream,
 }
 
+/// The shared in-memory driver (tests/driver) and the client ends of its pipes.
 struct Rig {
-    engine: Engine<MemStream, Gateway>,
-    now: Now,
+    net: Driver,
     peers: Vec<Peer>,
 }
 
@@ -58,11 +41,7 @@ impl Rig {
             trusted_proxies: Vec::new(),
         };
         Rig {
-            engine: Gateway::engine(config, 3, None),
-            now: Now {
-                mono: Millis(0),
-                wall: UnixMillis(1_700_000_000_000),
-            },
+            net: Driver::with_seed(config, 3),
             peers: Vec::new(),
         }
     }
@@ -75,9 +54,7 @@ impl Rig {
             window,
             ..Knobs::default()
         });
-        let Ok(id) = self.engine.accept(self.now, server) else {
-            panic!("refused")
-        };
+        let id = self.net.accept(server);
         client.write_all(UPGRADE).expect("upgrade");
         self.peers.push(Peer {
             id,
@@ -130,25 +107,12 @@ impl Rig {
 
     /// One loop turn: readiness for every peer with news, then flush and reap.
     fn turn(&mut self) {
-        let mut reaped = Vec::new();
-        self.engine.begin_turn(self.now);
-        for peer in &self.peers {
-            if peer.server.take_edge() {
-                self.engine.ready(self.now, peer.id, true, true);
-            }
-        }
-        self.engine.end_turn(self.now, &mut reaped);
+        self.net.turn();
     }
 
     /// Turns until nothing is carried over (bounded).
     fn settle(&mut self) {
-        for _ in 0..10_000 {
-            self.turn();
-            if !self.engine.has_carry_over() && !self.peers.iter().any(|p| p.server.has_edge()) {
-                return;
-            }
-        }
-        panic!("the engine never settled");
+        self.net.settle();
     }
 }
 
@@ -174,12 +138,12 @@ fn ping_flood_without_reading_stays_bounded() {
     for round in 0..rounds {
         // 100 ms a round: the canary stays within its rate limit, the flooder within the
         // write-stall deadline (it is not reading, so it would be evicted at 15 s).
-        rig.now = rig.now.plus(100);
+        rig.net.now = rig.net.now.plus(100);
         // Whole pings, as many as the pipe takes (the stream must stay well-formed).
         while rig.offer_whole(flooder, &ping) {}
         rig.send(canary, &ping_message());
         rig.settle();
-        let queued = rig.engine.queued_max();
+        let queued = rig.net.engine.queued_max();
         assert!(
             queued <= 1 << 10,
             "round {round}: {queued} bytes queued for a client that pinged"
@@ -191,7 +155,7 @@ fn ping_flood_without_reading_stays_bounded() {
             "round {round}: the canary got no pong"
         );
     }
-    assert_eq!(rig.engine.websockets(), 2, "nobody was evicted");
+    assert_eq!(rig.net.engine.websockets(), 2, "nobody was evicted");
     // Per second: the pings of the rate and one more, plus what one turn's budget had
     // already read past them.
     let seconds = rounds / 10 + 1;
@@ -201,7 +165,7 @@ fn ping_flood_without_reading_stays_bounded() {
         taken <= allowed,
         "read {taken} bytes of pings, at most {allowed} expected"
     );
-    assert!(rig.engine.stats().paused >= 10);
+    assert!(rig.net.engine.stats().paused >= 10);
 }
 
 /// A message larger than the read chunk leaves no large buffer behind: once the socket is
@@ -219,13 +183,21 @@ fn large_message_buffer_is_released() {
     let (first, rest) = text.as_bytes().split_at(30_000);
     rig.send(who, &frame(0x01, first));
     rig.settle();
-    assert_eq!(rig.engine.stats().read_buffers_released, 0, "mid-message");
+    assert_eq!(
+        rig.net.engine.stats().read_buffers_released,
+        0,
+        "mid-message"
+    );
     rig.send(who, &frame(0x89, b"p"));
     rig.settle();
-    assert_eq!(rig.engine.stats().read_buffers_released, 0, "mid-message");
+    assert_eq!(
+        rig.net.engine.stats().read_buffers_released,
+        0,
+        "mid-message"
+    );
     rig.send(who, &frame(0x80, rest));
     rig.settle();
-    assert_eq!(rig.engine.stats().read_buffers_released, 1);
+    assert_eq!(rig.net.engine.stats().read_buffers_released, 1);
     let reply = rig.read(who);
     assert!(reply.windows(6).any(|w| w == b"\"pong\""));
     // Small messages afterwards: no more releases, answers as before.
@@ -234,7 +206,7 @@ fn large_message_buffer_is_released() {
         rig.settle();
         assert!(rig.read(who).windows(6).any(|w| w == b"\"pong\""));
     }
-    assert_eq!(rig.engine.stats().read_buffers_released, 1);
+    assert_eq!(rig.net.engine.stats().read_buffers_released, 1);
 }
 
 /// One sender with a backlog of large messages gets at most READ_BYTES_PER_TURN read per
@@ -265,7 +237,7 @@ fn large_senders_share_the_turn() {
         "{taken} bytes read from one client in one turn"
     );
     assert!(
-        rig.engine.has_carry_over(),
+        rig.net.engine.has_carry_over(),
         "the streamer comes back next turn"
     );
     let reply = rig.read(canary);
@@ -277,12 +249,15 @@ fn large_senders_share_the_turn() {
     // must not start a second budget.
     let before = rig.taken_from(streamer);
     let mut reaped = Vec::new();
-    rig.engine.begin_turn(rig.now);
-    rig.engine
-        .ready(rig.now, rig.peers[streamer].id, true, true);
-    rig.engine
-        .ready(rig.now, rig.peers[streamer].id, true, true);
-    rig.engine.end_turn(rig.now, &mut reaped);
+    let now = rig.net.now;
+    rig.net.engine.begin_turn(now);
+    rig.net
+        .engine
+        .ready(now, rig.peers[streamer].id, true, true);
+    rig.net
+        .engine
+        .ready(now, rig.peers[streamer].id, true, true);
+    rig.net.engine.end_turn(now, &mut reaped);
     let taken = rig.taken_from(streamer) - before;
     assert!(
         taken <= budget + chunk,
@@ -311,7 +286,7 @@ fn over_rate_sender_is_not_read() {
     // Whole frames only: what the pipe did not take is offered again first.
     let mut pending: Vec<u8> = Vec::new();
     for _ in 0..seconds * 10 {
-        rig.now = rig.now.plus(100);
+        rig.net.now = rig.net.now.plus(100);
         loop {
             if pending.is_empty() {
                 pending.extend_from_slice(&message);
@@ -331,6 +306,6 @@ fn over_rate_sender_is_not_read() {
         taken <= allowed,
         "read {taken} bytes, at most {allowed} expected"
     );
-    assert!(rig.engine.stats().paused >= seconds as u64);
-    assert_eq!(rig.engine.websockets(), 1, "paused, not closed");
+    assert!(rig.net.engine.stats().paused >= seconds as u64);
+    assert_eq!(rig.net.engine.websockets(), 1, "paused, not closed");
 }

@@ -171,6 +171,14 @@ fn net_config() -> EngineConfig {
     }
 }
 
+/// The level-2 network: compaction after every other turn (which must be invisible), so
+/// that every scenario here also runs with it.
+fn sim_net() -> SimNet {
+    let mut net = SimNet::new(net_config());
+    net.compact_every = 2;
+    net
+}
+
 /// A host and `members` joined to its room; returns them and the room id.
 fn room_with(net: &mut SimNet, members: usize) -> (Peer, Vec<Peer>, String) {
     let mut host = net.connect();
@@ -223,7 +231,7 @@ fn chat_texts(peer: &Peer) -> Vec<String> {
 /// and the other member keep every message, in order, and go on talking.
 #[test]
 fn slow_reader_is_evicted_and_others_are_unaffected() {
-    let mut net = SimNet::new(net_config());
+    let mut net = sim_net();
     let (mut host, mut members, room) = room_with(&mut net, 2);
     let (mut slow, mut fast) = (members.remove(1), members.remove(0));
     let window = 64 << 10;
@@ -291,7 +299,7 @@ fn slow_reader_is_evicted_and_others_are_unaffected() {
 /// connection with 1009, and the other client is unaffected.
 #[test]
 fn message_over_64_kib_closes_with_1009() {
-    let mut net = SimNet::new(net_config());
+    let mut net = sim_net();
     let mut big = net.connect();
     let mut other = net.connect();
     big.send(&chat_of_len(64 << 10));
@@ -323,7 +331,7 @@ fn message_over_64_kib_closes_with_1009() {
 /// half-close; the connection is gone once the client goes.
 #[test]
 fn half_handshake_then_silence_gets_408_at_the_deadline() {
-    let mut net = SimNet::new(net_config());
+    let mut net = sim_net();
     let (_, mut client) = net.connect_raw();
     std::io::Write::write_all(&mut client, b"GET /ws HTTP/1.1\r\nHost: x\r\n").expect("written");
     net.settle();
@@ -346,7 +354,7 @@ fn half_handshake_then_silence_gets_408_at_the_deadline() {
 /// the end of the stream, and the server reaps the connection.
 #[test]
 fn close_started_by_the_client_completes() {
-    let mut net = SimNet::new(net_config());
+    let mut net = sim_net();
     let (mut host, mut members, _room) = room_with(&mut net, 1);
     let mut member = members.remove(0);
     let _ = member.ws.close(None);
@@ -371,7 +379,7 @@ fn close_started_by_the_client_completes() {
 /// every WebSocket with 1001; the clients' replies complete the handshakes.
 #[test]
 fn close_started_by_the_server_completes() {
-    let mut net = SimNet::new(net_config());
+    let mut net = sim_net();
     let (mut host, mut members, _room) = room_with(&mut net, 1);
     net.engine.shutdown(net.now);
     net.settle();
@@ -398,7 +406,7 @@ fn close_started_by_the_server_completes() {
 /// the idle timeout, and its reply completes the closing handshake.
 #[test]
 fn idle_client_is_closed_and_a_responsive_one_stays() {
-    let mut net = SimNet::new(net_config());
+    let mut net = sim_net();
     let mut lively = net.connect();
     let mut silent = net.connect();
     let idle = NetConfig::default().idle_timeout_ms;
@@ -427,7 +435,7 @@ fn idle_client_is_closed_and_a_responsive_one_stays() {
 /// for the rest of a second past it), and the connection still answers afterwards.
 #[test]
 fn ping_flood_is_answered_within_bounds() {
-    let mut net = SimNet::new(net_config());
+    let mut net = sim_net();
     let mut peer = net.connect();
     let rate = net_config().core.messages_per_second_max as u64;
     let pings = 200u32;
@@ -487,7 +495,7 @@ fn ping_flood_is_answered_within_bounds() {
 #[test]
 fn broadcast_while_a_member_is_closing() {
     for reverse in [false, true] {
-        let mut net = SimNet::new(net_config());
+        let mut net = sim_net();
         net.reverse_order = reverse;
         let (mut host, mut members, room) = room_with(&mut net, 3);
         let mut leaving = members.remove(2);
@@ -679,7 +687,7 @@ fn capability_switch_keeps_command_order() {
 /// connections after `Core::shutdown`, which leaves the rooms in place).
 #[test]
 fn shutdown_notifies_each_member_once() {
-    let mut net = SimNet::new(net_config());
+    let mut net = sim_net();
     let (_host, mut members, _room) = room_with(&mut net, 1);
     net.engine.shutdown(net.now);
     net.settle();
@@ -692,7 +700,7 @@ fn shutdown_notifies_each_member_once() {
 /// (src/net/engine.rs `end_turn`, src/net/conn.rs `take_stream`).
 #[test]
 fn end_turn_returns_reaped_sockets() {
-    let mut net = SimNet::new(net_config());
+    let mut net = sim_net();
     let mut peer = net.connect();
     let _ = peer.ws.close(None);
     let _ = peer.ws.flush();

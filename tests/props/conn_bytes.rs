@@ -8,29 +8,26 @@
 //! stall or poke; `E0-EF` a chunk of up to 4 KiB; `F0-FE` a canned masked frame (text, ping,
 //! close, fragments, an oversized header, a stock client message); `FF` half-close.
 //!
-//! Properties: no panic; at most one connection and one WebSocket; core invariants after
-//! every turn; the server's bytes start as an HTTP response; output is bounded by a multiple
-//! of the input (no amplification loop); bytes queued for the client stay within the outbox
-//! cap; and after the client half-closes and
-//! the clock passes every deadline, the connection is gone.
+//! Properties: no panic; at most one connection and one WebSocket; core invariants and the
+//! outbox cap (bytes queued for the client) after every turn; the server's bytes start as an
+//! HTTP response; output is bounded by a multiple of the input (no amplification loop); no
+//! turn spins (64 turns in a row without a byte read or written); and after the client
+//! half-closes and the clock passes every deadline, the connection is gone.
+//!
+//! The engine runs on the shared in-memory driver (tests/driver), as the simulation's does.
 
 use std::io::Write;
 
 use tandem::config::{CoreConfig, NetConfig};
-use tandem::gateway::Gateway;
-use tandem::net::engine::{Engine, EngineConfig};
-use tandem::time::{Millis, Now, UnixMillis};
+use tandem::net::engine::EngineConfig;
 
 use super::bytes::Bytes;
-use super::mem_stream::{self, Knobs, MemStream};
-
-/// A fixed client upgrade request (RFC 6455's sample key).
-pub const UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: localhost:3000\r\nUpgrade: websocket\r\n\
-Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+use super::driver::engine::Driver;
+use super::driver::{frame, mem_stream, UPGRADE};
+use super::mem_stream::{Knobs, MemStream};
 
 const WINDOWS: [usize; 4] = [1 << 18, 16, 700, 1 << 12];
 const CHUNKS: [usize; 4] = [1 << 12, 1, 7, 300];
-const WALL_ORIGIN: u64 = 1_700_000_000_000;
 
 /// The engine configuration used here: production limits, a few connections.
 pub fn engine_config() -> EngineConfig {
@@ -60,11 +57,11 @@ pub fn check(data: &[u8]) {
 }
 
 struct Rig {
-    engine: Engine<MemStream, Gateway>,
+    driver: Driver,
     client: MemStream,
+    /// Handle on the server end (knobs, byte counts).
     server: MemStream,
     id: tandem::id::ConnId,
-    now: Now,
     reading: bool,
     /// The first bytes the server wrote, for the HTTP check.
     head: Vec<u8>,
@@ -74,11 +71,7 @@ struct Rig {
 
 impl Rig {
     fn new(flags: u8) -> Rig {
-        let now = Now {
-            mono: Millis(0),
-            wall: UnixMillis(WALL_ORIGIN),
-        };
-        let mut engine = Gateway::engine(engine_config(), 7, None);
+        let mut driver = Driver::with_seed(engine_config(), 7);
         let (mut client, server) = mem_stream::pair();
         let handle = server.handle();
         handle.set_knobs(Knobs {
@@ -86,18 +79,15 @@ impl Rig {
             read_chunk: CHUNKS[(flags >> 4 & 3) as usize],
             ..Knobs::default()
         });
-        let Ok(id) = engine.accept(now, server) else {
-            panic!("an empty engine refused a socket")
-        };
+        let id = driver.accept(server);
         if flags & 1 != 0 {
             let _ = client.write_all(UPGRADE);
         }
         Rig {
-            engine,
+            driver,
             client,
             server: handle,
             id,
-            now,
             reading: flags & 2 == 0,
             head: Vec::new(),
             read_total: 0,
@@ -126,7 +116,10 @@ impl Rig {
             0xDC => self.read(),
             0xDD => self.reading = !self.reading,
             0xDE => self.server.stall_reads(u32::from(input.byte() & 3)),
-            0xDF => self.engine.ready(self.now, self.id, true, true),
+            0xDF => self
+                .driver
+                .engine
+                .ready(self.driver.now, self.id, true, true),
             0xE0..=0xEF => {
                 let len = (usize::from(op & 15) << 8 | usize::from(input.byte())) + 1;
                 self.send(input.take(len));
@@ -145,83 +138,42 @@ impl Rig {
     }
 
     /// One event-loop turn, plus the turns the loop runs while work is carried over or the
-    /// client's reads opened the window. A tiny window moves one byte per turn, so the bound
-    /// is on turns without progress (a spin), not on turns.
+    /// client's reads (after every turn, if it reads) opened the window.
     fn turn(&mut self) {
-        let mut reaped = Vec::new();
-        let mut idle = 0;
-        for _ in 0..1_000_000 {
-            let before = self.progress();
-            self.engine.begin_turn(self.now);
-            if self.server.take_edge() {
-                self.engine.ready(self.now, self.id, true, true);
+        let (client, head, read_total) = (&self.client, &mut self.head, &mut self.read_total);
+        let reading = self.reading;
+        self.driver.settle_with(|| {
+            if reading {
+                read(client, head, read_total);
             }
-            self.engine.end_turn(self.now, &mut reaped);
-            reaped.clear();
-            if self.reading {
-                self.read();
-            }
-            if !self.engine.has_carry_over() && !self.server_has_edge() {
-                return;
-            }
-            idle = if self.progress() == before {
-                idle + 1
-            } else {
-                0
-            };
-            assert!(
-                idle < 64,
-                "the engine spun for 64 turns without reading or writing a byte"
-            );
-        }
-        panic!("a million turns for one step");
-    }
-
-    /// (bytes the server read, bytes it wrote).
-    fn progress(&self) -> (usize, u64) {
-        let sent = self.client.handle().written_total() as usize;
-        (
-            sent - self.server.readable_bytes(),
-            self.server.written_total(),
-        )
-    }
-
-    fn server_has_edge(&self) -> bool {
-        self.server.has_edge() && !self.engine.is_empty()
+        });
     }
 
     fn read(&mut self) {
-        let bytes = self.client.handle().drain();
-        self.read_total += bytes.len();
-        let room = 16usize.saturating_sub(self.head.len());
-        self.head.extend_from_slice(&bytes[..room.min(bytes.len())]);
+        read(&self.client, &mut self.head, &mut self.read_total);
     }
 
     /// Moves the clock to `now + delta`, stopping at every deadline on the way, as the event
     /// loop's poll timeout does.
     fn advance(&mut self, delta: u64) {
-        let target = self.now.mono + delta;
-        for _ in 0..10_000 {
-            match self.engine.next_deadline() {
-                Some(next) if next <= target && next > self.now.mono => {
-                    self.now = self.now.plus(next.since(self.now.mono));
-                    self.turn();
-                }
-                _ => break,
+        let (client, head, read_total) = (&self.client, &mut self.head, &mut self.read_total);
+        let reading = self.reading;
+        self.driver.advance_with(delta, || {
+            if reading {
+                read(client, head, read_total);
             }
-        }
-        self.now = self.now.plus(target.since(self.now.mono));
-        self.turn();
+        });
     }
 
     fn verify(&self) {
+        let engine = &self.driver.engine;
         assert!(
-            self.engine.len() <= 1,
+            engine.len() <= 1,
             "{} connections from one socket",
-            self.engine.len()
+            engine.len()
         );
-        assert!(self.engine.websockets() <= 1);
-        self.engine.service().core().check_invariants();
+        assert!(engine.websockets() <= 1);
+        self.driver.check();
         if !self.head.is_empty() {
             let expected = &b"HTTP/1.1 "[..self.head.len().min(9)];
             assert_eq!(
@@ -241,14 +193,8 @@ impl Rig {
             "wrote {written} bytes for {sent} received"
         );
         // What the client is owed (frame bytes plus the cost of each queued frame) never
-        // exceeds the outbox cap plus the control frames allowed past it: beyond, the
-        // connection is evicted.
-        let cap = engine_config().net.outbox_bytes_max + tandem::net::engine::CONTROL_SLACK;
-        assert!(
-            self.engine.queued_max() <= cap,
-            "{} bytes queued, cap {cap}",
-            self.engine.queued_max()
-        );
+        // exceeds the outbox cap plus the control frames allowed past it (beyond, the
+        // connection is evicted): `Driver::check`, above and after every turn.
     }
 
     /// The client reads everything, half-closes, and the clock passes every deadline: the
@@ -263,10 +209,10 @@ impl Rig {
         self.turn();
         self.advance(200_000);
         assert!(
-            self.engine.is_empty(),
+            self.driver.engine.is_empty(),
             "the connection outlived EOF and every deadline"
         );
-        assert_eq!(self.engine.service().core().stats().sessions, 0);
+        assert_eq!(self.driver.engine.service().core().stats().sessions, 0);
     }
 }
 
@@ -301,24 +247,6 @@ fn canned_frame(kind: u8, input: &mut Bytes<'_>) -> Vec<u8> {
     }
 }
 
-/// A masked client frame: `first` is FIN, RSV and opcode.
-pub fn frame(first: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    let mut out = vec![first];
-    let len = payload.len();
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if len <= 0xFFFF {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
-}
-
 /// The header of a text frame one byte over the 64 KiB limit, and a little of its payload.
 fn oversized_header(mask: [u8; 4]) -> Vec<u8> {
     let mut out = vec![0x81, 0x80 | 127];
@@ -326,4 +254,12 @@ fn oversized_header(mask: [u8; 4]) -> Vec<u8> {
     out.extend_from_slice(&mask);
     out.extend_from_slice(&[b'x' ^ mask[0]; 64]);
     out
+}
+
+/// The client reads everything waiting; the first bytes are kept for the HTTP check.
+fn read(client: &MemStream, head: &mut Vec<u8>, read_total: &mut usize) {
+    let bytes = client.handle().drain();
+    *read_total += bytes.len();
+    let room = 16usize.saturating_sub(head.len());
+    head.extend_from_slice(&bytes[..room.min(bytes.len())]);
 }

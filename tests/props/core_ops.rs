@@ -16,12 +16,11 @@ use tandem::core::types::{
 use tandem::core::Core;
 use tandem::id::{ConnId, RoomId};
 use tandem::owp;
-use tandem::time::{Millis, Now, UnixMillis};
+use tandem::time::Now;
 
 use super::bytes::Bytes;
+use super::driver::conn_ids::ConnIds;
 
-/// Wall-clock origin of the simulated clocks (any instant works; a real one reads well).
-const WALL_ORIGIN: u64 = 1_700_000_000_000;
 const MEDIA_ID: &str = "0123456789abcdef0123456789ABCDEF";
 
 /// Checks every property on one input.
@@ -52,10 +51,7 @@ struct Harness {
     now: Now,
     open: Vec<ConnId>,
     stale: Vec<ConnId>,
-    /// Freed slot indices, reused last-freed first (as slab does).
-    free: Vec<u32>,
-    slots: u32,
-    generation: u32,
+    ids: ConnIds,
     /// Every room id seen in a `room_state`, including rooms since closed.
     rooms: Vec<String>,
     out: Outbox,
@@ -65,15 +61,10 @@ impl Harness {
     fn new(config: CoreConfig, seed: u64) -> Harness {
         Harness {
             core: Core::new(config, seed),
-            now: Now {
-                mono: Millis(0),
-                wall: UnixMillis(WALL_ORIGIN),
-            },
+            now: super::driver::origin(),
             open: Vec::new(),
             stale: Vec::new(),
-            free: Vec::new(),
-            slots: 0,
-            generation: 0,
+            ids: ConnIds::default(),
             rooms: Vec::new(),
             out: Outbox::default(),
         }
@@ -135,15 +126,7 @@ impl Harness {
     }
 
     fn open(&mut self, follows_schedule: bool) {
-        self.generation += 1;
-        let index = self.free.pop().unwrap_or_else(|| {
-            self.slots += 1;
-            self.slots - 1
-        });
-        let conn = ConnId {
-            index,
-            generation: self.generation,
-        };
+        let conn = self.ids.fresh();
         self.open.push(conn);
         self.core.open(
             self.now,
@@ -165,7 +148,7 @@ impl Harness {
     fn close(&mut self, conn: ConnId) {
         self.open.retain(|&c| c != conn);
         self.stale.push(conn);
-        self.free.push(conn.index);
+        self.ids.release(conn);
         self.core.close(self.now, conn, &mut self.out);
     }
 

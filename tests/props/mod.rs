@@ -2,8 +2,10 @@
 //! replay (tests/fuzz_corpus.rs): each `check` takes the raw fuzz input and panics if a
 //! property fails, so a corpus file that passes under `cargo test` passes under libFuzzer.
 //!
-//! Included by path from both places, so it may only use what both have: tandem, tungstenite
-//! and serde_json, and no `unsafe` (the package forbids it in tests).
+//! Included by path from both places, so it may only use what both have: tandem and
+//! serde_json (the fuzz crate has no tungstenite), and no `unsafe` (the package forbids it in
+//! tests). The in-memory driver (pipes, the engine loop, connection ids) is the one the
+//! simulation uses, tests/driver.
 
 #![allow(dead_code)]
 
@@ -14,5 +16,7 @@ pub mod decode_owp;
 pub mod seeds;
 pub mod upgrade_request;
 
-#[path = "../sim/mem_stream.rs"]
-pub mod mem_stream;
+#[path = "../driver/mod.rs"]
+pub mod driver;
+
+pub use driver::mem_stream;

@@ -4,7 +4,8 @@
 
 use tandem::rng::Rng;
 
-use super::conn_bytes::{frame, STOCK_MESSAGES, UPGRADE};
+use super::conn_bytes::STOCK_MESSAGES;
+use super::driver::{frame, UPGRADE};
 
 /// Targets with a corpus, in the order `make fuzz` runs them.
 pub const TARGETS: [&str; 4] = ["upgrade_request", "decode_owp", "conn_bytes", "core_ops"];

@@ -3,12 +3,16 @@
 //! - `workload` + `model`: level 1, a seeded workload of many clients driving the `Gateway`
 //!   over virtual time, checked after every step against the core's invariants and a model
 //!   built only from what each client received.
-//! - `net` + `mem_stream`: level 2, the real `Engine` over in-memory pipes, with tungstenite
-//!   clients, controlled chunking, write windows and edge-triggered readiness.
+//! - `net`: level 2, the real `Engine` over in-memory pipes (the shared `driver`, also used by
+//!   the fuzz properties in tests/props), with tungstenite clients, controlled chunking, write
+//!   windows and edge-triggered readiness.
 
 #![allow(dead_code)]
 
-pub mod mem_stream;
+#[path = "../driver/mod.rs"]
+pub mod driver;
 pub mod model;
 pub mod net;
 pub mod workload;
+
+pub use driver::mem_stream;

@@ -9,11 +9,11 @@ use tandem::config::CoreConfig;
 use tandem::gateway::{Dialect, Gateway, Output};
 use tandem::id::ConnId;
 use tandem::rng::Rng;
-use tandem::time::{Millis, Now, UnixMillis};
+use tandem::time::{Millis, Now};
 
+use super::driver::conn_ids::ConnIds;
 use super::model::{Check, Model, PendingPlay, View};
 
-const WALL_ORIGIN: u64 = 1_700_000_000_000;
 const CLIENTS_MAX: usize = 12;
 const MEDIA_ID: &str = "00112233445566778899aabbccddeeff";
 /// Markers are positions; positions above 86 400 s are invalid.
@@ -67,9 +67,7 @@ pub struct Sim {
     rng: Rng,
     now: Now,
     clients: Vec<Client>,
-    slots: u32,
-    free: Vec<u32>,
-    generation: u32,
+    ids: ConnIds,
     /// Next host-command marker per room.
     markers: std::collections::BTreeMap<String, u64>,
     outputs: Vec<Output>,
@@ -98,14 +96,9 @@ impl Sim {
             model: Model::default(),
             config,
             rng: Rng::new(seed ^ 0x5EED),
-            now: Now {
-                mono: Millis(0),
-                wall: UnixMillis(WALL_ORIGIN),
-            },
+            now: super::driver::origin(),
             clients: Vec::new(),
-            slots: 0,
-            free: Vec::new(),
-            generation: 0,
+            ids: ConnIds::default(),
             markers: Default::default(),
             outputs: Vec::new(),
             trace,
@@ -155,15 +148,7 @@ impl Sim {
         if self.clients.len() >= CLIENTS_MAX {
             return Ok(());
         }
-        self.generation += 1;
-        let index = self.free.pop().unwrap_or_else(|| {
-            self.slots += 1;
-            self.slots - 1
-        });
-        let conn = ConnId {
-            index,
-            generation: self.generation,
-        };
+        let conn = self.ids.fresh();
         self.clients.push(Client {
             conn,
             scheduled: false,
@@ -185,7 +170,7 @@ impl Sim {
             .clients
             .remove(self.rng.below(self.clients.len() as u64) as usize);
         self.model.views.remove(&client.conn);
-        self.free.push(client.conn.index);
+        self.ids.release(client.conn);
         self.note(format_args!("{} disconnects", client.conn));
         self.gateway.close(self.now, client.conn, &mut self.outputs);
         self.deliver()?;
