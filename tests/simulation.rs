@@ -532,7 +532,7 @@ fn broadcast_while_a_member_is_closing() {
     }
 }
 
-// ----- known bugs the simulation found: minimal reproductions, ignored until fixed -----
+// ----- bugs the simulation found once: minimal reproductions, kept as regression tests -----
 
 use tandem::gateway::{Dialect, Gateway, Output};
 use tandem::id::ConnId;

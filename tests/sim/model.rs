@@ -58,8 +58,9 @@ pub struct Model {
     pub list_changed_at: u64,
     /// The last command marker each room's host issued.
     pub issued: BTreeMap<String, u64>,
-    /// Commands delivered twice to a member that re-joined a room (a known bug,
-    /// tolerated so the rest of the model stays checkable; see the ignored regression test).
+    /// Commands delivered twice to a member that re-joined a room (a bug since fixed; see
+    /// `rejoin_does_not_duplicate_a_held_command`), counted rather than failed on so the rest
+    /// of the model stays checkable.
     pub rejoin_duplicates: u64,
 }
 
