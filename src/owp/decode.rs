@@ -187,12 +187,18 @@ fn report(fields: &Fields<'_>, has_payload: bool) -> Report {
         has_payload,
         position_number: number(fields.position),
         position: number(fields.position).filter(|p| valid_position(*p)),
-        play_state_text: string(fields.play_state),
+        // Only a play state a relay may carry counts: an unknown one is dropped everywhere.
+        play_state_text: string(fields.play_state).filter(|s| known_play_state(s)),
         relay: Relay {
             action: None,
             ..relay(fields)
         },
     }
+}
+
+/// The play states a relay carries.
+fn known_play_state(text: &str) -> bool {
+    matches!(text, "playing" | "paused" | "buffering")
 }
 
 /// Longest `action` (its JSON text, quotes aside); a longer one makes the message invalid.
@@ -208,12 +214,9 @@ fn relay(fields: &Fields<'_>) -> Relay {
     let position = fields
         .position
         .filter(|raw| raw.get().len() <= POSITION_TEXT_MAX && number(Some(raw)).is_some());
-    let play_state = fields.play_state.filter(|raw| {
-        matches!(
-            str_value(Some(raw)).as_deref(),
-            Some("playing" | "paused" | "buffering")
-        )
-    });
+    let play_state = fields
+        .play_state
+        .filter(|raw| str_value(Some(raw)).is_some_and(|s| known_play_state(&s)));
     let action = fields
         .action
         .filter(|raw| raw.get().len() <= ACTION_BYTES_MAX + 2 && string(Some(raw)).is_some());
