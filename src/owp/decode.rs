@@ -173,7 +173,7 @@ fn control(fields: &Fields<'_>) -> Result<Control, DecodeError> {
     let action = string(raw_action).ok_or(DecodeError::Invalid)?;
     Ok(Control {
         action: ControlAction::parse(&action),
-        position: number(fields.position).filter(|p| valid_position(*p)),
+        position: number(position_field(fields)).filter(|p| valid_position(*p)),
         play_state: string(fields.play_state)
             .as_deref()
             .and_then(PlayState::parse),
@@ -185,8 +185,8 @@ fn control(fields: &Fields<'_>) -> Result<Control, DecodeError> {
 fn report(fields: &Fields<'_>, has_payload: bool) -> Report {
     Report {
         has_payload,
-        position_number: number(fields.position),
-        position: number(fields.position).filter(|p| valid_position(*p)),
+        position_number: number(position_field(fields)),
+        position: number(position_field(fields)).filter(|p| valid_position(*p)),
         // Only a play state a relay may carry counts: an unknown one is dropped everywhere.
         play_state_text: string(fields.play_state).filter(|s| known_play_state(s)),
         relay: Relay {
@@ -194,6 +194,14 @@ fn report(fields: &Fields<'_>, has_payload: bool) -> Report {
             ..relay(fields)
         },
     }
+}
+
+/// `position` if it is a finite JSON number written in at most `POSITION_TEXT_MAX`
+/// characters; otherwise it is absent everywhere (clock, filter and relay alike).
+fn position_field<'a>(fields: &Fields<'a>) -> Option<&'a RawValue> {
+    fields
+        .position
+        .filter(|raw| raw.get().len() <= POSITION_TEXT_MAX && number(Some(raw)).is_some())
 }
 
 /// The play states a relay carries.
@@ -211,9 +219,7 @@ const POSITION_TEXT_MAX: usize = 32;
 /// short string. Anything else is dropped from the relay, never passed on; what the stock
 /// client sends always passes, byte for byte.
 fn relay(fields: &Fields<'_>) -> Relay {
-    let position = fields
-        .position
-        .filter(|raw| raw.get().len() <= POSITION_TEXT_MAX && number(Some(raw)).is_some());
+    let position = position_field(fields);
     let play_state = fields
         .play_state
         .filter(|raw| str_value(Some(raw)).is_some_and(|s| known_play_state(&s)));
