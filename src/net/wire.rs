@@ -12,9 +12,10 @@
 //!
 //! Memory: what a connection is owed is `footprint()`: the frame bytes plus a fixed cost per
 //! queued frame (`CHUNK_BYTES`), so a flood of tiny frames is charged for its bookkeeping too.
-//! Pongs are coalesced: a pong that has not started going out is replaced by the next one
-//! (RFC 6455 §5.5.3 allows answering only the latest ping), so a client that pings without
-//! reading is owed one pong, not one per ping.
+//! Pongs are coalesced past `PONGS_WAITING_MAX`: while that many pongs wait unsent, the next
+//! one replaces the newest waiting (RFC 6455 §5.5.3 allows answering only the latest ping),
+//! so a client that pings without reading is owed a few pongs, not one per ping, while a
+//! client that reads gets a pong for every ping of a burst.
 //!
 //! Reading: tungstenite reads through this type, which applies a per-turn byte budget (past it
 //! reads answer `WouldBlock` and `take_starved()` says so, so the engine comes back next turn
@@ -96,6 +97,10 @@ impl Chunk {
     }
 }
 
+/// Pongs that may wait unsent before the next replaces the newest of them: a burst of pings
+/// from a client that reads gets every pong (the Autobahn suite sends 10 at once).
+pub const PONGS_WAITING_MAX: usize = 16;
+
 /// What one queued frame costs besides its bytes: its queue entry.
 pub const CHUNK_BYTES: usize = std::mem::size_of::<Chunk>();
 
@@ -115,6 +120,8 @@ pub struct Wire<S> {
     popped: u64,
     /// Sequence number of the last pong queued, while it may still be in the queue.
     pong: Option<u64>,
+    /// Pongs queued and not yet written.
+    pongs_waiting: usize,
     /// Bytes tungstenite may still read this turn.
     read_budget: usize,
     /// A read was refused because the budget was spent.
@@ -133,6 +140,7 @@ impl<S> Wire<S> {
             queued: 0,
             popped: 0,
             pong: None,
+            pongs_waiting: 0,
             read_budget: usize::MAX,
             starved: false,
             inbound: Inbound::default(),
@@ -268,7 +276,11 @@ impl<S: Write> Wire<S> {
             }
             written = written.saturating_sub(left);
             self.offset = 0;
-            self.queue.pop_front();
+            if let Some(Chunk::Owned(bytes)) = self.queue.pop_front() {
+                if is_pong(&bytes) {
+                    self.pongs_waiting = self.pongs_waiting.saturating_sub(1);
+                }
+            }
             self.popped = self.popped.wrapping_add(1);
         }
         if self.queue.is_empty() && self.queue.capacity() > QUEUE_KEPT {
@@ -335,11 +347,12 @@ impl<S> Write for Wire<S> {
             return Ok(0);
         }
         let pong = is_pong(buf);
-        if pong && self.replace_pong(buf) {
+        if pong && self.pongs_waiting >= PONGS_WAITING_MAX && self.replace_pong(buf) {
             return Ok(buf.len());
         }
         if pong {
             self.pong = Some(self.popped.wrapping_add(self.queue.len() as u64));
+            self.pongs_waiting = self.pongs_waiting.saturating_add(1);
         }
         self.queue.push_back(Chunk::Owned(buf.to_vec()));
         self.queued = self.queued.saturating_add(buf.len());
@@ -514,8 +527,8 @@ mod hostile_tests {
         }
     }
 
-    /// A client that pings without reading is owed one pong: each replaces the last, and a
-    /// pong already partly written is never rewritten.
+    /// A client that pings without reading is owed at most PONGS_WAITING_MAX pongs: past them
+    /// each replaces the newest, and a pong already partly written is never rewritten.
     #[test]
     fn pongs_are_coalesced() {
         let mut wire = Wire::new(Blocked);
@@ -526,9 +539,12 @@ mod hostile_tests {
             frame.extend_from_slice(&payload);
             wire.write_all(&frame).expect("queued");
         }
-        assert_eq!(wire.queue.len(), 2);
-        assert_eq!(wire.queued(), 6 + 6);
-        assert_eq!(wire.footprint(), 12 + 2 * CHUNK_BYTES);
+        assert_eq!(wire.queue.len(), 1 + PONGS_WAITING_MAX);
+        assert_eq!(wire.queued(), 6 + 6 * PONGS_WAITING_MAX);
+        assert_eq!(
+            wire.footprint(),
+            6 + 6 * PONGS_WAITING_MAX + (1 + PONGS_WAITING_MAX) * CHUNK_BYTES
+        );
         let Some(Chunk::Owned(last)) = wire.queue.back() else {
             panic!("no pong queued")
         };
@@ -536,15 +552,28 @@ mod hostile_tests {
         // Other control frames are never merged.
         wire.write_all(&[0x88, 0]).expect("queued");
         wire.write_all(&[0x88, 0]).expect("queued");
-        assert_eq!(wire.queue.len(), 4);
+        assert_eq!(wire.queue.len(), 3 + PONGS_WAITING_MAX);
         // A pong that started going out is finished as it began; the next one queues anew.
         let mut wire = Wire::new(Vec::<u8>::new());
-        wire.write_all(&[0x8A, 1, 7]).expect("queued");
+        for i in 0..PONGS_WAITING_MAX as u8 {
+            wire.write_all(&[0x8A, 1, i]).expect("queued");
+        }
+        wire.pong = Some(0);
         wire.offset = 1;
-        wire.write_all(&[0x8A, 1, 8]).expect("queued");
-        assert_eq!(wire.queue.len(), 2);
-        wire.write_all(&[0x8A, 1, 9]).expect("queued");
-        assert_eq!(wire.queue.len(), 2);
+        wire.write_all(&[0x8A, 1, 200]).expect("queued");
+        assert_eq!(wire.queue.len(), PONGS_WAITING_MAX + 1);
+        wire.write_all(&[0x8A, 1, 201]).expect("queued");
+        assert_eq!(wire.queue.len(), PONGS_WAITING_MAX + 1);
+        // Written pongs no longer count as waiting: a reader gets every pong of a burst.
+        let mut wire = Wire::new(Vec::<u8>::new());
+        for round in 0..3u8 {
+            for i in 0..10u8 {
+                wire.write_all(&[0x8A, 1, round * 10 + i]).expect("queued");
+            }
+            assert_eq!(wire.queue.len(), 10);
+            wire.send().expect("sent");
+        }
+        assert_eq!(wire.get_mut().len(), 30 * 3);
     }
 
     /// The per-turn budget caps what tungstenite can read, and says it was the budget.

@@ -42,9 +42,10 @@ mod writes;
 
 /// Connections accepted beyond `connections_max` only to be answered 503.
 const REFUSAL_SLOTS: usize = 64;
-/// What control frames may add past the outbox cap: a coalesced pong, a close frame and an
-/// idle ping (payloads of at most 125 bytes), each with its queue entry.
-pub const CONTROL_SLACK: usize = 3 * (2 + 125 + super::wire::CHUNK_BYTES);
+/// What control frames may add past the outbox cap: the pongs that may wait unsent, a close
+/// frame and an idle ping (payloads of at most 125 bytes), each with its queue entry.
+pub const CONTROL_SLACK: usize =
+    (super::wire::PONGS_WAITING_MAX + 2) * (2 + 125 + super::wire::CHUNK_BYTES);
 /// Bytes discarded per drive of a draining connection.
 const DRAIN_BYTES_MAX: usize = 64 << 10;
 
