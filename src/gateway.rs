@@ -136,12 +136,7 @@ impl Gateway {
         }
         self.render(now, out);
         self.verify(now, conn, out);
-        // Past its message budget, a sender is not read until the budget refills: what it
-        // sends meanwhile waits in the kernel (TCP pushes back) instead of being read and
-        // dropped. A client_log past its own budget does not pause the rest.
-        if let Some(until) = self.core.over_budget_until(conn) {
-            out.push(Output::Pause { conn, until });
-        }
+        self.pause_if_over(now, conn, out);
         outcome
     }
 
@@ -151,7 +146,17 @@ impl Gateway {
             .core
             .receive(now, conn, Err(DecodeError::Binary), &mut self.outbox);
         self.render(now, out);
+        self.pause_if_over(now, conn, out);
         outcome
+    }
+
+    /// Past its message budget, a sender is not read until the budget refills: what it
+    /// sends meanwhile waits in the kernel (TCP pushes back) instead of being read and
+    /// dropped. A client_log past its own budget does not pause the rest.
+    fn pause_if_over(&mut self, now: Now, conn: ConnId, out: &mut Vec<Output>) {
+        if let Some(until) = self.core.over_budget_until(now, conn) {
+            out.push(Output::Pause { conn, until });
+        }
     }
 
     /// After a message from `conn`: if the core's state around it is broken (a bug), the
@@ -523,6 +528,58 @@ mod fault_tests {
         assert!(texts(&mut out, host)
             .iter()
             .any(|t| t.contains("chat_message")));
+        gateway.core().check_invariants();
+    }
+}
+
+#[cfg(test)]
+mod fault_spread_tests {
+    use super::*;
+    use crate::time::{Millis, UnixMillis};
+
+    /// A session pointing at another connection's seat is dropped alone: the seat's holder
+    /// keeps its seat and its room, and its room's members keep theirs.
+    #[test]
+    fn a_stolen_seat_stays_with_its_holder() {
+        let mut gateway = Gateway::new(CoreConfig::default(), 9);
+        let now = Now {
+            mono: Millis(10),
+            wall: UnixMillis(1_700_000_000_000),
+        };
+        let conn = |index| ConnId {
+            index,
+            generation: 1,
+        };
+        let (host, guest, thief) = (conn(1), conn(2), conn(3));
+        let mut out = Vec::new();
+        for c in [host, guest, thief] {
+            gateway.open(now, c, Dialect::Owp, &mut out);
+        }
+        let _ = gateway.text(
+            now,
+            host,
+            r#"{"type":"create_room","payload":{}}"#,
+            &mut out,
+        );
+        let room = gateway.core().room_of(host).expect("a room");
+        let join = format!(r#"{{"type":"join_room","room":"{room}"}}"#);
+        let _ = gateway.text(now, guest, &join, &mut out);
+        out.clear();
+
+        gateway.core.steal_seat(thief, host);
+        let _ = gateway.text(now, thief, r#"{"type":"ping","payload":{}}"#, &mut out);
+        assert!(out
+            .iter()
+            .any(|o| matches!(o, Output::Close { conn, code: 1011, .. } if *conn == thief)));
+        assert!(
+            !out.iter().any(
+                |o| matches!(o, Output::Send { text, .. } if text.as_str().contains("room_closed"))
+            ),
+            "nobody was told the room closed: {out:?}"
+        );
+        assert_eq!(gateway.core().room_of(host), Some(room));
+        assert_eq!(gateway.core().host(room), Some(host));
+        assert_eq!(gateway.core().members(room), vec![host, guest]);
         gateway.core().check_invariants();
     }
 }

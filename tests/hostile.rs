@@ -310,3 +310,44 @@ fn over_rate_sender_is_not_read() {
     assert!(rig.net.engine.stats().paused >= seconds as u64);
     assert_eq!(rig.net.engine.websockets(), 1, "paused, not closed");
 }
+
+/// Frames that arrive with the HTTP request (before the 101, which RFC 6455 forbids but a
+/// client may do) are followed too: the read buffer is released at a real frame boundary,
+/// never mid-frame, and the stream stays intact.
+#[test]
+fn frames_sent_with_the_request_keep_the_boundaries() {
+    let mut rig = Rig::new(NetConfig::default());
+    let (mut client, server) = mem_stream::pair();
+    let handle = server.handle();
+    let id = rig.net.accept(server);
+    let big = format!(
+        r#"{{"type":"ping","payload":{{"client_ts":1,"pad":"{}"}}}}"#,
+        "x".repeat(20_000)
+    );
+    let big_frame = frame(0x81, big.as_bytes());
+    let mut request = UPGRADE.to_vec();
+    request.extend_from_slice(&ping_message());
+    // Half of a large frame comes with the request: the tracker must know it is mid-frame.
+    let (first, rest) = big_frame.split_at(big_frame.len() / 2);
+    request.extend_from_slice(first);
+    client.write_all(&request).expect("request");
+    rig.peers.push(Peer {
+        id,
+        client,
+        server: handle,
+    });
+    rig.settle();
+    assert_eq!(rig.net.engine.stats().read_buffers_released, 0, "mid-frame");
+    rig.send(0, rest);
+    rig.settle();
+    assert_eq!(rig.net.engine.stats().read_buffers_released, 1);
+    let replies = rig.read(0);
+    let pongs = replies.windows(6).filter(|w| w == b"\"pong\"").count();
+    assert_eq!(pongs, 2, "both pings answered");
+    rig.send(0, &ping_message());
+    rig.settle();
+    assert!(
+        rig.read(0).windows(6).any(|w| w == b"\"pong\""),
+        "the stream is intact"
+    );
+}

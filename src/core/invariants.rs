@@ -132,18 +132,51 @@ impl Core {
         }
     }
 
+    /// Points `conn`'s session at `victim`'s seat, for the tests of a broken invariant.
+    #[cfg(test)]
+    pub(crate) fn steal_seat(&mut self, conn: ConnId, victim: ConnId) {
+        self.faulted = true;
+        let Some(seat) = self.seat_key(victim) else {
+            return;
+        };
+        if let Some(own) = self.seat_key(conn) {
+            self.seats.try_remove(own);
+        }
+        if let Some(session) = self.session_mut(conn) {
+            session.seat = seat;
+        }
+    }
+
     /// After a broken invariant: `conn` is dropped, and whatever referred to what is gone is
     /// scrubbed (members without a seat, rooms without their host, seats in rooms that do not
     /// exist), so nothing stale reaches anyone else.
     pub fn drop_broken(&mut self, now: Now, conn: ConnId, out: &mut Outbox) {
         self.close(now, conn, out);
         self.begin(now);
+        // A session whose seat is gone or held by another is dropped too.
         let seats = &self.seats;
+        let mut dropped = 0usize;
+        for slot in &mut self.sessions {
+            let broken = slot.as_ref().is_some_and(|session| {
+                seats
+                    .get(session.seat)
+                    .is_none_or(|seat| seat.conn != Some(session.conn))
+            });
+            if broken {
+                *slot = None;
+                dropped = dropped.saturating_add(1);
+            }
+        }
+        self.session_count = self.session_count.saturating_sub(dropped);
+        // A member entry counts only if its seat exists under the same id (a reused key is
+        // not the member it was).
         let mut orphaned = Vec::new();
         for (key, room) in self.rooms.iter_mut() {
-            room.members.retain(|m| seats.contains(m.key));
+            room.members
+                .retain(|m| seats.get(m.key).is_some_and(|seat| seat.id == m.seat));
+            let members: Vec<usize> = room.members.iter().map(|m| m.key).collect();
             for held in &mut room.held {
-                held.recipients.retain(|&k| seats.contains(k));
+                held.recipients.retain(|k| members.contains(k));
             }
             if !room.has(room.host) {
                 orphaned.push(key);

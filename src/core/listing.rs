@@ -25,6 +25,9 @@ pub(super) fn summary(room: &Room) -> RoomSummary {
     }
 }
 
+/// Least spacing of `list_rooms` answers that repeat a list the connection already has.
+pub const LIST_REPEAT_MS: u64 = 5_000;
+
 /// What a `room_list` message holds besides its entries, at most (type, total, timestamps).
 pub const LISTING_ENVELOPE_BYTES: usize = 128;
 
@@ -69,6 +72,25 @@ impl Core {
             listing.rooms.push(entry);
         }
         listing
+    }
+
+    /// A client's `list_rooms`: answered with the list, except that a list the connection
+    /// already has (same version) is sent again at most once per `LIST_REPEAT_MS`: a small
+    /// request cannot buy a large reply over and over.
+    pub(super) fn list_rooms(&mut self, conn: ConnId, out: &mut Outbox) {
+        let (now, version) = (self.now.mono, self.list.version);
+        let Some(session) = self.session_mut(conn) else {
+            return;
+        };
+        let current = session.list_seen >= version;
+        let recent = session
+            .list_sent_at
+            .is_some_and(|at| now.since(at) < LIST_REPEAT_MS);
+        if current && recent {
+            return;
+        }
+        session.list_sent_at = Some(now);
+        self.send_room_list(conn, out);
     }
 
     pub(super) fn send_room_list(&mut self, conn: ConnId, out: &mut Outbox) {

@@ -12,7 +12,7 @@
 //! - Within one call, events are appended in the order they must be delivered.
 
 mod invariants;
-mod listing;
+pub(crate) mod listing;
 mod membership;
 mod playback;
 pub mod room;
@@ -137,6 +137,7 @@ impl Core {
                 conn,
                 seat,
                 list_seen: 0,
+                list_sent_at: None,
                 gone_notified: Vec::new(),
                 messages: Budget::default(),
                 client_logs: Budget::default(),
@@ -228,9 +229,12 @@ impl Core {
     pub fn close(&mut self, now: Now, conn: ConnId, out: &mut Outbox) {
         self.begin(now);
         if let Some(key) = self.seat_key(conn) {
-            self.leave_current(conn, out);
-            // Today a seat ends with its connection.
-            self.seats.try_remove(key);
+            // Today a seat ends with its connection (only a seat it holds: a broken state
+            // must not take another connection's seat with it).
+            if self.seats.get(key).is_some_and(|s| s.conn == Some(conn)) {
+                self.leave_current(conn, out);
+                self.seats.try_remove(key);
+            }
             if let Some(slot) = self.sessions.get_mut(conn.index as usize) {
                 *slot = None;
             }
@@ -370,7 +374,7 @@ impl Core {
                 follows_schedule,
                 credential,
             } => self.identify(conn, user_name, user_id, follows_schedule, credential, out),
-            Command::ListRooms => self.send_room_list(conn, out),
+            Command::ListRooms => self.list_rooms(conn, out),
             Command::CreateRoom {
                 name,
                 user_name,

@@ -68,6 +68,8 @@ pub(super) struct Session {
     pub(super) seat: usize,
     /// Room-list version this connection last received.
     pub(super) list_seen: u64,
+    /// When it last asked for the list and was answered (never: `None`).
+    pub(super) list_sent_at: Option<Millis>,
     /// Room names already answered with `room_closed` (most recent last, bounded), so each
     /// is answered once.
     pub(super) gone_notified: Vec<u64>,
@@ -199,10 +201,10 @@ impl Core {
 
     /// When `conn`'s message budget refills, if it sent past it: the shell may stop reading
     /// it until then.
-    pub fn over_budget_until(&self, conn: ConnId) -> Option<Millis> {
+    pub fn over_budget_until(&self, now: Now, conn: ConnId) -> Option<Millis> {
         let session = self.session(conn)?;
         let budget = &session.messages;
-        (budget.count > self.config.messages_per_second_max)
-            .then(|| budget.window_start.after(1_000))
+        let until = budget.window_start.after(1_000);
+        (budget.count > self.config.messages_per_second_max && now.mono < until).then_some(until)
     }
 }

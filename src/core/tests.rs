@@ -747,3 +747,55 @@ fn every_refusal_has_an_outcome() {
     let ping = json!({"type": "ping"}).to_string();
     assert_eq!(outcome(&mut h, other, ping), Refused(E::RateLimited));
 }
+
+/// A list the connection already has is sent again at most once per LIST_REPEAT_MS; a changed
+/// list is sent at once.
+#[test]
+fn repeated_list_rooms_is_paced() {
+    let mut h = Harness::new();
+    let conn = h.connect();
+    let host = h.connect();
+    let list = json!({"type": "list_rooms"});
+    h.send(conn, list.clone());
+    assert_eq!(h.types(conn), vec!["room_list"]);
+    for _ in 0..20 {
+        h.send(conn, list.clone());
+    }
+    assert!(h.types(conn).is_empty(), "the same list again and again");
+    h.wait(crate::core::listing::LIST_REPEAT_MS);
+    h.send(conn, list.clone());
+    assert_eq!(
+        h.types(conn),
+        vec!["room_list"],
+        "once the spacing has passed"
+    );
+    h.create(host, json!({}));
+    h.send(conn, list.clone());
+    assert_eq!(h.types(conn), vec!["room_list"], "a changed list at once");
+}
+
+/// A pause is asked for only while the sender's window lasts: a later client_log (which does
+/// not open a new window) does not pause it again.
+#[test]
+fn pause_only_within_the_window() {
+    let mut h = Harness::new();
+    let conn = h.connect();
+    let pauses = |out: &Vec<Output>| {
+        out.iter()
+            .filter(|o| matches!(o, Output::Pause { .. }))
+            .count()
+    };
+    let mut out = Vec::new();
+    for _ in 0..31 {
+        h.gateway
+            .text(h.now, conn, r#"{"type":"ping","payload":{}}"#, &mut out);
+    }
+    assert_eq!(pauses(&out), 1, "paused once past the budget");
+    h.collect(out);
+    h.wait(1_500);
+    let mut out = Vec::new();
+    let log = r#"{"type":"client_log","payload":{"category":"x","message":"y"}}"#;
+    h.gateway.text(h.now, conn, log, &mut out);
+    assert_eq!(pauses(&out), 0, "the window is over");
+    h.collect(out);
+}

@@ -170,6 +170,12 @@ impl<S> Wire<S> {
         self.inbound.at_rest()
     }
 
+    /// Follows bytes tungstenite was handed without reading them through this wire (those
+    /// that came with the HTTP request), so frame boundaries stay aligned.
+    pub fn note_read(&mut self, bytes: &[u8]) {
+        self.inbound.feed(bytes);
+    }
+
     /// Whether a frame larger than `bytes` arrived since the last `reset_large`.
     pub fn saw_large(&self) -> bool {
         self.inbound.large

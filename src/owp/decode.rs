@@ -96,14 +96,19 @@ fn media_id(raw: Option<&RawValue>) -> Option<String> {
 }
 
 /// Which budget a message is spent from, guessed without parsing it: `client_log` when the
-/// text contains `"client_log"` (a scan, far cheaper than parsing). The caller spends a
-/// message guessed wrong from the main budget as well once it is decoded.
+/// text has `"type"`, optional whitespace, `:`, optional whitespace and `"client_log"` (a
+/// scan, far cheaper than parsing; a name or chat text `client_log` is not a type). The
+/// caller spends a message guessed wrong from the main budget as well once it is decoded.
 pub fn kind_hint(text: &str) -> Kind {
-    if text.contains("\"client_log\"") {
-        Kind::ClientLog
-    } else {
-        Kind::Other
+    let mut rest = text;
+    while let Some(at) = rest.find("\"type\"") {
+        rest = rest.get(at.saturating_add(6)..).unwrap_or_default();
+        let value = rest.trim_start().strip_prefix(':').map(str::trim_start);
+        if value.is_some_and(|v| v.starts_with("\"client_log\"")) {
+            return Kind::ClientLog;
+        }
     }
+    Kind::Other
 }
 
 /// Decodes one OpenWatchParty message.
@@ -236,6 +241,26 @@ fn relay(fields: &Fields<'_>) -> Relay {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The client_log hint reads the type, not a name or a text that says `client_log`.
+    #[test]
+    fn kind_hint_reads_the_type() {
+        for text in [
+            r#"{"type":"client_log","payload":{}}"#,
+            r#"{ "type" : "client_log" }"#,
+            r#"{"payload":{"category":"x"},"type":"client_log"}"#,
+        ] {
+            assert_eq!(kind_hint(text), Kind::ClientLog, "{text}");
+        }
+        for text in [
+            r#"{"type":"chat_message","payload":{"text":"client_log"}}"#,
+            r#"{"type":"auth","payload":{"user_name":"\"client_log\""}}"#,
+            r#"{"type":"join_room","room":"client_log"}"#,
+            r#"{"typ":"client_log"}"#,
+        ] {
+            assert_eq!(kind_hint(text), Kind::Other, "{text}");
+        }
+    }
 
     /// Only structural problems are errors; ill-typed optional fields are ignored.
     #[test]

@@ -195,6 +195,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
                 let config = Some(self.ws_config);
                 let mut wire = Wire::new(stream);
                 wire.reset_large(self.config.net.read_buffer_bytes);
+                wire.note_read(&leftover);
                 let ws = WebSocket::from_partially_read(wire, leftover, Role::Server, config);
                 conn.phase = Phase::Open { ws: Box::new(ws) };
                 conn.in_core = true;

@@ -134,7 +134,8 @@ impl<S: Stream, A: Service> Engine<S, A> {
                     (id, ShellTimer::Closing),
                 );
             }
-            Message::Ping(_) => {
+            // Pings (and unsolicited pongs) share the message rate.
+            Message::Ping(_) | Message::Pong(_) => {
                 // Pings share the message rate: past it, the connection is not read for the
                 // rest of its second (its pongs are coalesced anyway).
                 let rate = self.config.core.messages_per_second_max;
@@ -151,7 +152,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
                     self.pause(id, until);
                 }
             }
-            Message::Pong(_) | Message::Frame(_) => {}
+            Message::Frame(_) => {}
         }
     }
 
