@@ -351,3 +351,35 @@ fn frames_sent_with_the_request_keep_the_boundaries() {
         "the stream is intact"
     );
 }
+
+/// A message fragmented without end (a text frame without FIN, then empty continuations)
+/// never completes, so it never counts as a message: its data frames are paced instead, and
+/// the server reads no more than a few per message of the rate each second.
+#[test]
+fn endless_fragments_are_paced() {
+    let mut rig = Rig::new(NetConfig::default());
+    let rate = CoreConfig::default().messages_per_second_max as usize;
+    let flooder = rig.connect(1 << 20);
+    let canary = rig.connect(1 << 20);
+    rig.read(canary);
+    rig.send(flooder, &frame(0x01, b"{"));
+    let continuation = frame(0x00, b"");
+    let seconds = 5;
+    for _ in 0..seconds * 10 {
+        rig.net.now = rig.net.now.plus(100);
+        while rig.offer_whole(flooder, &continuation) {}
+        rig.send(canary, &ping_message());
+        rig.settle();
+        assert!(rig.read(canary).windows(6).any(|w| w == b"\"pong\""));
+    }
+    let frames = rig.taken_from(flooder) / continuation.len();
+    // Per second: the frames of the rate, plus what the turn that crossed it had read
+    // (one turn's byte budget of 6-byte frames).
+    let budget = NetConfig::default().read_bytes_per_turn_max;
+    let allowed = (seconds + 1) * (rate * 4 + 1 + budget / continuation.len() + 1);
+    assert!(
+        frames <= allowed,
+        "{frames} frames read, at most {allowed} expected"
+    );
+    assert!(rig.net.engine.stats().paused >= seconds as u64);
+}

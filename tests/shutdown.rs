@@ -37,7 +37,7 @@ fn sigterm_closes_rooms_and_exits_zero() {
         .expect("a startup line with the bound address");
     let addr = addr.parse().expect("an address");
     // SIGHUP and SIGUSR1 are logged and ignored: the server lives on.
-    for signal in ["-HUP", "-USR1"] {
+    for signal in ["-HUP", "-USR1", "-ALRM", "-PROF"] {
         let status = Command::new("kill")
             .args([signal, &child.id().to_string()])
             .status();

@@ -109,6 +109,10 @@ pub(super) struct Conn<S> {
     pub(super) pings: u32,
     /// Start of the current ping-counting second.
     pub(super) pings_since: Millis,
+    /// Start of the current frame-counting second, and the data frames seen before it.
+    pub(super) frames_since: Millis,
+    /// Data frames the connection had sent when the current second began.
+    pub(super) frames_base: u64,
     /// Already on this turn's flush list.
     pub(super) dirty: bool,
     /// Since when the socket has taken none of the bytes owed to it.
@@ -141,6 +145,8 @@ impl<S> Conn<S> {
             paused_until: None,
             pings: 0,
             pings_since: now,
+            frames_since: now,
+            frames_base: 0,
             dirty: false,
             stalled_since: None,
             freed_bytes: 0,

@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
+use signal_hook::consts::{
+    SIGALRM, SIGHUP, SIGINT, SIGIO, SIGPROF, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGVTALRM,
+    SIGXCPU, SIGXFSZ,
+};
 use signal_hook_mio::v1_0::Signals;
 
 use super::addresses::Limits;
@@ -32,8 +35,11 @@ const LISTEN_BACKLOG: i32 = 1_024;
 /// Signals that stop the server gracefully (1001 to every WebSocket, then exit 0).
 const STOP_SIGNALS: &[i32] = &[SIGTERM, SIGINT, SIGQUIT];
 /// Signals that would otherwise kill the process without a word (a terminal closing, a
-/// stray `kill -USR1`): logged and ignored. There is no configuration to reload.
-const IGNORED_SIGNALS: &[i32] = &[SIGHUP, SIGUSR1, SIGUSR2];
+/// stray `kill -USR1`, a timer or resource signal): logged and ignored. There is no
+/// configuration to reload. (SIGPIPE is already ignored by the Rust runtime.)
+const IGNORED_SIGNALS: &[i32] = &[
+    SIGHUP, SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGXCPU, SIGXFSZ,
+];
 
 fn signal_name(signal: i32) -> &'static str {
     match signal {
@@ -43,6 +49,12 @@ fn signal_name(signal: i32) -> &'static str {
         SIGQUIT => "SIGQUIT",
         SIGINT => "SIGINT",
         SIGTERM => "SIGTERM",
+        SIGALRM => "SIGALRM",
+        SIGVTALRM => "SIGVTALRM",
+        SIGPROF => "SIGPROF",
+        SIGIO => "SIGIO",
+        SIGXCPU => "SIGXCPU",
+        SIGXFSZ => "SIGXFSZ",
         _ => "other",
     }
 }

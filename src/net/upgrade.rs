@@ -228,6 +228,14 @@ fn route(
     if header("Sec-WebSocket-Version").map(str::trim) != Some("13") {
         return Route::Refuse(Status::UpgradeRequired);
     }
+    let keys = request
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("Sec-WebSocket-Key"))
+        .count();
+    if keys > 1 {
+        return Route::Refuse(Status::BadRequest);
+    }
     match header("Sec-WebSocket-Key").map(str::trim) {
         Some(key) if valid_key(key) => Route::WebSocket {
             key: key.to_string(),
@@ -442,6 +450,8 @@ mod tests {
         );
         let bad_key = upgrade("/ws", "").replace(KEY, "short");
         assert_eq!(route_of(&bad_key), Route::Refuse(Status::BadRequest));
+        let two_keys = upgrade("/ws", &format!("Sec-WebSocket-Key: {KEY}\r\n"));
+        assert_eq!(route_of(&two_keys), Route::Refuse(Status::BadRequest));
         let huge = format!("GET /ws HTTP/1.1\r\nX: {}\r\n", "a".repeat(9_000));
         assert_eq!(
             parse_request(huge.as_bytes(), 8_192, None, &owp_path).map(|r| r.1),

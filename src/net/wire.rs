@@ -176,6 +176,11 @@ impl<S> Wire<S> {
         self.inbound.feed(bytes);
     }
 
+    /// Data frames (text, binary, continuation) read so far, for pacing.
+    pub fn data_frames(&self) -> u64 {
+        self.inbound.data_frames
+    }
+
     /// Whether a frame larger than `bytes` arrived since the last `reset_large`.
     pub fn saw_large(&self) -> bool {
         self.inbound.large
@@ -386,6 +391,8 @@ struct Inbound {
     large: bool,
     /// The size that makes a frame large.
     large_above: u64,
+    /// Data frames (text, binary, continuation) whose header has arrived.
+    data_frames: u64,
 }
 
 impl Inbound {
@@ -446,6 +453,7 @@ impl Inbound {
         if opcode <= 2 {
             // Continuation, text or binary: FIN closes the message, its absence opens one.
             self.fragmented = first & 0x80 == 0;
+            self.data_frames = self.data_frames.wrapping_add(1);
         }
         self.large |= length > self.large_above;
         self.have = 0;

@@ -3,10 +3,44 @@
 
 use super::*;
 
+/// Data frames a second a connection may send per message of its rate: room for a few
+/// fragments per message, none for a message fragmented without end.
+pub const FRAMES_PER_MESSAGE: u64 = 4;
+
 impl<S: Stream, A: Service> Engine<S, A> {
+    /// Reads what this turn's budget allows, then paces data frames: a client that sends
+    /// more data frames in a second than `FRAMES_PER_MESSAGE` times the message rate (a
+    /// message fragmented without end never counts as a message) is paused like one past
+    /// its message rate.
+    pub(super) fn drive_open(&mut self, now: Now, id: ConnId) -> bool {
+        // A new second starts counting from what was read before this drive.
+        if let Some(conn) = self.conn_mut(id) {
+            if now.mono.since(conn.frames_since) >= 1_000 {
+                if let Phase::Open { ws } = &mut conn.phase {
+                    conn.frames_base = ws.get_mut().data_frames();
+                }
+                conn.frames_since = now.mono;
+            }
+        }
+        let advanced = self.read_messages(now, id);
+        let limit =
+            u64::from(self.config.core.messages_per_second_max).saturating_mul(FRAMES_PER_MESSAGE);
+        let Some(conn) = self.conn_mut(id) else {
+            return advanced;
+        };
+        let Phase::Open { ws } = &mut conn.phase else {
+            return advanced;
+        };
+        if ws.get_mut().data_frames().saturating_sub(conn.frames_base) > limit {
+            let until = conn.frames_since.after(1_000);
+            self.pause(id, until);
+        }
+        advanced
+    }
+
     /// Reads up to the per-turn budget of messages and bytes and hands them to the service.
     /// A connection paused (past its rate) is not read until its pause ends.
-    pub(super) fn drive_open(&mut self, now: Now, id: ConnId) -> bool {
+    fn read_messages(&mut self, now: Now, id: ConnId) -> bool {
         if self
             .conn_mut(id)
             .and_then(|c| c.paused_until)
