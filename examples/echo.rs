@@ -75,6 +75,8 @@ fn main() -> ExitCode {
     config.net.write_stall_timeout_ms = 60_000;
     config.connections_per_ip_max = 0;
     config.handshakes_per_ip_per_sec = 0;
+    // Nor are its bursts of pings and fragments: the engine paces those at the message rate.
+    config.core.messages_per_second_max = 1_000_000;
     tandem::log::set_level(config.log_level);
     let server = match Server::bind_with(&config, Echo) {
         Ok(server) => server,
