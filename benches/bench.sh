@@ -336,7 +336,7 @@ attack_run() {
     sampler_pid=$!
     say "attack run $run/$RUNS: canary, attack $kind"
     "${PIN_GEN[@]}" "$LOADGEN" --url "$URL" --server-pid "$SERVER_PID" --scenario fanout \
-        --rooms 4 --members 4 --hz 10 --duration "$CANARY_DUR" --source-ip 127.0.0.2 \
+        --rooms "${CANARY_ROOMS:-4}" --members 4 --hz 10 --duration "$CANARY_DUR" --source-ip 127.0.0.2 \
         --deadline $((CANARY_DUR + 30)) >"$dir/canary" 2>>"$OUT/loadgen.log" &
     canary_pid=$!
     if [[ $kind != none ]]; then
