@@ -42,7 +42,7 @@ impl fmt::Display for ConnId {
 }
 
 /// A seat: what the client knows as `client_id` (and `host_id`, chat `client`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SeatId(pub uuid::Uuid);
 
 /// A room, as clients name it.
@@ -69,6 +69,30 @@ impl RoomId {
         }
         uuid::Uuid::try_parse(text).ok().map(RoomId)
     }
+
+    /// The room a name stands for: a UUID is that room; any other name (1–64 characters of
+    /// `[A-Za-z0-9_-]`) stands for a UUID derived from it (FNV-1a, 128 bits, marked version 8),
+    /// so a dialect with named rooms and one with UUID rooms can meet in the same room.
+    pub fn from_name(name: &str) -> Option<RoomId> {
+        if let Some(id) = RoomId::parse(name) {
+            return Some(id);
+        }
+        let valid = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid {
+            return None;
+        }
+        let hash = name
+            .bytes()
+            .fold(0x6c62_272e_07bb_0142_62b8_2175_6295_c58d_u128, |h, b| {
+                (h ^ u128::from(b)).wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b)
+            });
+        Some(RoomId(
+            uuid::Builder::from_custom_bytes(hash.to_be_bytes()).into_uuid(),
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -93,5 +117,25 @@ mod tests {
         assert!(RoomId::parse("550e8400-e29b-41d4-a716-446655440000").is_some());
         assert!(RoomId::parse("550e8400e29b41d4a716446655440000").is_none());
         assert!(RoomId::parse("").is_none());
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    /// A UUID names itself; other valid names derive a stable UUID; invalid names none.
+    #[test]
+    fn room_names() {
+        let uuid = "0f8fad5b-d9cb-469f-a165-70867728950e";
+        assert_eq!(RoomId::from_name(uuid), RoomId::parse(uuid));
+        let a = RoomId::from_name("movie-night").expect("valid");
+        assert_eq!(RoomId::from_name("movie-night"), Some(a));
+        assert_ne!(RoomId::from_name("movie_night"), Some(a));
+        assert_eq!(a.0.get_version_num(), 8);
+        for bad in ["", "has space", "é", &"x".repeat(65)] {
+            assert_eq!(RoomId::from_name(bad), None, "{bad:?}");
+        }
+        assert!(RoomId::from_name(&"x".repeat(64)).is_some());
     }
 }

@@ -34,6 +34,21 @@ impl Core {
         media_id: Option<String>,
         out: &mut Outbox,
     ) {
+        self.create_room_as(conn, None, name, user_name, start_position, media_id, out);
+    }
+
+    /// Creates a room hosted by `conn`'s seat, with `id` if given (else a random one).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn create_room_as(
+        &mut self,
+        conn: ConnId,
+        id: Option<RoomId>,
+        name: Option<String>,
+        user_name: Option<String>,
+        start_position: f64,
+        media_id: Option<String>,
+        out: &mut Outbox,
+    ) {
         let Some(seat) = self.seat_key(conn) else {
             return;
         };
@@ -66,7 +81,7 @@ impl Core {
             .and_then(text::room_name)
             .unwrap_or_else(|| format!("Room de {}", holder.name));
         let serial = self.next_serial();
-        let id = RoomId(self.rng.uuid());
+        let id = id.unwrap_or_else(|| RoomId(self.rng.uuid()));
         let now = self.now.mono;
         let start = Some(start_position)
             .filter(|p| room::valid_position(*p))
@@ -153,9 +168,15 @@ impl Core {
             ready: false,
         });
         let count = room.members.len();
+        let room_id = room.id;
+        let joined = self.peer(seat);
+        let Some(room) = self.rooms.get(key) else {
+            return;
+        };
         let index = out.event(Event::Participants {
-            room: room.id,
+            room: room_id,
             count,
+            joined,
         });
         let others: Vec<usize> = room
             .members
@@ -202,16 +223,14 @@ impl Core {
             held.recipients.retain(|&k| k != seat);
         }
         let (id, count) = (room.id, room.members.len());
-        let seat_id = self
-            .seats
-            .get(seat)
-            .map_or(SeatId(uuid::Uuid::nil()), |s| s.id);
+        let rest: Vec<usize> = room.members.iter().map(|m| m.key).collect();
+        let leaver = self.peer(seat);
         let index = out.event(Event::ClientLeft {
             room: id,
-            seat: seat_id,
+            seat: leaver.seat,
             count,
+            user_id: leaver.user_id,
         });
-        let rest: Vec<usize> = room.members.iter().map(|m| m.key).collect();
         for other in rest {
             self.send_seat(other, index, out);
         }
@@ -299,6 +318,7 @@ impl Core {
         let index = out.event(Event::Chat {
             room: room.id,
             seat: seat.id,
+            user_id: seat.user_id.clone(),
             username: seat.name.clone(),
             text: text.to_string(),
             server_ts: self.now.wall,
@@ -384,6 +404,43 @@ impl Core {
         );
     }
 
+    /// Seat `seat` as others see it.
+    pub(super) fn peer(&self, seat: usize) -> Peer {
+        self.seats.get(seat).map_or_else(Peer::default, |s| Peer {
+            seat: s.id,
+            user_id: s.user_id.clone(),
+            name: s.name.clone(),
+        })
+    }
+
+    /// `Enter`: sets the seat's user id and name, then joins the room, or creates it with
+    /// this id (the caller becomes its host) if it does not exist.
+    pub(super) fn enter(
+        &mut self,
+        conn: ConnId,
+        room: RoomId,
+        alias: String,
+        user_id: Option<String>,
+        user_name: Option<String>,
+        out: &mut Outbox,
+    ) {
+        if let Some(seat) = self.seat_of_mut(conn) {
+            if let Some(id) = user_id
+                .as_deref()
+                .map(|id| text::sanitize_line(id, text::NAME_CHARS_MAX))
+            {
+                if !id.is_empty() {
+                    seat.user_id = id;
+                }
+            }
+        }
+        if self.room_index.contains_key(&room) {
+            self.join_room(conn, &room.to_string(), user_name, out);
+        } else {
+            self.create_room_as(conn, Some(room), Some(alias), user_name, 0.0, None, out);
+        }
+    }
+
     /// Records that the command being handled is refused (the first reason stands).
     pub(super) fn refuse(&mut self, code: ErrorCode) {
         if self.outcome == Outcome::Accepted {
@@ -428,6 +485,13 @@ impl Core {
             return;
         };
         let clock = room.clock.reading(self.now.mono);
+        let you = self.peer(seat);
+        let peers = room
+            .members
+            .iter()
+            .filter(|m| m.key != seat)
+            .map(|m| self.peer(m.key))
+            .collect();
         out.unicast(
             conn,
             Event::RoomState {
@@ -440,6 +504,8 @@ impl Core {
                 media_id: room.media_id.clone(),
                 server_ts: self.now.wall,
                 joiner,
+                you,
+                peers,
             },
         );
         // It lands on the host instead of waiting for the next command.

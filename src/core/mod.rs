@@ -37,7 +37,7 @@ use room::{Member, Room};
 use sessions::{Budget, Seat, Session};
 use types::{
     reason, Capabilities, Command, ControlMessage, CoreTimer, Credential, DecodeError, ErrorCode,
-    Event, Identity, Outbox, RoomSummary,
+    Event, Identity, Outbox, Peer, RoomSummary,
 };
 pub use types::{Listing, Outcome};
 
@@ -382,6 +382,12 @@ impl Core {
                 media_id,
             } => self.create_room(conn, name, user_name, start_position, media_id, out),
             Command::JoinRoom { room, user_name } => self.join_room(conn, &room, user_name, out),
+            Command::Enter {
+                room,
+                alias,
+                user_id,
+                user_name,
+            } => self.enter(conn, room, alias, user_id, user_name, out),
             Command::LeaveRoom => {
                 self.leave_current(conn, out);
                 self.send_room_list(conn, out);

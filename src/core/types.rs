@@ -214,6 +214,17 @@ pub enum Command {
     },
     /// Leave the current room.
     LeaveRoom,
+    /// Enter a room by id, creating it (as its host) if it does not exist.
+    Enter {
+        /// The room.
+        room: RoomId,
+        /// The name it was asked for by (its display name if it is created).
+        alias: String,
+        /// Caller-chosen user id, unsanitized.
+        user_id: Option<String>,
+        /// Display name, unsanitized.
+        user_name: Option<String>,
+    },
     /// I have loaded the media.
     Ready {
         /// The room named, if any.
@@ -371,6 +382,17 @@ pub struct ClockReading {
     pub playing: bool,
 }
 
+/// A member as others see it: its seat id, user id and display name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Peer {
+    /// Seat id (`client_id`).
+    pub seat: SeatId,
+    /// User id (self-declared, or a verified subject).
+    pub user_id: String,
+    /// Display name.
+    pub name: String,
+}
+
 /// One entry of the room list.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RoomSummary {
@@ -435,9 +457,18 @@ pub enum Event {
         server_ts: UnixMillis,
         /// The recipient joined (true) or created (false) the room.
         joiner: bool,
+        /// The recipient, as the others see it.
+        you: Peer,
+        /// The other members, in join order.
+        peers: Vec<Peer>,
     },
     /// Member count changed because someone joined.
-    Participants { room: RoomId, count: usize },
+    Participants {
+        room: RoomId,
+        count: usize,
+        /// Who joined.
+        joined: Peer,
+    },
     /// A playback command from the host (or the server, for a scheduled play).
     Control {
         room: RoomId,
@@ -456,6 +487,8 @@ pub enum Event {
         room: RoomId,
         seat: SeatId,
         count: usize,
+        /// Its user id.
+        user_id: String,
     },
     /// The room is gone for you (`room` as the recipient named it).
     RoomClosed { room: String, reason: &'static str },
@@ -463,6 +496,8 @@ pub enum Event {
     Chat {
         room: RoomId,
         seat: SeatId,
+        /// The sender's user id.
+        user_id: String,
         username: String,
         text: String,
         server_ts: UnixMillis,

@@ -189,7 +189,7 @@ fn encode_notice(event: &Event, now: UnixMillis) -> Option<String> {
                 now,
             ))
         }
-        Event::Participants { room, count } => one(render(
+        Event::Participants { room, count, .. } => one(render(
             "participants_update",
             Some(IdText::new(room.0).as_str()),
             None,
@@ -197,7 +197,9 @@ fn encode_notice(event: &Event, now: UnixMillis) -> Option<String> {
             now,
             now,
         )),
-        Event::ClientLeft { room, seat, count } => one(render(
+        Event::ClientLeft {
+            room, seat, count, ..
+        } => one(render(
             "client_left",
             Some(IdText::new(room.0).as_str()),
             Some(IdText::new(seat.0).as_str()),
@@ -217,6 +219,7 @@ fn encode_notice(event: &Event, now: UnixMillis) -> Option<String> {
             room,
             seat,
             username,
+            user_id: _,
             text,
             server_ts,
         } => one(render(
@@ -261,6 +264,7 @@ fn room_state(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> String {
         media_id,
         server_ts,
         joiner,
+        ..
     } = event
     else {
         return String::new();
@@ -439,6 +443,14 @@ fn command_parts<'a>(
             without_nulls(json!({ "user_name": user_name })),
         ),
         Command::LeaveRoom => ("leave_room", room, without_nulls(json!({}))),
+        // OpenWatchParty has no "enter": the nearest message joins the room by its id.
+        Command::Enter {
+            alias, user_name, ..
+        } => (
+            "join_room",
+            Some(alias.as_str()),
+            without_nulls(json!({ "user_name": user_name })),
+        ),
         Command::Ready { room } => ("ready", room.as_deref(), without_nulls(json!({}))),
         Command::Control { room, control } => {
             ("player_event", room.as_deref(), relay(&control.relay))
@@ -509,6 +521,8 @@ mod tests {
             media_id: None,
             server_ts: UnixMillis(5_000),
             joiner: true,
+            you: Default::default(),
+            peers: Vec::new(),
         };
         let encoded = encode(&event, UnixMillis(5_000), 300).expect("a message");
         let state = parse(&encoded);
