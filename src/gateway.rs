@@ -16,6 +16,7 @@ use crate::core::types::{
     Capabilities, Command, Credential, DecodeError, ErrorCode, Event, Identity, Json, Outbox,
 };
 use crate::core::{Core, Kind, Listing, Outcome};
+use crate::id::RoomId;
 use crate::id::{ConnId, SeatId};
 use crate::log;
 use crate::net::engine::{Engine, EngineConfig};
@@ -26,6 +27,7 @@ use crate::net::upgrade::{owp_path, Status};
 use crate::owp;
 use crate::scratch::trim;
 use crate::time::{Clock, Millis, Now, UnixMillis};
+use crate::v1;
 
 /// What the gateway asks the engine to do.
 pub type Output = service::Output<PongReply>;
@@ -67,6 +69,8 @@ pub struct Gateway {
     decoded: u64,
     /// Connections closed for a broken invariant.
     internal_errors: u64,
+    /// Names rooms were entered by in v1 (other than their UUID).
+    aliases: std::collections::HashMap<RoomId, String>,
 }
 
 impl Gateway {
@@ -82,6 +86,7 @@ impl Gateway {
             list_cache: None,
             decoded: 0,
             internal_errors: 0,
+            aliases: std::collections::HashMap::new(),
         }
     }
 
@@ -123,6 +128,9 @@ impl Gateway {
     /// Spent from the sender's budget first: past it, the text is dropped unparsed. Returns
     /// what became of it.
     pub fn text(&mut self, now: Now, conn: ConnId, text: &str, out: &mut Vec<Output>) -> Outcome {
+        if self.dialect_of(conn) == Dialect::V1 {
+            return self.text_v1(now, conn, text, out);
+        }
         let kind = owp::kind_hint(text);
         let mut outcome = Outcome::Refused(ErrorCode::RateLimited);
         if self.core.admit(now, conn, kind, &mut self.outbox) {
@@ -138,6 +146,86 @@ impl Gateway {
         self.verify(now, conn, out);
         self.pause_if_over(now, conn, out);
         outcome
+    }
+
+    /// A v1 message: spent from the budget, decoded, handled, and answered with exactly one
+    /// `ack` or `error` when it carries a `requestId` (an `error` also when it does not and
+    /// was refused).
+    fn text_v1(&mut self, now: Now, conn: ConnId, text: &str, out: &mut Vec<Output>) -> Outcome {
+        let mut request_id = None;
+        let mut reason = None;
+        let outcome = if !self.core.admit(now, conn, Kind::Other, &mut self.outbox) {
+            Outcome::Refused(ErrorCode::RateLimited)
+        } else {
+            self.decoded = self.decoded.saturating_add(1);
+            match v1::decode(text) {
+                Err(rejected) => {
+                    request_id = rejected.request_id;
+                    reason = Some(rejected.reason);
+                    Outcome::Refused(ErrorCode::InvalidMessage)
+                }
+                Ok(request) => {
+                    request_id = request.request_id;
+                    self.handle_v1(now, conn, request.command, text)
+                }
+            }
+        };
+        self.render(now, out);
+        let reply = match outcome {
+            Outcome::Accepted => request_id.as_deref().map(v1::ack),
+            Outcome::Refused(code) => Some(v1::error(
+                request_id.as_deref(),
+                v1::error_code(code),
+                reason.unwrap_or(owp::error_message(code)),
+            )),
+        };
+        if let Some(reply) = reply {
+            out.push(Output::Send {
+                conn,
+                text: Utf8Bytes::from(reply),
+            });
+        }
+        self.verify(now, conn, out);
+        self.pause_if_over(now, conn, out);
+        outcome
+    }
+
+    /// Carries out a decoded v1 command: remembers the name a room was entered by, and
+    /// refuses leaving a room the sender is not in.
+    fn handle_v1(&mut self, now: Now, conn: ConnId, command: Command, text: &str) -> Outcome {
+        if let Command::Enter { room, alias, .. } = &command {
+            if RoomId::parse(alias).is_none() {
+                self.remember_alias(*room, alias);
+            }
+        }
+        if matches!(command, Command::LeaveRoom) {
+            let named = serde_json::from_str::<serde_json::Value>(text)
+                .ok()
+                .and_then(|m| m.get("payload").and_then(v1::room))
+                .map(|(id, _)| id);
+            if named.is_none() || named != self.core.room_of(conn) {
+                return Outcome::Refused(ErrorCode::NotInRoom);
+            }
+        }
+        self.core.handle(now, conn, Ok(command), &mut self.outbox)
+    }
+
+    /// Remembers the name a room was entered by in v1, to call it that in v1 messages;
+    /// names of rooms that are gone are forgotten once there are more than rooms allowed.
+    fn remember_alias(&mut self, room: RoomId, alias: &str) {
+        if self.aliases.len() > self.core.rooms_max() {
+            let core = &self.core;
+            self.aliases.retain(|id, _| core.host(*id).is_some());
+        }
+        self.aliases.insert(room, alias.to_string());
+    }
+
+    /// The dialect `conn` speaks.
+    fn dialect_of(&self, conn: ConnId) -> Dialect {
+        match self.dialects.get(conn.index as usize) {
+            Some(Some((owner, dialect))) if *owner == conn => *dialect,
+            _ => Dialect::Owp,
+        }
     }
 
     /// A binary message arrived (not part of the protocol).
@@ -267,10 +355,7 @@ impl Gateway {
                 }
                 _ => {}
             }
-            let dialect = match self.dialects.get(conn.index as usize) {
-                Some(Some((owner, dialect))) if *owner == conn => *dialect,
-                _ => Dialect::Owp,
-            };
+            let dialect = self.dialect_of(conn);
             let Some(slot) = self
                 .rendered
                 .get_mut(index as usize)
@@ -279,11 +364,17 @@ impl Gateway {
                 continue;
             };
             if slot.is_none() {
-                *slot = match event {
-                    Event::RoomList { listing } => {
+                let aliases = &self.aliases;
+                let room_id =
+                    |id: RoomId| aliases.get(&id).cloned().unwrap_or_else(|| id.to_string());
+                *slot = match (dialect, event) {
+                    (Dialect::Owp, Event::RoomList { listing }) => {
                         Some(room_list(listing, &mut self.list_cache, now.wall))
                     }
-                    _ => owp::encode(event, now.wall, self.sync_lead_ms).map(Utf8Bytes::from),
+                    (Dialect::Owp, _) => {
+                        owp::encode(event, now.wall, self.sync_lead_ms).map(Utf8Bytes::from)
+                    }
+                    (Dialect::V1, _) => v1::encode(event, now.wall, &room_id).map(Utf8Bytes::from),
                 };
             }
             if let Some(text) = slot {
@@ -327,22 +418,35 @@ fn authenticate(command: Command) -> Command {
 pub enum Dialect {
     /// OpenWatchParty's JSON messages.
     Owp,
+    /// StreamSync v1's versioned envelope.
+    V1,
 }
 
 impl Dialect {
     /// How many dialects there are (the size of a per-event render cache).
-    pub const COUNT: usize = 1;
+    pub const COUNT: usize = 2;
 
     fn index(self) -> usize {
         match self {
             Dialect::Owp => 0,
+            Dialect::V1 => 1,
         }
     }
 }
 
 /// The route table: (path, subprotocol) → dialect. Today: `/ws` and `/ws/...` without a
 /// subprotocol speak OpenWatchParty.
-const ROUTES: &[Route] = &[(owp_path, None, Dialect::Owp)];
+const ROUTES: &[Route] = &[
+    (v1_path, Some(v1::SUBPROTOCOL), Dialect::V1),
+    (v1_path, None, Dialect::V1),
+    (owp_path, Some(v1::SUBPROTOCOL), Dialect::V1),
+    (owp_path, None, Dialect::Owp),
+];
+
+/// The v1 endpoint: `/v1/ws`.
+fn v1_path(path: &str) -> bool {
+    path == "/v1/ws"
+}
 
 /// One route: which paths, which subprotocol (none: the client offered none Tandem speaks
 /// there), which dialect.
@@ -448,6 +552,14 @@ mod route_tests {
         assert_eq!(route("/ws", None), Some(Dialect::Owp));
         assert_eq!(route("/ws", Some("chat")), None);
         assert_eq!(route("/other", None), None);
+        // StreamSync v1: /v1/ws, or /ws with its subprotocol (echoed when offered).
+        let v1_offered = vec!["chat".to_string(), "streamsync.v1".to_string()];
+        assert_eq!(select("/ws", &v1_offered), Ok(Some("streamsync.v1")));
+        assert_eq!(select("/v1/ws", &none), Ok(None));
+        assert_eq!(select("/v1/ws", &v1_offered), Ok(Some("streamsync.v1")));
+        assert_eq!(route("/ws", Some("streamsync.v1")), Some(Dialect::V1));
+        assert_eq!(route("/v1/ws", None), Some(Dialect::V1));
+        assert_eq!(select("/v1/ws/x", &none), Err(Status::NotFound));
     }
 }
 

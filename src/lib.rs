@@ -54,3 +54,4 @@ pub mod scratch;
 pub mod text;
 pub mod time;
 pub mod timer_wheel;
+pub mod v1;

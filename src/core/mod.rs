@@ -275,6 +275,11 @@ impl Core {
         self.timers.next_deadline()
     }
 
+    /// Rooms that may exist at once.
+    pub fn rooms_max(&self) -> usize {
+        self.config.rooms_max
+    }
+
     /// Whether clients must authenticate (never, in this version).
     pub fn auth_enabled(&self) -> bool {
         self.config.auth_enabled

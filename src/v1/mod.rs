@@ -1,0 +1,264 @@
+//! The StreamSync v1 dialect (`{v, type, requestId?, payload}`), a codec at the edge of the
+//! same core as OpenWatchParty. This is its first part: `server/hello`, `room/join`,
+//! `room/leave`, `chat/send`, and exactly one `ack` or `error` per `requestId`. Playback,
+//! content and WebRTC relay are not there yet and are answered `bad_request`.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+use crate::core::types::{reason, Command, ErrorCode, Event, Peer};
+use crate::id::RoomId;
+use crate::text;
+use crate::time::UnixMillis;
+
+/// The subprotocol that selects this dialect on `/ws`.
+pub const SUBPROTOCOL: &str = "streamsync.v1";
+
+/// Longest `requestId` echoed back.
+const REQUEST_ID_MAX: usize = 64;
+/// Longest `userId`.
+const USER_ID_MAX: usize = 64;
+
+/// A decoded request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Request {
+    /// The client's request id, answered with one `ack` or `error`.
+    pub request_id: Option<String>,
+    /// What it asks.
+    pub command: Command,
+}
+
+/// A message that is not a request this dialect can carry out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejected {
+    /// Its request id, if one could be read.
+    pub request_id: Option<String>,
+    /// Why, for the error's `message`.
+    pub reason: &'static str,
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(default, borrow)]
+    v: Option<&'a RawValue>,
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<&'a RawValue>,
+    #[serde(rename = "requestId", default, borrow)]
+    request_id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    payload: Option<&'a RawValue>,
+}
+
+/// A field of a JSON object.
+fn field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
+    value.as_object()?.get(name)
+}
+
+fn string(raw: Option<&RawValue>) -> Option<String> {
+    serde_json::from_str::<String>(raw?.get()).ok()
+}
+
+/// Decodes one v1 message.
+pub fn decode(text: &str) -> Result<Request, Rejected> {
+    let reject = |request_id: Option<String>, reason| Rejected { request_id, reason };
+    let envelope: Envelope<'_> =
+        serde_json::from_str(text).map_err(|_| reject(None, "not a JSON object"))?;
+    let request_id = match envelope.request_id {
+        None => None,
+        Some(raw) => Some(
+            string(Some(raw))
+                .filter(|id| !id.is_empty() && id.len() <= REQUEST_ID_MAX)
+                .ok_or_else(|| reject(None, "requestId must be a string of 1-64 bytes"))?,
+        ),
+    };
+    let fail = |reason| reject(request_id.clone(), reason);
+    if envelope.v.map(RawValue::get) != Some("1") {
+        return Err(fail("v must be 1"));
+    }
+    let kind = string(envelope.kind).ok_or_else(|| fail("type must be a string"))?;
+    let payload: Value = envelope
+        .payload
+        .and_then(|p| serde_json::from_str(p.get()).ok())
+        .filter(Value::is_object)
+        .ok_or_else(|| fail("payload must be an object"))?;
+    let command = match kind.as_str() {
+        "room/join" => {
+            join(&payload).ok_or_else(|| fail("room/join needs a valid roomId and client"))?
+        }
+        "room/leave" => {
+            room(&payload).ok_or_else(|| fail("room/leave needs a valid roomId"))?;
+            Command::LeaveRoom
+        }
+        "chat/send" => {
+            let (room, _) = room(&payload).ok_or_else(|| fail("chat/send needs a valid roomId"))?;
+            let text = field(&payload, "text")
+                .and_then(Value::as_str)
+                .ok_or_else(|| fail("chat/send needs a text"))?;
+            Command::Chat {
+                room: Some(room.to_string()),
+                text: text.to_string(),
+            }
+        }
+        _ => return Err(fail("unsupported type")),
+    };
+    Ok(Request {
+        request_id,
+        command,
+    })
+}
+
+/// The `roomId` of a payload: the room and the name it was given by.
+pub fn room(payload: &Value) -> Option<(RoomId, String)> {
+    let name = field(payload, "roomId")?.as_str()?;
+    RoomId::from_name(name).map(|id| (id, name.to_string()))
+}
+
+fn join(payload: &Value) -> Option<Command> {
+    let (room, alias) = room(payload)?;
+    let client = field(payload, "client")?;
+    let user_id = field(client, "userId")?.as_str()?;
+    let valid_id = !user_id.is_empty()
+        && user_id.len() <= USER_ID_MAX
+        && user_id
+            .chars()
+            .all(|c| !c.is_control() && !text::is_format(c));
+    let name = field(client, "displayName")?
+        .as_str()
+        .and_then(text::display_name)?;
+    valid_id.then(|| Command::Enter {
+        room,
+        alias,
+        user_id: Some(user_id.to_string()),
+        user_name: Some(name),
+    })
+}
+
+/// The v1 error code of a refusal.
+pub fn error_code(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::NotHost | ErrorCode::AuthFailed => "unauthorized",
+        ErrorCode::NotInRoom => "not_in_room",
+        ErrorCode::RoomNotFound => "room_not_found",
+        _ => "bad_request",
+    }
+}
+
+fn message(kind: &str, payload: Value) -> String {
+    json!({ "v": 1, "type": kind, "payload": payload }).to_string()
+}
+
+/// `ack` for a request.
+pub fn ack(request_id: &str) -> String {
+    message("ack", json!({ "requestId": request_id }))
+}
+
+/// `error`, for a request if it had an id.
+pub fn error(request_id: Option<&str>, code: &str, text: &str) -> String {
+    let payload = match request_id {
+        Some(id) => json!({ "requestId": id, "code": code, "message": text }),
+        None => json!({ "code": code, "message": text }),
+    };
+    message("error", payload)
+}
+
+fn peer(peer: &Peer) -> Value {
+    json!({ "userId": peer.user_id, "displayName": peer.name })
+}
+
+/// Renders an event for a v1 client; `None` for what this dialect does not carry (yet).
+/// `room_id` names a room as v1 clients know it.
+pub fn encode(
+    event: &Event,
+    now: UnixMillis,
+    room_id: &dyn Fn(RoomId) -> String,
+) -> Option<String> {
+    let rendered = match event {
+        Event::Hello { .. } => message("server/hello", json!({ "v": 1, "nowMs": now.0 })),
+        Event::RoomState {
+            room, you, peers, ..
+        } => message(
+            "room/joined",
+            json!({ "roomId": room_id(*room), "you": peer(you),
+                    "peers": peers.iter().map(peer).collect::<Vec<_>>() }),
+        ),
+        Event::Participants { room, joined, .. } => message(
+            "room/peer_joined",
+            json!({ "roomId": room_id(*room), "peer": peer(joined) }),
+        ),
+        Event::ClientLeft { room, user_id, .. } => message(
+            "room/peer_left",
+            json!({ "roomId": room_id(*room), "userId": user_id }),
+        ),
+        Event::Chat {
+            room,
+            user_id,
+            username,
+            text,
+            server_ts,
+            ..
+        } => message(
+            "chat/message",
+            json!({ "roomId": room_id(*room),
+                    "from": { "userId": user_id, "displayName": username },
+                    "text": text, "tsMs": server_ts.0 }),
+        ),
+        // A room that closed under its members (not a lost-room notice, which v1 does not
+        // need: it answers with an error instead).
+        Event::RoomClosed { room, reason } => {
+            if ![reason::HOST_LEFT, reason::HOST_NEW_ROOM, reason::SHUTDOWN].contains(reason) {
+                return None;
+            }
+            let id = RoomId::parse(room)?;
+            message(
+                "room/closed",
+                json!({ "roomId": room_id(id), "reason": reason }),
+            )
+        }
+        _ => return None,
+    };
+    Some(rendered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Envelope rules: v must be 1, type a string, payload an object; requestId comes back.
+    #[test]
+    fn envelope() {
+        let bad = |text: &str| decode(text).err().map(|r| r.request_id);
+        assert_eq!(bad("[]"), Some(None));
+        assert_eq!(
+            bad(r#"{"v":2,"type":"room/leave","requestId":"a","payload":{"roomId":"r"}}"#),
+            Some(Some("a".into()))
+        );
+        assert_eq!(
+            bad(r#"{"v":1,"requestId":"b","payload":{}}"#),
+            Some(Some("b".into()))
+        );
+        assert_eq!(
+            bad(r#"{"v":1,"type":"room/leave","requestId":"c","payload":[]}"#),
+            Some(Some("c".into()))
+        );
+        assert_eq!(
+            bad(r#"{"v":1,"type":"room/leave","requestId":7,"payload":{}}"#),
+            Some(None)
+        );
+        let join = r#"{"v":1,"type":"room/join","requestId":"j","payload":{"roomId":"movie","client":{"userId":"u1","displayName":"Ann"}}}"#;
+        let Ok(Request {
+            request_id,
+            command: Command::Enter { room, alias, .. },
+        }) = decode(join)
+        else {
+            panic!("a join")
+        };
+        assert_eq!(request_id.as_deref(), Some("j"));
+        assert_eq!(
+            (Some(room), alias.as_str()),
+            (RoomId::from_name("movie"), "movie")
+        );
+        let bad_room = join.replace("movie", "bad room");
+        assert!(decode(&bad_room).is_err());
+    }
+}

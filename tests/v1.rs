@@ -1,0 +1,228 @@
+//! The StreamSync v1 dialect over real sockets (its first part: hello, join, leave, chat,
+//! acks and errors), alone and in a room shared with OpenWatchParty clients.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+fn v1(addr: std::net::SocketAddr) -> Client {
+    let mut client = Client::connect_raw(addr, "/v1/ws", &[]);
+    let hello = client.recv();
+    assert_eq!(hello["type"], "server/hello", "{hello}");
+    assert_eq!(hello["payload"]["v"], 1);
+    assert!(hello["payload"]["nowMs"]
+        .as_u64()
+        .is_some_and(|t| t > 1_700_000_000_000));
+    client
+}
+
+fn request(client: &mut Client, kind: &str, id: &str, payload: Value) {
+    client
+        .send_text(&json!({"v": 1, "type": kind, "requestId": id, "payload": payload}).to_string());
+}
+
+fn join(client: &mut Client, room: &str, id: &str, user: &str) -> Value {
+    request(
+        client,
+        "room/join",
+        id,
+        json!({"roomId": room, "client": {"userId": user, "displayName": user.to_uppercase()}}),
+    );
+    let joined = client.recv();
+    assert_eq!(joined["type"], "room/joined", "{joined}");
+    expect_ack(client, id);
+    joined
+}
+
+/// The next message is the ack of `id`.
+fn expect_ack(client: &mut Client, id: &str) {
+    let ack = client.recv();
+    assert_eq!(
+        (ack["type"].as_str(), ack["payload"]["requestId"].as_str()),
+        (Some("ack"), Some(id)),
+        "{ack}"
+    );
+}
+
+/// The next message is an error for `id` with `code`.
+fn expect_error(client: &mut Client, id: Option<&str>, code: &str) {
+    let error = client.recv();
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(error["payload"]["code"], code, "{error}");
+    assert_eq!(error["payload"]["requestId"].as_str(), id, "{error}");
+    assert!(error["payload"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
+}
+
+/// Join creates a named room (first member), a second joiner sees the first as a peer, the
+/// first sees the second arrive; chat reaches both; leave is seen; each request gets exactly
+/// one ack.
+#[test]
+fn join_chat_leave() {
+    let addr = start(config());
+    let mut ann = v1(addr);
+    let joined = join(&mut ann, "movie-night", "1", "ann");
+    assert_eq!(joined["payload"]["roomId"], "movie-night");
+    assert_eq!(
+        joined["payload"]["you"],
+        json!({"userId": "ann", "displayName": "ANN"})
+    );
+    assert_eq!(joined["payload"]["peers"], json!([]));
+
+    let mut bob = v1(addr);
+    let joined = join(&mut bob, "movie-night", "2", "bob");
+    assert_eq!(
+        joined["payload"]["peers"],
+        json!([{"userId": "ann", "displayName": "ANN"}])
+    );
+    let arrived = ann.recv();
+    assert_eq!(arrived["type"], "room/peer_joined", "{arrived}");
+    assert_eq!(
+        arrived["payload"],
+        json!({"roomId": "movie-night", "peer": {"userId": "bob", "displayName": "BOB"}})
+    );
+
+    request(
+        &mut bob,
+        "chat/send",
+        "3",
+        json!({"roomId": "movie-night", "text": " hi "}),
+    );
+    for client in [&mut ann, &mut bob] {
+        let chat = client.recv_type("chat/message");
+        assert_eq!(
+            chat["payload"]["from"],
+            json!({"userId": "bob", "displayName": "BOB"})
+        );
+        assert_eq!(chat["payload"]["text"], "hi");
+        assert!(chat["payload"]["tsMs"].as_u64().is_some());
+    }
+    expect_ack(&mut bob, "3");
+
+    request(
+        &mut bob,
+        "room/leave",
+        "4",
+        json!({"roomId": "movie-night"}),
+    );
+    expect_ack(&mut bob, "4");
+    let left = ann.recv();
+    assert_eq!(
+        left["payload"],
+        json!({"roomId": "movie-night", "userId": "bob"}),
+        "{left}"
+    );
+    for client in [&mut ann, &mut bob] {
+        client.expect_silence(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Errors: a bad envelope is bad_request (with the requestId when it could be read), chat
+/// in a room one is not in is not_in_room, in a room that does not exist room_not_found,
+/// leaving another room not_in_room; a refused message without requestId still gets one error.
+#[test]
+fn errors_have_codes() {
+    let addr = start(config());
+    let mut ann = v1(addr);
+    ann.send_text(r#"{"v":2,"type":"room/leave","requestId":"a","payload":{"roomId":"r"}}"#);
+    expect_error(&mut ann, Some("a"), "bad_request");
+    ann.send_text(r#"{"v":1,"requestId":"b","payload":{}}"#);
+    expect_error(&mut ann, Some("b"), "bad_request");
+    ann.send_text("not json");
+    expect_error(&mut ann, None, "bad_request");
+    request(
+        &mut ann,
+        "room/join",
+        "c",
+        json!({"roomId": "bad room!", "client": {"userId": "a", "displayName": "A"}}),
+    );
+    expect_error(&mut ann, Some("c"), "bad_request");
+    request(
+        &mut ann,
+        "chat/send",
+        "d",
+        json!({"roomId": "nowhere", "text": "x"}),
+    );
+    expect_error(&mut ann, Some("d"), "room_not_found");
+    let mut bob = v1(addr);
+    join(&mut bob, "elsewhere", "e", "bob");
+    request(
+        &mut ann,
+        "chat/send",
+        "f",
+        json!({"roomId": "elsewhere", "text": "x"}),
+    );
+    expect_error(&mut ann, Some("f"), "not_in_room");
+    request(&mut ann, "room/leave", "g", json!({"roomId": "elsewhere"}));
+    expect_error(&mut ann, Some("g"), "not_in_room");
+    ann.send_text(
+        &json!({"v": 1, "type": "chat/send", "payload": {"roomId": "elsewhere", "text": "x"}})
+            .to_string(),
+    );
+    expect_error(&mut ann, None, "not_in_room");
+    request(
+        &mut ann,
+        "webrtc/offer",
+        "h",
+        json!({"roomId": "elsewhere", "toUserId": "bob", "sdp": "x"}),
+    );
+    expect_error(&mut ann, Some("h"), "bad_request");
+    ann.expect_silence(std::time::Duration::from_millis(200));
+}
+
+/// On /ws the subprotocol selects v1 and is echoed back.
+#[test]
+fn subprotocol_on_ws() {
+    let addr = start(config());
+    let mut client =
+        Client::connect_raw(addr, "/ws", &[("Sec-WebSocket-Protocol", "streamsync.v1")]);
+    assert_eq!(client.recv()["type"], "server/hello");
+}
+
+/// A v1 room and OpenWatchParty clients share it: the OWP client finds it in room_list (by
+/// its name) and joins by its UUID; joins and chat cross both ways.
+#[test]
+fn mixed_room_joins_and_chat() {
+    let addr = start(config());
+    let mut ann = v1(addr);
+    join(&mut ann, "party", "1", "ann");
+    let mut owp = Client::connect(addr);
+    owp.send(json!({"type": "list_rooms"}));
+    let list = owp.recv_type("room_list");
+    let entry = list["payload"]
+        .as_array()
+        .and_then(|rooms| rooms.iter().find(|r| r["name"] == "party"))
+        .cloned()
+        .expect("the v1 room in the OWP room list");
+    let room = entry["id"].as_str().expect("a UUID").to_string();
+    assert_uuid_v4_or_named(&room);
+    let state = owp.join(&room);
+    assert_eq!(state["payload"]["participant_count"], 2, "{state}");
+    let arrived = ann.recv();
+    assert_eq!(arrived["type"], "room/peer_joined", "{arrived}");
+    assert_eq!(arrived["payload"]["roomId"], "party");
+
+    owp.send(json!({"type": "chat_message", "room": room, "payload": {"text": "from owp"}}));
+    let chat = ann.recv_type("chat/message");
+    assert_eq!(chat["payload"]["text"], "from owp");
+    assert_eq!(chat["payload"]["roomId"], "party");
+    assert_eq!(owp.recv_type("chat_message")["payload"]["text"], "from owp");
+    request(
+        &mut ann,
+        "chat/send",
+        "2",
+        json!({"roomId": "party", "text": "from v1"}),
+    );
+    let chat = owp.recv_type("chat_message");
+    assert_eq!(chat["payload"]["text"], "from v1");
+    assert_eq!(chat["payload"]["username"], "ANN");
+    assert_eq!(chat["room"], room.as_str());
+}
+
+/// Room ids for OWP stay UUIDs, even for a room named in v1.
+fn assert_uuid_v4_or_named(id: &str) {
+    let parsed = uuid::Uuid::parse_str(id).expect("a UUID");
+    assert_eq!(parsed.hyphenated().to_string(), id);
+}
