@@ -53,6 +53,7 @@ fn main() {
     let event = Event::Control {
         room: RoomId(uuid::Uuid::from_u128(7)),
         host: SeatId(uuid::Uuid::from_u128(9)),
+        host_user: "host".to_string(),
         message: ControlMessage {
             relay: Relay {
                 action: Some(tandem::core::types::Json::string("play")),

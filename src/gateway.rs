@@ -13,7 +13,8 @@ use tungstenite::Utf8Bytes;
 
 use crate::config::{Config, CoreConfig};
 use crate::core::types::{
-    Capabilities, Command, Credential, DecodeError, ErrorCode, Event, Identity, Json, Outbox,
+    Capabilities, Command, ControlAction, Credential, DecodeError, ErrorCode, Event, Identity,
+    Json, Outbox, Relay, Report,
 };
 use crate::core::{Core, Kind, Listing, Outcome};
 use crate::id::RoomId;
@@ -198,6 +199,7 @@ impl Gateway {
                 self.remember_alias(*room, alias);
             }
         }
+        let command = self.settle_playback(command);
         if matches!(command, Command::LeaveRoom) {
             let named = serde_json::from_str::<serde_json::Value>(text)
                 .ok()
@@ -208,6 +210,42 @@ impl Gateway {
             }
         }
         self.core.handle(now, conn, Ok(command), &mut self.outbox)
+    }
+
+    /// A v1 host's playback state that agrees with the room clock (same play state, position
+    /// within a second) is a report, not a command: hosts repeat their state, and a command
+    /// makes every OpenWatchParty member act.
+    fn settle_playback(&self, command: Command) -> Command {
+        let Command::Control { room, control } = command else {
+            return command;
+        };
+        let clock = room
+            .as_deref()
+            .and_then(RoomId::parse)
+            .and_then(|id| self.core.clock_of(id));
+        let agrees = clock.is_some_and(|clock| {
+            let playing = control.action == ControlAction::Play;
+            let near = control
+                .position
+                .is_some_and(|p| (p - clock.position).abs() <= 1.0);
+            clock.playing == playing && near
+        });
+        if !agrees {
+            return Command::Control { room, control };
+        }
+        Command::Report {
+            room,
+            report: Report {
+                has_payload: true,
+                position_number: control.position,
+                position: control.position,
+                play_state_text: control.play_state.map(|s| s.as_str().to_string()),
+                relay: Relay {
+                    action: None,
+                    ..control.relay
+                },
+            },
+        }
     }
 
     /// Remembers the name a room was entered by in v1, to call it that in v1 messages;

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
+use tandem::id::RoomId;
 
 fn v1(addr: std::net::SocketAddr) -> Client {
     let mut client = Client::connect_raw(addr, "/v1/ws", &[]);
@@ -225,4 +226,92 @@ fn mixed_room_joins_and_chat() {
 fn assert_uuid_v4_or_named(id: &str) {
     let parsed = uuid::Uuid::parse_str(id).expect("a UUID");
     assert_eq!(parsed.hyphenated().to_string(), id);
+}
+
+fn playback(client: &mut Client, id: &str, room: &str, playing: bool, position: f64) {
+    request(
+        client,
+        "watch/playback_state",
+        id,
+        json!({"roomId": room, "state": {"playing": playing, "positionSec": position, "hostTsMs": 1}}),
+    );
+}
+
+/// A v1 host's playback reaches an OpenWatchParty guest as the stock host's player_event; a
+/// repeated state is no command; a non-host's state is unauthorized.
+#[test]
+fn v1_host_drives_owp_guest() {
+    let addr = start(config());
+    let mut host = v1(addr);
+    join(&mut host, "film", "1", "host");
+    let room = RoomId::from_name("film").expect("a name").to_string();
+    let mut guest = Client::connect(addr);
+    guest.join(&room);
+    host.recv_type("room/peer_joined");
+
+    playback(&mut host, "2", "film", true, 10.0);
+    expect_ack(&mut host, "2");
+    let play = guest.recv_type("player_event");
+    assert_eq!(play["payload"]["action"], "play", "{play}");
+    assert_eq!(play["payload"]["position"], 10.0);
+    assert_eq!(play["payload"]["play_state"], "playing");
+    assert_eq!(play["room"], room.as_str());
+
+    playback(&mut host, "3", "film", true, 10.2);
+    expect_ack(&mut host, "3");
+    playback(&mut host, "4", "film", false, 11.0);
+    expect_ack(&mut host, "4");
+    let pause = guest.recv();
+    assert_eq!(
+        pause["type"], "player_event",
+        "the repeated state was a command: {pause}"
+    );
+    assert_eq!(pause["payload"]["action"], "pause");
+    assert_eq!(pause["payload"]["position"], 11.0);
+
+    let mut other = v1(addr);
+    join(&mut other, "film", "5", "other");
+    playback(&mut other, "6", "film", true, 3.0);
+    let reply = other.recv_type("error");
+    assert_eq!(reply["payload"]["code"], "unauthorized", "{reply}");
+    assert_eq!(reply["payload"]["requestId"], "6");
+}
+
+/// An OpenWatchParty host's commands reach a v1 guest as watch/playback_state, from the
+/// host's user id, stamped with the server instant.
+#[test]
+fn owp_host_drives_v1_guest() {
+    let addr = start(config());
+    let mut host = Client::connect(addr);
+    host.send(json!({"type": "auth", "payload": {"user_name": "Hosty", "user_id": "h1"}}));
+    let room = host.create_room(json!({}));
+    let mut guest = v1(addr);
+    let joined = join(&mut guest, &room, "1", "g");
+    assert_eq!(joined["payload"]["roomId"], room.as_str());
+    assert_eq!(
+        joined["payload"]["peers"],
+        json!([{"userId": "h1", "displayName": "Hosty"}])
+    );
+    host.recv_type("participants_update");
+
+    let before = now_ms();
+    host.send(json!({"type": "player_event", "room": room, "payload": {"action": "play", "position": 42.5, "play_state": "playing"}}));
+    let state = guest.recv_type("watch/playback_state");
+    assert_eq!(
+        state["payload"]["state"],
+        json!({"playing": true, "positionSec": 42.5}),
+        "{state}"
+    );
+    assert_eq!(state["payload"]["fromUserId"], "h1");
+    assert_eq!(state["payload"]["roomId"], room.as_str());
+    assert!(state["payload"]["serverTsMs"]
+        .as_u64()
+        .is_some_and(|t| t + 5 >= before));
+    host.send(json!({"type": "player_event", "room": room, "payload": {"action": "pause", "position": 50}}));
+    let state = guest.recv_type("watch/playback_state");
+    assert_eq!(
+        state["payload"]["state"],
+        json!({"playing": false, "positionSec": 50.0}),
+        "{state}"
+    );
 }

@@ -515,6 +515,7 @@ impl Core {
                 Event::Control {
                     room: room.id,
                     host: room.host_seat(),
+                    host_user: self.peer(room.host).user_id,
                     message: ControlMessage {
                         relay: Room::play_relay(clock.position),
                         target: self.now.wall,

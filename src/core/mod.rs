@@ -275,6 +275,12 @@ impl Core {
         self.timers.next_deadline()
     }
 
+    /// A room's clock now, as `room_state` would report it.
+    pub fn clock_of(&self, room: RoomId) -> Option<types::ClockReading> {
+        let room = self.rooms.get(*self.room_index.get(&room)?)?;
+        Some(room.clock.reading(self.now.mono))
+    }
+
     /// Rooms that may exist at once.
     pub fn rooms_max(&self) -> usize {
         self.config.rooms_max

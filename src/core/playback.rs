@@ -189,9 +189,15 @@ impl Core {
         let Some(room) = self.rooms.get(key) else {
             return;
         };
+        let host_user = self
+            .seats
+            .get(room.host)
+            .map(|s| s.user_id.clone())
+            .unwrap_or_default();
         let index = out.event(Event::Control {
             room: room.id,
             host: room.host_seat(),
+            host_user,
             message: message.clone(),
         });
         let mut held_for = Vec::new();
@@ -268,9 +274,14 @@ impl Core {
                 // so the command is stamped with the instant it is delivered.
                 held.message.target = self.now.wall;
             }
+            let host_user = seats
+                .get(room.host)
+                .map(|s| s.user_id.clone())
+                .unwrap_or_default();
             let index = out.event(Event::Control {
                 room: room.id,
                 host: room.host_seat(),
+                host_user,
                 message: held.message,
             });
             for seat in held.recipients.into_iter().filter(|&k| room.has(k)) {
@@ -346,9 +357,15 @@ impl Core {
             room.filter.play_state = state;
         }
         room.filter.last_state_at = now;
+        let host_user = self
+            .seats
+            .get(room.host)
+            .map(|s| s.user_id.clone())
+            .unwrap_or_default();
         let index = out.event(Event::State {
             room: room.id,
             host: room.host_seat(),
+            host_user,
             relay: report.relay,
             server_ts: self.now.wall,
         });

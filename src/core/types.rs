@@ -473,12 +473,16 @@ pub enum Event {
     Control {
         room: RoomId,
         host: SeatId,
+        /// The host's user id.
+        host_user: String,
         message: ControlMessage,
     },
     /// A playback report from the host.
     State {
         room: RoomId,
         host: SeatId,
+        /// The host's user id.
+        host_user: String,
         relay: Relay,
         server_ts: UnixMillis,
     },

@@ -147,6 +147,7 @@ fn encode_playback(event: &Event, now: UnixMillis) -> Option<String> {
             room,
             host,
             message,
+            ..
         } => one(render(
             "player_event",
             Some(IdText::new(room.0).as_str()),
@@ -160,6 +161,7 @@ fn encode_playback(event: &Event, now: UnixMillis) -> Option<String> {
             host,
             relay,
             server_ts,
+            ..
         } => one(render(
             "state_update",
             Some(IdText::new(room.0).as_str()),

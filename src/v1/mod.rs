@@ -7,7 +7,10 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use crate::core::types::{reason, Command, ErrorCode, Event, Peer};
+use crate::core::room::valid_position;
+use crate::core::types::{
+    reason, Command, Control, ControlAction, ErrorCode, Event, Json, Peer, PlayState, Relay,
+};
 use crate::id::RoomId;
 use crate::text;
 use crate::time::UnixMillis;
@@ -100,6 +103,9 @@ pub fn decode(text: &str) -> Result<Request, Rejected> {
                 text: text.to_string(),
             }
         }
+        "watch/playback_state" => playback(&payload).ok_or_else(|| {
+            fail("watch/playback_state needs roomId and state {playing, positionSec}")
+        })?,
         _ => return Err(fail("unsupported type")),
     };
     Ok(Request {
@@ -131,6 +137,37 @@ fn join(payload: &Value) -> Option<Command> {
         alias,
         user_id: Some(user_id.to_string()),
         user_name: Some(name),
+    })
+}
+
+/// A host's playback state, as a command: a play or a pause at `positionSec`, relayed to
+/// OpenWatchParty members as the stock host's `player_event`. (The gateway turns it into a
+/// report when it agrees with the room clock, so a host repeating its state is no command.)
+fn playback(payload: &Value) -> Option<Command> {
+    let (room, _) = room(payload)?;
+    let state = field(payload, "state")?;
+    let playing = field(state, "playing")?.as_bool()?;
+    let position = field(state, "positionSec")?
+        .as_f64()
+        .filter(|p| valid_position(*p))?;
+    let (action, play_state) = if playing {
+        (ControlAction::Play, PlayState::Playing)
+    } else {
+        (ControlAction::Pause, PlayState::Paused)
+    };
+    let verb = if playing { "play" } else { "pause" };
+    Some(Command::Control {
+        room: Some(room.to_string()),
+        control: Control {
+            action,
+            position: Some(position),
+            play_state: Some(play_state),
+            relay: Relay {
+                action: Some(Json::string(verb)),
+                position: Some(Json::number(position)),
+                play_state: Some(Json::string(play_state.as_str())),
+            },
+        },
     })
 }
 
@@ -215,9 +252,51 @@ pub fn encode(
                 json!({ "roomId": room_id(id), "reason": reason }),
             )
         }
+        Event::Control {
+            room,
+            host_user,
+            message,
+            ..
+        } => playback_state(room_id(*room), host_user, &message.relay, message.target)?,
+        Event::State {
+            room,
+            host_user,
+            relay,
+            server_ts,
+            ..
+        } => playback_state(room_id(*room), host_user, relay, *server_ts)?,
         _ => return None,
     };
     Some(rendered)
+}
+
+/// `watch/playback_state` from the relayed fields of a command or report: playing for a
+/// `play` (or a `playing` state without a pause), the position when there is one.
+fn playback_state(room: String, from: &str, relay: &Relay, at: UnixMillis) -> Option<String> {
+    let text = |json: &Option<Json>| {
+        json.as_ref()
+            .and_then(|j| serde_json::from_str::<String>(j.text()).ok())
+    };
+    let action = text(&relay.action);
+    let state = text(&relay.play_state);
+    let playing = match action.as_deref() {
+        Some("play") => true,
+        Some("pause" | "buffering") => false,
+        _ => state.as_deref() == Some("playing"),
+    };
+    let position = relay
+        .position
+        .as_ref()
+        .and_then(|j| serde_json::from_str::<f64>(j.text()).ok());
+    let mut state = serde_json::Map::new();
+    state.insert("playing".into(), json!(playing));
+    if let Some(position) = position {
+        state.insert("positionSec".into(), json!(position));
+    }
+    Some(message(
+        "watch/playback_state",
+        json!({ "roomId": room, "state": state, "serverTsMs": at.0, "fromUserId": from }),
+    ))
 }
 
 #[cfg(test)]
