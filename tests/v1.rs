@@ -163,11 +163,12 @@ fn errors_have_codes() {
             .to_string(),
     );
     expect_error(&mut ann, None, "not_in_room");
+    // Not implemented yet: answered, never ignored.
     request(
         &mut ann,
-        "webrtc/offer",
+        "watch/set_content",
         "h",
-        json!({"roomId": "elsewhere", "toUserId": "bob", "sdp": "x"}),
+        json!({"roomId": "elsewhere", "contentId": "x"}),
     );
     expect_error(&mut ann, Some("h"), "bad_request");
     ann.expect_silence(std::time::Duration::from_millis(200));
@@ -314,4 +315,78 @@ fn owp_host_drives_v1_guest() {
         json!({"playing": false, "positionSec": 50.0}),
         "{state}"
     );
+}
+
+/// WebRTC signals reach the named peer only (not a third member), with the sender's user id;
+/// an unknown peer is peer_not_found, a room one is not in not_in_room.
+#[test]
+fn webrtc_relay_to_one_peer() {
+    let addr = start(config());
+    let mut ann = v1(addr);
+    join(&mut ann, "call", "1", "ann");
+    let mut bob = v1(addr);
+    join(&mut bob, "call", "2", "bob");
+    let mut cat = v1(addr);
+    join(&mut cat, "call", "3", "cat");
+    ann.recv_type("room/peer_joined");
+    ann.recv_type("room/peer_joined");
+    bob.recv_type("room/peer_joined");
+
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\n";
+    request(
+        &mut ann,
+        "webrtc/offer",
+        "4",
+        json!({"roomId": "call", "toUserId": "bob", "sdp": sdp}),
+    );
+    expect_ack(&mut ann, "4");
+    let offer = bob.recv();
+    assert_eq!(offer["type"], "webrtc/offer", "{offer}");
+    assert_eq!(
+        offer["payload"],
+        json!({"roomId": "call", "fromUserId": "ann", "sdp": sdp})
+    );
+    request(
+        &mut bob,
+        "webrtc/answer",
+        "5",
+        json!({"roomId": "call", "toUserId": "ann", "sdp": "answer"}),
+    );
+    expect_ack(&mut bob, "5");
+    assert_eq!(ann.recv()["payload"]["sdp"], "answer");
+    let candidate = json!({"candidate": "candidate:1 1 UDP 1 127.0.0.1 9 typ host", "sdpMid": "0"});
+    request(
+        &mut bob,
+        "webrtc/ice",
+        "6",
+        json!({"roomId": "call", "toUserId": "ann", "candidate": candidate}),
+    );
+    expect_ack(&mut bob, "6");
+    let ice = ann.recv();
+    assert_eq!(ice["payload"]["candidate"], candidate, "{ice}");
+    cat.expect_silence(std::time::Duration::from_millis(200));
+
+    request(
+        &mut ann,
+        "webrtc/offer",
+        "7",
+        json!({"roomId": "call", "toUserId": "nobody", "sdp": "x"}),
+    );
+    expect_error(&mut ann, Some("7"), "peer_not_found");
+    let mut dan = v1(addr);
+    request(
+        &mut dan,
+        "webrtc/offer",
+        "8",
+        json!({"roomId": "call", "toUserId": "ann", "sdp": "x"}),
+    );
+    expect_error(&mut dan, Some("8"), "not_in_room");
+    let huge = "x".repeat(20_000);
+    request(
+        &mut ann,
+        "webrtc/offer",
+        "9",
+        json!({"roomId": "call", "toUserId": "bob", "sdp": huge}),
+    );
+    expect_error(&mut ann, Some("9"), "bad_request");
 }

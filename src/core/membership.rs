@@ -404,6 +404,40 @@ impl Core {
         );
     }
 
+    /// A WebRTC signal for one other member of the sender's room, by user id.
+    pub(super) fn signal(
+        &mut self,
+        conn: ConnId,
+        name: &str,
+        to_user: &str,
+        kind: SignalKind,
+        body: Json,
+        out: &mut Outbox,
+    ) {
+        let Some(key) = self.member_room(conn, name, out) else {
+            return;
+        };
+        let (Some(sender), Some(room)) = (self.seat_key(conn), self.rooms.get(key)) else {
+            return;
+        };
+        let target = room
+            .members
+            .iter()
+            .map(|m| m.key)
+            .find(|&k| k != sender && self.seats.get(k).is_some_and(|s| s.user_id == to_user));
+        let Some(target) = target else {
+            self.error(conn, Some(room.id), ErrorCode::PeerNotFound, out);
+            return;
+        };
+        let index = out.event(Event::Signal {
+            room: room.id,
+            from_user: self.peer(sender).user_id,
+            kind,
+            body,
+        });
+        self.send_seat(target, index, out);
+    }
+
     /// Seat `seat` as others see it.
     pub(super) fn peer(&self, seat: usize) -> Peer {
         self.seats.get(seat).map_or_else(Peer::default, |s| Peer {

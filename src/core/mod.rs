@@ -37,7 +37,7 @@ use room::{Member, Room};
 use sessions::{Budget, Seat, Session};
 use types::{
     reason, Capabilities, Command, ControlMessage, CoreTimer, Credential, DecodeError, ErrorCode,
-    Event, Identity, Outbox, Peer, RoomSummary,
+    Event, Identity, Json, Outbox, Peer, RoomSummary, SignalKind,
 };
 pub use types::{Listing, Outcome};
 
@@ -434,6 +434,12 @@ impl Core {
                 }
             }
             Command::Chat { room, text } => self.chat(conn, room.as_deref(), &text, out),
+            Command::Signal {
+                room,
+                to_user,
+                kind,
+                body,
+            } => self.signal(conn, &room, &to_user, kind, body, out),
             Command::ClientLog { category, message } => {
                 let category = category.unwrap_or_else(|| "LOG".to_string());
                 let message = message.unwrap_or_default();

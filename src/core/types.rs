@@ -265,6 +265,28 @@ pub enum Command {
         /// Text, unsanitized.
         message: Option<String>,
     },
+    /// A WebRTC signalling message for one other member, relayed as it is.
+    Signal {
+        /// The room named.
+        room: String,
+        /// The member it is for, by user id.
+        to_user: String,
+        /// Which signal.
+        kind: SignalKind,
+        /// Its body (an SDP or a candidate), opaque.
+        body: Json,
+    },
+}
+
+/// Which WebRTC signal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignalKind {
+    /// An offer (SDP).
+    Offer,
+    /// An answer (SDP).
+    Answer,
+    /// An ICE candidate.
+    Ice,
 }
 
 /// Why a message could not be decoded.
@@ -302,6 +324,8 @@ pub enum ErrorCode {
     NotInRoom,
     /// A credential was refused.
     AuthFailed,
+    /// A message for a member who is not in the room.
+    PeerNotFound,
     /// A command that needs a room named none (chat, ready, playback).
     RoomRequired,
     /// Chat text empty after trimming.
@@ -325,13 +349,14 @@ impl ErrorCode {
             ErrorCode::RoomRequired => "room_required",
             ErrorCode::NotInRoom => "not_in_room",
             ErrorCode::AuthFailed => "auth_failed",
+            ErrorCode::PeerNotFound => "peer_not_found",
             ErrorCode::ChatEmpty => "chat_empty",
             ErrorCode::ChatTooLong => "chat_too_long",
         }
     }
 
     /// Every code, for documentation tests.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::RateLimited,
         ErrorCode::InvalidMessage,
         ErrorCode::UnknownType,
@@ -342,6 +367,7 @@ impl ErrorCode {
         ErrorCode::NotHost,
         ErrorCode::NotInRoom,
         ErrorCode::AuthFailed,
+        ErrorCode::PeerNotFound,
         ErrorCode::RoomRequired,
         ErrorCode::ChatEmpty,
         ErrorCode::ChatTooLong,
@@ -520,6 +546,13 @@ pub enum Event {
         room: Option<String>,
         echo: Option<Json>,
         received: UnixMillis,
+    },
+    /// A WebRTC signal from `from_user`, for the recipient only.
+    Signal {
+        room: RoomId,
+        from_user: String,
+        kind: SignalKind,
+        body: Json,
     },
     /// A client debug line for the server log (not sent to anyone).
     ClientLog { category: String, message: String },

@@ -134,7 +134,7 @@ pub fn encode(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Option<Strin
             *received,
             now,
         )),
-        Event::RoomList { .. } | Event::ClientLog { .. } => None,
+        Event::RoomList { .. } | Event::ClientLog { .. } | Event::Signal { .. } => None,
         _ => encode_notice(event, now),
     }
 }
@@ -469,6 +469,8 @@ fn command_parts<'a>(
             room.as_deref(),
             without_nulls(json!({ "text": text })),
         ),
+        // OpenWatchParty has no WebRTC signalling: the nearest is a debug line.
+        Command::Signal { .. } => ("client_log", None, without_nulls(json!({}))),
         Command::ClientLog { category, message } => (
             "client_log",
             None,
@@ -491,6 +493,7 @@ pub fn error_message(code: ErrorCode) -> &'static str {
         ErrorCode::RoomRequired => "Room ID required for chat",
         ErrorCode::NotInRoom => "You are not in this room",
         ErrorCode::AuthFailed => "Authentication failed",
+        ErrorCode::PeerNotFound => "Peer not found",
         ErrorCode::ChatEmpty => "Chat message cannot be empty",
         ErrorCode::ChatTooLong => "Chat message too long (max 500 characters)",
     }

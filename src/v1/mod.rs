@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use crate::core::room::valid_position;
 use crate::core::types::{
     reason, Command, Control, ControlAction, ErrorCode, Event, Json, Peer, PlayState, Relay,
+    SignalKind,
 };
 use crate::id::RoomId;
 use crate::text;
@@ -103,6 +104,11 @@ pub fn decode(text: &str) -> Result<Request, Rejected> {
                 text: text.to_string(),
             }
         }
+        "webrtc/offer" | "webrtc/answer" | "webrtc/ice" => {
+            signal(&kind, &payload).ok_or_else(|| {
+                fail("webrtc needs roomId, toUserId and its sdp or candidate (at most 16 KiB)")
+            })?
+        }
         "watch/playback_state" => playback(&payload).ok_or_else(|| {
             fail("watch/playback_state needs roomId and state {playing, positionSec}")
         })?,
@@ -171,12 +177,35 @@ fn playback(payload: &Value) -> Option<Command> {
     })
 }
 
+/// Largest SDP or candidate relayed, in bytes of JSON.
+const SIGNAL_BYTES_MAX: usize = 16 << 10;
+
+/// A WebRTC signal: its body is opaque (any JSON value under `sdp` or `candidate`), only
+/// size-capped.
+fn signal(kind: &str, payload: &Value) -> Option<Command> {
+    let (room, _) = room(payload)?;
+    let to_user = field(payload, "toUserId")?.as_str()?.to_string();
+    let (kind, key) = match kind {
+        "webrtc/offer" => (SignalKind::Offer, "sdp"),
+        "webrtc/answer" => (SignalKind::Answer, "sdp"),
+        _ => (SignalKind::Ice, "candidate"),
+    };
+    let body = serde_json::value::to_raw_value(field(payload, key)?).ok()?;
+    (body.get().len() <= SIGNAL_BYTES_MAX).then(|| Command::Signal {
+        room: room.to_string(),
+        to_user,
+        kind,
+        body: Json(body),
+    })
+}
+
 /// The v1 error code of a refusal.
 pub fn error_code(code: ErrorCode) -> &'static str {
     match code {
         ErrorCode::NotHost | ErrorCode::AuthFailed => "unauthorized",
         ErrorCode::NotInRoom => "not_in_room",
         ErrorCode::RoomNotFound => "room_not_found",
+        ErrorCode::PeerNotFound => "peer_not_found",
         _ => "bad_request",
     }
 }
@@ -265,6 +294,24 @@ pub fn encode(
             server_ts,
             ..
         } => playback_state(room_id(*room), host_user, relay, *server_ts)?,
+        Event::Signal {
+            room,
+            from_user,
+            kind,
+            body,
+        } => {
+            let (kind, key) = match kind {
+                SignalKind::Offer => ("webrtc/offer", "sdp"),
+                SignalKind::Answer => ("webrtc/answer", "sdp"),
+                SignalKind::Ice => ("webrtc/ice", "candidate"),
+            };
+            let body: Value = serde_json::from_str(body.text()).unwrap_or(Value::Null);
+            let mut payload = serde_json::Map::new();
+            payload.insert("roomId".into(), json!(room_id(*room)));
+            payload.insert("fromUserId".into(), json!(from_user));
+            payload.insert(key.into(), body);
+            message(kind, Value::Object(payload))
+        }
         _ => return None,
     };
     Some(rendered)
