@@ -163,13 +163,8 @@ fn errors_have_codes() {
             .to_string(),
     );
     expect_error(&mut ann, None, "not_in_room");
-    // Not implemented yet: answered, never ignored.
-    request(
-        &mut ann,
-        "watch/set_content",
-        "h",
-        json!({"roomId": "elsewhere", "contentId": "x"}),
-    );
+    // A type the schema does not have: answered, never ignored.
+    request(&mut ann, "room/dance", "h", json!({"roomId": "elsewhere"}));
     expect_error(&mut ann, Some("h"), "bad_request");
     ann.expect_silence(std::time::Duration::from_millis(200));
 }
@@ -389,4 +384,70 @@ fn webrtc_relay_to_one_peer() {
         json!({"roomId": "call", "toUserId": "bob", "sdp": huge}),
     );
     expect_error(&mut ann, Some("9"), "bad_request");
+}
+
+/// The host sets the content: v1 members get watch/content, OpenWatchParty members a fresh
+/// room_state whose media_id is the content id when it is 32 hex digits (null otherwise); a
+/// joiner learns the content; a non-host is unauthorized.
+#[test]
+fn content_crosses_dialects() {
+    let addr = start(config());
+    let mut host = v1(addr);
+    join(&mut host, "cinema", "1", "host");
+    let room = RoomId::from_name("cinema").expect("a name").to_string();
+    let mut owp = Client::connect(addr);
+    owp.join(&room);
+    host.recv_type("room/peer_joined");
+
+    let media = "0123456789abcdef0123456789abcdef";
+    request(
+        &mut host,
+        "watch/set_content",
+        "2",
+        json!({"roomId": "cinema", "contentId": media}),
+    );
+    let content = host.recv_type("watch/content");
+    assert_eq!(
+        content["payload"],
+        json!({"roomId": "cinema", "contentId": media})
+    );
+    expect_ack(&mut host, "2");
+    let state = owp.recv_type("room_state");
+    assert_eq!(state["payload"]["media_id"], media, "{state}");
+
+    request(
+        &mut host,
+        "watch/set_content",
+        "3",
+        json!({"roomId": "cinema", "contentId": "https://lan/film.webm"}),
+    );
+    host.recv_type("watch/content");
+    expect_ack(&mut host, "3");
+    let state = owp.recv_type("room_state");
+    assert!(state["payload"]["media_id"].is_null(), "{state}");
+
+    let mut late = v1(addr);
+    join_then_content(&mut late, "cinema", "https://lan/film.webm");
+    request(
+        &mut late,
+        "watch/set_content",
+        "5",
+        json!({"roomId": "cinema", "contentId": "x"}),
+    );
+    let reply = late.recv_type("error");
+    assert_eq!(reply["payload"]["code"], "unauthorized", "{reply}");
+}
+
+/// A joiner of a room with content gets room/joined, then watch/content, then the ack.
+fn join_then_content(client: &mut Client, room: &str, content: &str) {
+    request(
+        client,
+        "room/join",
+        "4",
+        json!({"roomId": room, "client": {"userId": "late", "displayName": "Late"}}),
+    );
+    assert_eq!(client.recv()["type"], "room/joined");
+    let known = client.recv();
+    assert_eq!(known["payload"]["contentId"], content, "{known}");
+    expect_ack(client, "4");
 }

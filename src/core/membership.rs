@@ -404,6 +404,50 @@ impl Core {
         );
     }
 
+    /// The host sets what the room watches: every member is told (v1: `watch/content`;
+    /// OpenWatchParty members get a fresh `room_state`, whose `media_id` is the content id
+    /// when it is 32 hex digits, else null).
+    pub(super) fn set_content(
+        &mut self,
+        conn: ConnId,
+        name: &str,
+        content_id: String,
+        out: &mut Outbox,
+    ) {
+        let Some(key) = self.host_room(conn, Some(name), out) else {
+            return;
+        };
+        let media_id = (content_id.len() == 32
+            && content_id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| content_id.clone());
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        room.content_id = Some(content_id);
+        room.media_id = media_id;
+        let members: Vec<usize> = room.members.iter().map(|m| m.key).collect();
+        let (room_id, content_id, host) = (
+            room.id,
+            room.content_id.clone().unwrap_or_default(),
+            room.host,
+        );
+        let host_user = self.peer(host).user_id;
+        for &seat in &members {
+            if let Some((conn, state)) = self.room_state(key, seat, false, true) {
+                out.unicast(conn, state);
+            }
+        }
+        let index = out.event(Event::Content {
+            room: room_id,
+            content_id,
+            from_user: host_user,
+        });
+        for seat in members {
+            self.send_seat(seat, index, out);
+        }
+        self.list_changed();
+    }
+
     /// A WebRTC signal for one other member of the sender's room, by user id.
     pub(super) fn signal(
         &mut self,
@@ -502,8 +546,44 @@ impl Core {
         }
     }
 
-    /// Tells seat `seat` (if a connection holds it) the state of room `key`; a joiner of a
-    /// playing room is also told to play from the clock's position now.
+    /// `room_state` for seat `seat` of room `key`, and the connection holding the seat.
+    fn room_state(
+        &self,
+        key: usize,
+        seat: usize,
+        joiner: bool,
+        refresh: bool,
+    ) -> Option<(ConnId, Event)> {
+        let (conn, holder, room) = (
+            self.conn_of(seat)?,
+            self.seats.get(seat)?,
+            self.rooms.get(key)?,
+        );
+        let peers = room
+            .members
+            .iter()
+            .filter(|m| m.key != seat)
+            .map(|m| self.peer(m.key))
+            .collect();
+        let event = Event::RoomState {
+            room: room.id,
+            seat: holder.id,
+            name: room.name.clone(),
+            host: room.host_seat(),
+            clock: room.clock.reading(self.now.mono),
+            participants: room.members.len(),
+            media_id: room.media_id.clone(),
+            server_ts: self.now.wall,
+            joiner,
+            refresh,
+            you: self.peer(seat),
+            peers,
+        };
+        Some((conn, event))
+    }
+
+    /// Tells seat `seat` (if a connection holds it) the state of room `key` and its content;
+    /// a joiner of a playing room is also told to play from the clock's position now.
     pub(super) fn send_room_state(
         &mut self,
         key: usize,
@@ -511,37 +591,24 @@ impl Core {
         joiner: bool,
         out: &mut Outbox,
     ) {
-        let (Some(conn), Some(holder), Some(room)) = (
-            self.conn_of(seat),
-            self.seats.get(seat),
-            self.rooms.get(key),
-        ) else {
+        let Some((conn, state)) = self.room_state(key, seat, joiner, false) else {
+            return;
+        };
+        out.unicast(conn, state);
+        let Some(room) = self.rooms.get(key) else {
             return;
         };
         let clock = room.clock.reading(self.now.mono);
-        let you = self.peer(seat);
-        let peers = room
-            .members
-            .iter()
-            .filter(|m| m.key != seat)
-            .map(|m| self.peer(m.key))
-            .collect();
-        out.unicast(
-            conn,
-            Event::RoomState {
-                room: room.id,
-                seat: holder.id,
-                name: room.name.clone(),
-                host: room.host_seat(),
-                clock,
-                participants: room.members.len(),
-                media_id: room.media_id.clone(),
-                server_ts: self.now.wall,
-                joiner,
-                you,
-                peers,
-            },
-        );
+        if let Some(content_id) = room.content_id.clone() {
+            out.unicast(
+                conn,
+                Event::Content {
+                    room: room.id,
+                    content_id,
+                    from_user: self.peer(room.host).user_id,
+                },
+            );
+        }
         // It lands on the host instead of waiting for the next command.
         if joiner && clock.playing {
             out.unicast(

@@ -434,6 +434,9 @@ impl Core {
                 }
             }
             Command::Chat { room, text } => self.chat(conn, room.as_deref(), &text, out),
+            Command::SetContent { room, content_id } => {
+                self.set_content(conn, &room, content_id, out)
+            }
             Command::Signal {
                 room,
                 to_user,

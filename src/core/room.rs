@@ -214,6 +214,8 @@ pub struct Room {
     pub host: usize,
     /// Media id (32 hex digits).
     pub media_id: Option<String>,
+    /// What is watched, as a dialect with free-form content ids named it (or the media id).
+    pub content_id: Option<String>,
     /// Members in join order, host included.
     pub members: Vec<Member>,
     /// Playback clock.
@@ -240,6 +242,9 @@ fn relay_bytes(relay: &Relay) -> usize {
         .sum()
 }
 
+/// Longest content id kept.
+pub const CONTENT_ID_BYTES_MAX: usize = 512;
+
 /// The most heap a relayed field set holds: three type-checked values (see `owp::decode`).
 pub const RELAY_BYTES_MAX: usize = 3 * 40;
 
@@ -259,6 +264,7 @@ impl Room {
             serial,
             name,
             host: host.key,
+            content_id: media_id.clone(),
             media_id,
             members: vec![host],
             clock: RoomClock::paused(start, now),
@@ -292,6 +298,7 @@ impl Room {
             .sum();
         self.name.capacity()
             + self.media_id.as_ref().map_or(0, String::capacity)
+            + self.content_id.as_ref().map_or(0, String::capacity)
             + self.members.capacity() * size_of::<Member>()
             + self.held.capacity() * size_of::<Held>()
             + held
@@ -308,6 +315,7 @@ impl Room {
         let in_flight = super::playback::IN_FLIGHT_MAX;
         2 * crate::text::NAME_BYTES_MAX
             + 64
+            + 2 * CONTENT_ID_BYTES_MAX
             + 2 * members_max * size_of::<Member>()
             + 2 * held * size_of::<Held>()
             + held * (2 * members_max * size_of::<usize>() + RELAY_BYTES_MAX)

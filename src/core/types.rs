@@ -265,6 +265,13 @@ pub enum Command {
         /// Text, unsanitized.
         message: Option<String>,
     },
+    /// The room's content (the host only).
+    SetContent {
+        /// The room named.
+        room: String,
+        /// What is watched: an id or a URL, as the client gives it.
+        content_id: String,
+    },
     /// A WebRTC signalling message for one other member, relayed as it is.
     Signal {
         /// The room named.
@@ -483,6 +490,8 @@ pub enum Event {
         server_ts: UnixMillis,
         /// The recipient joined (true) or created (false) the room.
         joiner: bool,
+        /// A refresh after the room changed (its content), not an entry.
+        refresh: bool,
         /// The recipient, as the others see it.
         you: Peer,
         /// The other members, in join order.
@@ -546,6 +555,12 @@ pub enum Event {
         room: Option<String>,
         echo: Option<Json>,
         received: UnixMillis,
+    },
+    /// The room's content changed (or is told to a joiner).
+    Content {
+        room: RoomId,
+        content_id: String,
+        from_user: String,
     },
     /// A WebRTC signal from `from_user`, for the recipient only.
     Signal {

@@ -134,7 +134,10 @@ pub fn encode(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Option<Strin
             *received,
             now,
         )),
-        Event::RoomList { .. } | Event::ClientLog { .. } | Event::Signal { .. } => None,
+        Event::RoomList { .. }
+        | Event::ClientLog { .. }
+        | Event::Signal { .. }
+        | Event::Content { .. } => None,
         _ => encode_notice(event, now),
     }
 }
@@ -470,7 +473,9 @@ fn command_parts<'a>(
             without_nulls(json!({ "text": text })),
         ),
         // OpenWatchParty has no WebRTC signalling: the nearest is a debug line.
-        Command::Signal { .. } => ("client_log", None, without_nulls(json!({}))),
+        Command::Signal { .. } | Command::SetContent { .. } => {
+            ("client_log", None, without_nulls(json!({})))
+        }
         Command::ClientLog { category, message } => (
             "client_log",
             None,
@@ -526,6 +531,7 @@ mod tests {
             media_id: None,
             server_ts: UnixMillis(5_000),
             joiner: true,
+            refresh: false,
             you: Default::default(),
             peers: Vec::new(),
         };

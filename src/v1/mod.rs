@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use crate::core::room::valid_position;
+use crate::core::room::{valid_position, CONTENT_ID_BYTES_MAX};
 use crate::core::types::{
     reason, Command, Control, ControlAction, ErrorCode, Event, Json, Peer, PlayState, Relay,
     SignalKind,
@@ -108,6 +108,18 @@ pub fn decode(text: &str) -> Result<Request, Rejected> {
             signal(&kind, &payload).ok_or_else(|| {
                 fail("webrtc needs roomId, toUserId and its sdp or candidate (at most 16 KiB)")
             })?
+        }
+        "watch/set_content" => {
+            let (room, _) =
+                room(&payload).ok_or_else(|| fail("watch/set_content needs a valid roomId"))?;
+            let content_id = field(&payload, "contentId")
+                .and_then(Value::as_str)
+                .filter(|c| !c.is_empty() && c.len() <= CONTENT_ID_BYTES_MAX)
+                .ok_or_else(|| fail("watch/set_content needs a contentId of 1-512 bytes"))?;
+            Command::SetContent {
+                room: room.to_string(),
+                content_id: content_id.to_string(),
+            }
         }
         "watch/playback_state" => playback(&payload).ok_or_else(|| {
             fail("watch/playback_state needs roomId and state {playing, positionSec}")
@@ -241,6 +253,8 @@ pub fn encode(
 ) -> Option<String> {
     let rendered = match event {
         Event::Hello { .. } => message("server/hello", json!({ "v": 1, "nowMs": now.0 })),
+        // A refresh after a content change: v1 members get `watch/content` instead.
+        Event::RoomState { refresh: true, .. } => return None,
         Event::RoomState {
             room, you, peers, ..
         } => message(
@@ -294,6 +308,12 @@ pub fn encode(
             server_ts,
             ..
         } => playback_state(room_id(*room), host_user, relay, *server_ts)?,
+        Event::Content {
+            room, content_id, ..
+        } => message(
+            "watch/content",
+            json!({ "roomId": room_id(*room), "contentId": content_id }),
+        ),
         Event::Signal {
             room,
             from_user,
