@@ -70,6 +70,8 @@ pub struct Gateway {
     decoded: u64,
     /// Connections closed for a broken invariant.
     internal_errors: u64,
+    /// Connections displaced during the current render (their dialect is forgotten after).
+    displaced: Vec<ConnId>,
     /// Names rooms were entered by in v1 (other than their UUID).
     aliases: std::collections::HashMap<RoomId, String>,
 }
@@ -88,6 +90,7 @@ impl Gateway {
             decoded: 0,
             internal_errors: 0,
             aliases: std::collections::HashMap::new(),
+            displaced: Vec::new(),
         }
     }
 
@@ -382,6 +385,15 @@ impl Gateway {
                     out.push(Output::Stamped { conn, frame: reply });
                     continue;
                 }
+                Event::Displaced => {
+                    self.displaced.push(conn);
+                    out.push(Output::Close {
+                        conn,
+                        code: v1::CLOSE_REPLACED,
+                        reason: "Replaced by a newer connection",
+                    });
+                    continue;
+                }
                 Event::ClientLog { category, message } => {
                     log!(
                         Debug,
@@ -423,6 +435,9 @@ impl Gateway {
             }
         }
         self.outbox.clear();
+        for conn in std::mem::take(&mut self.displaced) {
+            self.set_dialect(conn, None);
+        }
         trim(&mut self.outbox.events);
         trim(&mut self.outbox.sends);
         self.rendered.clear();

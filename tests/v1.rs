@@ -451,3 +451,32 @@ fn join_then_content(client: &mut Client, room: &str, content: &str) {
     assert_eq!(known["payload"]["contentId"], content, "{known}");
     expect_ack(client, "4");
 }
+
+/// A second connection joining with the same userId takes the seat over: the older socket
+/// is closed with 4001, the newer holds the same place (host role included), and the other
+/// members see nothing change.
+#[test]
+fn same_user_takes_the_seat_over() {
+    let addr = start(config());
+    let mut first = v1(addr);
+    join(&mut first, "den", "1", "ann");
+    let mut bob = v1(addr);
+    join(&mut bob, "den", "2", "bob");
+    first.recv_type("room/peer_joined");
+
+    let mut second = v1(addr);
+    let joined = join(&mut second, "den", "3", "ann");
+    assert_eq!(joined["payload"]["you"]["userId"], "ann");
+    assert_eq!(
+        joined["payload"]["peers"],
+        json!([{"userId": "bob", "displayName": "BOB"}])
+    );
+    assert_eq!(first.close_code(), Some(4001));
+    bob.expect_silence(std::time::Duration::from_millis(200));
+
+    // Still the host: its playback is accepted and reaches bob.
+    playback(&mut second, "4", "den", true, 5.0);
+    expect_ack(&mut second, "4");
+    let state = bob.recv_type("watch/playback_state");
+    assert_eq!(state["payload"]["fromUserId"], "ann");
+}

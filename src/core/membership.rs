@@ -512,11 +512,71 @@ impl Core {
                 }
             }
         }
-        if self.room_index.contains_key(&room) {
+        if let Some(&key) = self.room_index.get(&room) {
+            if self.take_over(conn, key, user_name.as_deref(), out) {
+                return;
+            }
             self.join_room(conn, &room.to_string(), user_name, out);
         } else {
             self.create_room_as(conn, Some(room), Some(alias), user_name, 0.0, None, out);
         }
+    }
+
+    /// A second connection entering a room under the user id of a member held by another
+    /// connection takes that seat over: same seat id, same place, same host role. The older
+    /// connection is dropped from the core and told to close (`Displaced`); the members see
+    /// nothing change. False when there is no such member.
+    fn take_over(
+        &mut self,
+        conn: ConnId,
+        key: usize,
+        user_name: Option<&str>,
+        out: &mut Outbox,
+    ) -> bool {
+        let Some(mine) = self.seat_key(conn) else {
+            return false;
+        };
+        let user_id = self.peer(mine).user_id;
+        let Some(room) = self.rooms.get(key) else {
+            return false;
+        };
+        let taken = room.members.iter().map(|m| m.key).find(|&k| {
+            k != mine
+                && self
+                    .seats
+                    .get(k)
+                    .is_some_and(|s| s.user_id == user_id && s.conn.is_some())
+        });
+        let Some(seat) = taken else {
+            return false;
+        };
+        let old = self.conn_of(seat);
+        // Leave whatever room this connection was in, drop its own fresh seat, and hold
+        // the member's instead.
+        self.leave_seat(mine, out);
+        self.seats.try_remove(mine);
+        if let Some(session) = self.session_mut(conn) {
+            session.seat = seat;
+            session.gone_notified.clear();
+        }
+        if let Some(holder) = self.seats.get_mut(seat) {
+            holder.conn = Some(conn);
+            if let Some(name) = user_name.and_then(text::display_name) {
+                holder.name = name;
+            }
+        }
+        if let Some(old) = old {
+            if let Some(slot) = self.sessions.get_mut(old.index as usize) {
+                if slot.as_ref().is_some_and(|s| s.conn == old) {
+                    *slot = None;
+                    self.session_count = self.session_count.saturating_sub(1);
+                }
+            }
+            out.unicast(old, Event::Displaced);
+        }
+        let joiner = self.rooms.get(key).is_some_and(|r| r.host != seat);
+        self.send_room_state(key, seat, joiner, out);
+        true
     }
 
     /// Records that the command being handled is refused (the first reason stands).

@@ -556,6 +556,8 @@ pub enum Event {
         echo: Option<Json>,
         received: UnixMillis,
     },
+    /// Another connection took this connection's seat over: it is closed.
+    Displaced,
     /// The room's content changed (or is told to a joiner).
     Content {
         room: RoomId,

@@ -135,6 +135,7 @@ pub fn encode(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> Option<Strin
             now,
         )),
         Event::RoomList { .. }
+        | Event::Displaced
         | Event::ClientLog { .. }
         | Event::Signal { .. }
         | Event::Content { .. } => None,

@@ -16,6 +16,9 @@ use crate::id::RoomId;
 use crate::text;
 use crate::time::UnixMillis;
 
+/// Close code sent to a connection whose seat another connection took over.
+pub const CLOSE_REPLACED: u16 = 4001;
+
 /// The subprotocol that selects this dialect on `/ws`.
 pub const SUBPROTOCOL: &str = "streamsync.v1";
 
