@@ -50,6 +50,12 @@ fn decode_owp_corpus() {
     assert!(replay(&corpus_dir("decode_owp"), props::decode_owp::check) > 0);
 }
 
+/// Every decode_v1 corpus file decodes without panic and round-trips.
+#[test]
+fn decode_v1_corpus() {
+    assert!(replay(&corpus_dir("decode_v1"), props::decode_v1::check) > 0);
+}
+
 /// Every conn_bytes corpus file runs through a real engine connection within its bounds.
 #[test]
 fn conn_bytes_corpus() {

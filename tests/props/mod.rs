@@ -13,6 +13,7 @@ pub mod bytes;
 pub mod conn_bytes;
 pub mod core_ops;
 pub mod decode_owp;
+pub mod decode_v1;
 pub mod seeds;
 pub mod upgrade_request;
 

@@ -1,0 +1,10 @@
+//! `decode_v1`: see tests/props/decode_v1.rs for the properties checked.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+#[path = "../../tests/props/mod.rs"]
+mod props;
+
+fuzz_target!(|data: &[u8]| props::decode_v1::check(data));
