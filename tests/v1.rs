@@ -480,3 +480,36 @@ fn same_user_takes_the_seat_over() {
     let state = bob.recv_type("watch/playback_state");
     assert_eq!(state["payload"]["fromUserId"], "ann");
 }
+
+/// Seeks cross both ways: a v1 host's state far from the room clock is a command at the new
+/// position; an OpenWatchParty host's seek reaches a v1 guest with its position and state.
+#[test]
+fn seeks_cross_both_ways() {
+    let addr = start(config());
+    let mut host = v1(addr);
+    join(&mut host, "seek", "1", "host");
+    let room = RoomId::from_name("seek").expect("a name").to_string();
+    let mut owp = Client::connect(addr);
+    owp.join(&room);
+    host.recv_type("room/peer_joined");
+    playback(&mut host, "2", "seek", true, 10.0);
+    expect_ack(&mut host, "2");
+    assert_eq!(owp.recv_type("player_event")["payload"]["position"], 10.0);
+    playback(&mut host, "3", "seek", true, 600.0);
+    expect_ack(&mut host, "3");
+    let jump = owp.recv_type("player_event");
+    assert_eq!(jump["payload"]["position"], 600.0, "{jump}");
+    assert_eq!(jump["payload"]["play_state"], "playing");
+
+    let mut owp_host = Client::connect(addr);
+    let owp_room = owp_host.create_room(json!({}));
+    let mut guest = v1(addr);
+    join(&mut guest, &owp_room, "4", "g");
+    owp_host.send(json!({"type": "player_event", "room": owp_room, "payload": {"action": "seek", "position": 123.0, "play_state": "paused"}}));
+    let state = guest.recv_type("watch/playback_state");
+    assert_eq!(
+        state["payload"]["state"],
+        json!({"playing": false, "positionSec": 123.0}),
+        "{state}"
+    );
+}
