@@ -11,7 +11,7 @@
 use tandem::config::CoreConfig;
 use tandem::core::types::{
     Capabilities, Command, Control, ControlAction, Credential, DecodeError, Event, Identity, Json,
-    Outbox, PlayState, Relay, Report,
+    Outbox, PlayState, Relay, Report, SignalKind,
 };
 use tandem::core::Core;
 use tandem::id::{ConnId, RoomId};
@@ -265,7 +265,7 @@ pub fn build_command(input: &mut Bytes<'_>, rooms: &[String]) -> Command {
         }
     };
     let maybe_text = |input: &mut Bytes<'_>| input.flag().then(|| input.text());
-    match input.below(12) {
+    match input.below(15) {
         0 => Command::Identify {
             user_name: maybe_text(input),
             user_id: maybe_text(input),
@@ -313,9 +313,35 @@ pub fn build_command(input: &mut Bytes<'_>, rooms: &[String]) -> Command {
                 text,
             }
         }
-        _ => Command::ClientLog {
+        11 => Command::ClientLog {
             category: maybe_text(input),
             message: maybe_text(input),
+        },
+        // The second dialect's commands: enter (create or join, maybe taking a seat over by
+        // user id), content, signals.
+        12 => {
+            let alias = match room(input) {
+                Some(id) if input.flag() => id,
+                _ => input.pick(&["party".to_string(), "den".to_string()]),
+            };
+            let id = RoomId::from_name(&alias)
+                .unwrap_or_else(|| RoomId::from_name("party").expect("a valid name"));
+            Command::Enter {
+                room: id,
+                alias,
+                user_id: Some(input.pick(&["u1".to_string(), "u2".to_string()])),
+                user_name: maybe_text(input),
+            }
+        }
+        13 => Command::SetContent {
+            room: room(input).unwrap_or_default(),
+            content_id: input.pick(&[MEDIA_ID.to_string(), "https://lan/x".to_string()]),
+        },
+        _ => Command::Signal {
+            room: room(input).unwrap_or_default(),
+            to_user: input.pick(&["u1".to_string(), "u2".to_string(), "anonymous".to_string()]),
+            kind: input.pick(&[SignalKind::Offer, SignalKind::Answer, SignalKind::Ice]),
+            body: Json::string("sdp"),
         },
     }
 }
