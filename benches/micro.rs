@@ -67,11 +67,16 @@ fn main() {
         tandem::owp::encode(black_box(&event), UnixMillis(1), 300).map_or(0, |e| e.len() as u64)
     });
 
+    let room_id = |id: RoomId| id.to_string();
+    let encode_v1 = time("encode playback_state (v1)", n, || {
+        tandem::v1::encode(black_box(&event), UnixMillis(1), &room_id).map_or(0, |e| e.len() as u64)
+    });
+
     let fanout = fanout_bench(if quick { 2_000 } else { 50_000 });
     let wheel = wheel_bench(if quick { 20_000 } else { 1_000_000 });
     println!(
         "{{\"bench\":\"micro\",\"decode_player_event_ns\":{decode_player:.1},\"decode_ping_ns\":{decode_ping:.1},\
-         \"encode_player_event_ns\":{encode_player:.1},\"gateway_relay_per_recipient_ns\":{fanout:.1},\
+         \"encode_player_event_ns\":{encode_player:.1},\"encode_v1_playback_state_ns\":{encode_v1:.1},\"gateway_relay_per_recipient_ns\":{fanout:.1},\
          \"timer_wheel_insert_fire_ns\":{wheel:.1}}}"
     );
 }
