@@ -3,7 +3,7 @@
 //! `room/leave`, `chat/send`, and exactly one `ack` or `error` per `requestId`. Playback,
 //! content and WebRTC relay are not there yet and are answered `bad_request`.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
@@ -282,13 +282,65 @@ pub fn error_code(code: ErrorCode) -> &'static str {
     }
 }
 
-fn message(kind: &str, payload: Value) -> String {
-    json!({ "v": 1, "type": kind, "payload": payload }).to_string()
+#[derive(Serialize)]
+struct Outgoing<'a, P: Serialize> {
+    v: u8,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    payload: P,
+}
+
+/// A v1 message, serialized once (fields in the schema's order: `v`, `type`, `payload`).
+fn message<P: Serialize>(kind: &str, payload: P) -> String {
+    serde_json::to_string(&Outgoing {
+        v: 1,
+        kind,
+        payload,
+    })
+    .unwrap_or_default()
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PlaybackOut<'a> {
+    room_id: String,
+    state: StateOut,
+    server_ts_ms: u64,
+    from_user_id: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StateOut {
+    playing: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    position_sec: Option<f64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ChatOut<'a> {
+    room_id: String,
+    from: PeerOut<'a>,
+    text: &'a str,
+    ts_ms: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PeerOut<'a> {
+    user_id: &'a str,
+    display_name: &'a str,
 }
 
 /// `ack` for a request.
 pub fn ack(request_id: &str) -> String {
-    message("ack", json!({ "requestId": request_id }))
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Ack<'a> {
+        request_id: &'a str,
+    }
+    message("ack", Ack { request_id })
 }
 
 /// `error`, for a request if it had an id.
@@ -339,9 +391,15 @@ pub fn encode(
             ..
         } => message(
             "chat/message",
-            json!({ "roomId": room_id(*room),
-                    "from": { "userId": user_id, "displayName": username },
-                    "text": text, "tsMs": server_ts.0 }),
+            ChatOut {
+                room_id: room_id(*room),
+                from: PeerOut {
+                    user_id,
+                    display_name: username,
+                },
+                text,
+                ts_ms: server_ts.0,
+            },
         ),
         // A room that closed under its members (not a lost-room notice, which v1 does not
         // need: it answers with an error instead).
@@ -400,29 +458,34 @@ pub fn encode(
 /// `watch/playback_state` from the relayed fields of a command or report: playing for a
 /// `play` (or a `playing` state without a pause), the position when there is one.
 fn playback_state(room: String, from: &str, relay: &Relay, at: UnixMillis) -> Option<String> {
-    let text = |json: &Option<Json>| {
+    // The relayed strings are short words: borrowed unless escaped.
+    let word = |json: &Option<Json>| {
         json.as_ref()
-            .and_then(|j| serde_json::from_str::<String>(j.text()).ok())
+            .and_then(|j| serde_json::from_str::<std::borrow::Cow<'_, str>>(j.text()).ok())
+            .map(|w| w.into_owned())
     };
-    let action = text(&relay.action);
-    let state = text(&relay.play_state);
+    let action = word(&relay.action);
     let playing = match action.as_deref() {
         Some("play") => true,
         Some("pause" | "buffering") => false,
-        _ => state.as_deref() == Some("playing"),
+        _ => word(&relay.play_state).as_deref() == Some("playing"),
     };
     let position = relay
         .position
         .as_ref()
-        .and_then(|j| serde_json::from_str::<f64>(j.text()).ok());
-    let mut state = serde_json::Map::new();
-    state.insert("playing".into(), json!(playing));
-    if let Some(position) = position {
-        state.insert("positionSec".into(), json!(position));
-    }
+        .and_then(|j| j.text().parse::<f64>().ok())
+        .filter(|p| p.is_finite());
     Some(message(
         "watch/playback_state",
-        json!({ "roomId": room, "state": state, "serverTsMs": at.0, "fromUserId": from }),
+        PlaybackOut {
+            room_id: room,
+            state: StateOut {
+                playing,
+                position_sec: position,
+            },
+            server_ts_ms: at.0,
+            from_user_id: from,
+        },
     ))
 }
 
