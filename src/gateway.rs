@@ -170,7 +170,7 @@ impl Gateway {
                 }
                 Ok(request) => {
                     request_id = request.request_id;
-                    self.handle_v1(now, conn, request.command, text)
+                    self.handle_v1(now, conn, request.command, &request.room_name)
                 }
             }
         };
@@ -196,7 +196,7 @@ impl Gateway {
 
     /// Carries out a decoded v1 command: remembers the name a room was entered by, and
     /// refuses leaving a room the sender is not in.
-    fn handle_v1(&mut self, now: Now, conn: ConnId, command: Command, text: &str) -> Outcome {
+    fn handle_v1(&mut self, now: Now, conn: ConnId, command: Command, room_name: &str) -> Outcome {
         if let Command::Enter { room, alias, .. } = &command {
             if RoomId::parse(alias).is_none() {
                 self.remember_alias(*room, alias);
@@ -204,10 +204,7 @@ impl Gateway {
         }
         let command = self.settle_playback(command);
         if matches!(command, Command::LeaveRoom) {
-            let named = serde_json::from_str::<serde_json::Value>(text)
-                .ok()
-                .and_then(|m| m.get("payload").and_then(v1::room))
-                .map(|(id, _)| id);
+            let named = RoomId::from_name(room_name);
             if named.is_none() || named != self.core.room_of(conn) {
                 return Outcome::Refused(ErrorCode::NotInRoom);
             }
@@ -638,43 +635,45 @@ mod fault_tests {
         mine
     }
 
-    /// A broken invariant around one connection (its seat gone) closes that connection with
-    /// 1011 and leaves the others served, in its room and elsewhere.
-    #[test]
-    fn broken_invariant_closes_one_connection() {
+    /// Three OpenWatchParty connections: a host with a room, a guest in it, a third in the
+    /// lobby; the outputs of setting it up are dropped.
+    fn party() -> (Gateway, Now, [ConnId; 3], RoomId) {
         let mut gateway = Gateway::new(CoreConfig::default(), 5);
         let now = Now {
             mono: Millis(10),
             wall: UnixMillis(1_700_000_000_000),
         };
-        let conn = |index| ConnId {
+        let conns = [1, 2, 3].map(|index| ConnId {
             index,
             generation: 1,
-        };
-        let (host, guest, other) = (conn(1), conn(2), conn(3));
+        });
         let mut out = Vec::new();
-        for c in [host, guest, other] {
+        for c in conns {
             gateway.open(now, c, Dialect::Owp, &mut out);
         }
-        let _ = gateway.text(
-            now,
-            host,
-            r#"{"type":"create_room","payload":{}}"#,
-            &mut out,
-        );
-        let room = gateway.core().room_of(host).expect("a room").to_string();
+        let create = r#"{"type":"create_room","payload":{}}"#;
+        let _ = gateway.text(now, conns[0], create, &mut out);
+        let room = gateway.core().room_of(conns[0]).expect("a room");
         let join = format!(r#"{{"type":"join_room","room":"{room}"}}"#);
-        let _ = gateway.text(now, guest, &join, &mut out);
-        out.clear();
+        let _ = gateway.text(now, conns[1], &join, &mut out);
+        (gateway, now, conns, room)
+    }
 
+    fn closed_1011(out: &[Output], who: ConnId) -> bool {
+        out.iter()
+            .any(|o| matches!(o, Output::Close { conn, code: 1011, .. } if *conn == who))
+    }
+
+    /// A broken invariant around one connection (its seat gone) closes that connection with
+    /// 1011 and leaves the others served, in its room and elsewhere.
+    #[test]
+    fn broken_invariant_closes_one_connection() {
+        let (mut gateway, now, [host, guest, other], room) = party();
+        let mut out = Vec::new();
         gateway.core.break_seat(guest);
         let ping = r#"{"type":"ping","payload":{"client_ts":1}}"#;
         let _ = gateway.text(now, guest, ping, &mut out);
-        assert!(
-            out.iter()
-                .any(|o| matches!(o, Output::Close { conn, code: 1011, .. } if *conn == guest)),
-            "{out:?}"
-        );
+        assert!(closed_1011(&out, guest), "{out:?}");
         assert_eq!(gateway.internal_errors(), 1);
         assert_eq!(gateway.core().seat(guest), None, "dropped from the core");
         out.clear();
@@ -695,47 +694,16 @@ mod fault_tests {
             .any(|t| t.contains("chat_message")));
         gateway.core().check_invariants();
     }
-}
-
-#[cfg(test)]
-mod fault_spread_tests {
-    use super::*;
-    use crate::time::{Millis, UnixMillis};
 
     /// A session pointing at another connection's seat is dropped alone: the seat's holder
     /// keeps its seat and its room, and its room's members keep theirs.
     #[test]
     fn a_stolen_seat_stays_with_its_holder() {
-        let mut gateway = Gateway::new(CoreConfig::default(), 9);
-        let now = Now {
-            mono: Millis(10),
-            wall: UnixMillis(1_700_000_000_000),
-        };
-        let conn = |index| ConnId {
-            index,
-            generation: 1,
-        };
-        let (host, guest, thief) = (conn(1), conn(2), conn(3));
+        let (mut gateway, now, [host, guest, thief], room) = party();
         let mut out = Vec::new();
-        for c in [host, guest, thief] {
-            gateway.open(now, c, Dialect::Owp, &mut out);
-        }
-        let _ = gateway.text(
-            now,
-            host,
-            r#"{"type":"create_room","payload":{}}"#,
-            &mut out,
-        );
-        let room = gateway.core().room_of(host).expect("a room");
-        let join = format!(r#"{{"type":"join_room","room":"{room}"}}"#);
-        let _ = gateway.text(now, guest, &join, &mut out);
-        out.clear();
-
         gateway.core.steal_seat(thief, host);
         let _ = gateway.text(now, thief, r#"{"type":"ping","payload":{}}"#, &mut out);
-        assert!(out
-            .iter()
-            .any(|o| matches!(o, Output::Close { conn, code: 1011, .. } if *conn == thief)));
+        assert!(closed_1011(&out, thief), "{out:?}");
         assert!(
             !out.iter().any(
                 |o| matches!(o, Output::Send { text, .. } if text.as_str().contains("room_closed"))
