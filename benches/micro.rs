@@ -56,6 +56,7 @@ fn main() {
         host_user: "host".to_string(),
         message: ControlMessage {
             relay: Relay {
+                host_ts: None,
                 action: Some(tandem::core::types::Json::string("play")),
                 position: Some(tandem::core::types::Json::number(1234.567)),
                 play_state: Some(tandem::core::types::Json::string("playing")),

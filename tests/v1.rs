@@ -479,6 +479,8 @@ fn same_user_takes_the_seat_over() {
     expect_ack(&mut second, "4");
     let state = bob.recv_type("watch/playback_state");
     assert_eq!(state["payload"]["fromUserId"], "ann");
+    // The host's own clock is relayed to v1 members as it was sent.
+    assert_eq!(state["payload"]["state"]["hostTsMs"], 1, "{state}");
 }
 
 /// Seeks cross both ways: a v1 host's state far from the room clock is a command at the new

@@ -355,6 +355,7 @@ impl Room {
     pub fn play_relay(position: f64) -> Relay {
         use super::types::Json;
         Relay {
+            host_ts: None,
             action: Some(Json::string("play")),
             position: Some(Json::number(position)),
             play_state: Some(Json::string("playing")),

@@ -122,6 +122,9 @@ pub struct Relay {
     pub position: Option<Json>,
     /// `play_state`, as sent.
     pub play_state: Option<Json>,
+    /// The host's own clock when it sent this (v1 `hostTsMs`): relayed to v1 members, never
+    /// used for server arithmetic, not part of the OpenWatchParty shape.
+    pub host_ts: Option<u64>,
 }
 
 /// A host's `player_event`.

@@ -232,6 +232,7 @@ fn relay(fields: &Fields<'_>) -> Relay {
         .action
         .filter(|raw| raw.get().len() <= ACTION_BYTES_MAX + 2 && string(Some(raw)).is_some());
     Relay {
+        host_ts: None,
         action: owned(action),
         position: owned(position),
         play_state: owned(play_state),

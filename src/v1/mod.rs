@@ -160,7 +160,8 @@ pub fn encode_request(request: &Request) -> String {
             "watch/playback_state",
             json!({ "roomId": room, "state": {
                 "playing": control.action == ControlAction::Play,
-                "positionSec": control.position } }),
+                "positionSec": control.position,
+                "hostTsMs": control.relay.host_ts } }),
         ),
         Command::Signal {
             to_user,
@@ -241,6 +242,7 @@ fn playback(payload: &Value) -> Option<Command> {
             position: Some(position),
             play_state: Some(play_state),
             relay: Relay {
+                host_ts: field(state, "hostTsMs").and_then(Value::as_u64),
                 action: Some(Json::string(verb)),
                 position: Some(Json::number(position)),
                 play_state: Some(Json::string(play_state.as_str())),
@@ -315,6 +317,8 @@ struct StateOut {
     playing: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     position_sec: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host_ts_ms: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -482,6 +486,7 @@ fn playback_state(room: String, from: &str, relay: &Relay, at: UnixMillis) -> Op
             state: StateOut {
                 playing,
                 position_sec: position,
+                host_ts_ms: relay.host_ts,
             },
             server_ts_ms: at.0,
             from_user_id: from,

@@ -364,6 +364,7 @@ fn build_control(input: &mut Bytes<'_>) -> Control {
         position: position.filter(|p| tandem::core::room::valid_position(*p)),
         play_state: play_state.and_then(PlayState::parse),
         relay: Relay {
+            host_ts: input.flag().then_some(1_700_000_000_000),
             action: Some(Json::string(action)),
             position: position.map(Json::number),
             play_state: play_state.map(Json::string),
@@ -380,6 +381,7 @@ fn build_report(input: &mut Bytes<'_>) -> Report {
         position: position.filter(|p| tandem::core::room::valid_position(*p)),
         play_state_text: play_state.map(String::from),
         relay: Relay {
+            host_ts: None,
             action: None,
             position: position.map(Json::number),
             play_state: play_state.map(Json::string),
