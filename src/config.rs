@@ -28,6 +28,8 @@ pub struct Config {
     pub net: NetConfig,
     /// Protocol and room rules (the core).
     pub core: CoreConfig,
+    /// How tokens are checked (the gateway's auth step).
+    pub auth: crate::auth::AuthConfig,
 }
 
 /// Limits the shell enforces.
@@ -97,8 +99,14 @@ pub struct CoreConfig {
     pub state_update_interval_ms: u64,
     /// What a stock OpenWatchParty client adds to a joiner's position (its SYNC_LEAD_MS).
     pub sync_lead_ms: u64,
-    /// Whether JWT authentication is on (reported by /health; always off in this version).
+    /// Whether JWT authentication is on (`JWT_SECRET` set): rooms need an identity.
     pub auth_enabled: bool,
+    /// Lifetime of an invite whose host asked for none, in seconds.
+    pub invite_ttl_default_s: u64,
+    /// Longest lifetime of an invite, in seconds.
+    pub invite_ttl_max_s: u64,
+    /// Rooms one verified identity may host at once (authentication on).
+    pub rooms_per_identity_max: usize,
 }
 
 impl Default for NetConfig {
@@ -140,6 +148,9 @@ impl Default for CoreConfig {
             state_update_interval_ms: 500,
             sync_lead_ms: 300,
             auth_enabled: false,
+            invite_ttl_default_s: 3_600,
+            invite_ttl_max_s: 86_400,
+            rooms_per_identity_max: 3,
         }
     }
 }
@@ -160,6 +171,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             net: NetConfig::default(),
             core: CoreConfig::default(),
+            auth: crate::auth::AuthConfig::default(),
         }
     }
 }
@@ -335,6 +347,68 @@ pub const SETTINGS: &[Setting] = &[
         apply: number!(core.sync_lead_ms),
     },
     Setting {
+        env: "JWT_SECRET",
+        help: "HS256 key of the Jellyfin plugin's tokens; set = authentication on (prefer the \
+               environment: flags show in ps)",
+        default: "unset: authentication off",
+        apply: |c, t| {
+            c.auth.jwt_secret = Some(crate::auth::Secret(t.as_bytes().to_vec()));
+            Ok(())
+        },
+    },
+    Setting {
+        env: "JWT_AUDIENCE",
+        help: "the aud a token must name (a string or an array holding it)",
+        default: "OpenWatchParty",
+        apply: |c, t| {
+            c.auth.audience = t.to_string();
+            Ok(())
+        },
+    },
+    Setting {
+        env: "JWT_ISSUER",
+        help: "the iss a token must carry",
+        default: "Jellyfin",
+        apply: |c, t| {
+            c.auth.issuer = t.to_string();
+            Ok(())
+        },
+    },
+    Setting {
+        env: "INVITE_SECRET",
+        help: "key invites are signed with; unset: JWT_SECRET, else a random key made at \
+               start (invites then die with the process)",
+        default: "unset",
+        apply: |c, t| {
+            c.auth.invite_secret = Some(crate::auth::Secret(t.as_bytes().to_vec()));
+            Ok(())
+        },
+    },
+    Setting {
+        env: "INVITE_TTL_SECONDS",
+        help: "lifetime of an invite whose host asks for none",
+        default: "3600",
+        apply: number!(core.invite_ttl_default_s),
+    },
+    Setting {
+        env: "INVITE_TTL_MAX_SECONDS",
+        help: "longest lifetime of an invite",
+        default: "86400",
+        apply: number!(core.invite_ttl_max_s),
+    },
+    Setting {
+        env: "TOKEN_BYTES_MAX",
+        help: "longest token or invite accepted; longer is refused before decoding",
+        default: "4096",
+        apply: number!(auth.token_bytes_max),
+    },
+    Setting {
+        env: "ROOMS_PER_IDENTITY_MAX",
+        help: "rooms one authenticated user may host at once",
+        default: "3",
+        apply: number!(core.rooms_per_identity_max),
+    },
+    Setting {
         env: "IDLE_TIMEOUT_MS",
         help: "silence before a connection is closed (Ping at half)",
         default: "60000",
@@ -489,6 +563,7 @@ impl Config {
                 reason,
             })?;
         }
+        config.core.auth_enabled = config.auth.enabled();
         config.validate()?;
         Ok(Invocation::Run(Box::new(config)))
     }
@@ -532,6 +607,18 @@ impl Config {
         }
         if self.core.messages_per_second_max == 0 {
             return invalid("RATE_LIMIT_PER_SEC", "must be at least 1");
+        }
+        if self.core.invite_ttl_max_s == 0
+            || self.core.invite_ttl_default_s == 0
+            || self.core.invite_ttl_default_s > self.core.invite_ttl_max_s
+        {
+            return invalid(
+                "INVITE_TTL_SECONDS",
+                "must be at least 1 and at most INVITE_TTL_MAX_SECONDS",
+            );
+        }
+        if self.auth.token_bytes_max < 256 {
+            return invalid("TOKEN_BYTES_MAX", "must be at least 256");
         }
         Ok(())
     }

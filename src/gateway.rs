@@ -11,10 +11,11 @@ use std::io;
 
 use tungstenite::Utf8Bytes;
 
+use crate::auth::{Auth, AuthConfig};
 use crate::config::{Config, CoreConfig};
 use crate::core::types::{
-    Capabilities, Command, ControlAction, Credential, DecodeError, ErrorCode, Event, Identity,
-    Json, Outbox, Relay, Report,
+    Capabilities, Command, ControlAction, Credential, DecodeError, ErrorCode, Event, Json, Outbox,
+    Pass, Relay, Report,
 };
 use crate::core::{Core, Kind, Listing, Outcome};
 use crate::id::RoomId;
@@ -74,11 +75,26 @@ pub struct Gateway {
     displaced: Vec<ConnId>,
     /// Names rooms were entered by in v1 (other than their UUID).
     aliases: std::collections::HashMap<RoomId, String>,
+    /// The auth step's keys and rules.
+    auth: Auth,
 }
 
 impl Gateway {
-    /// A gateway over a fresh core.
+    /// A gateway over a fresh core, authentication off (tests and simulations). Invites
+    /// are signed with a key drawn from `seed`.
     pub fn new(config: CoreConfig, seed: u64) -> Gateway {
+        Gateway::with_auth(config, &AuthConfig::default(), seed_key(seed), seed)
+    }
+
+    /// A gateway over a fresh core with `auth`'s settings; `invite_key` signs invites when
+    /// no secret is configured (the server passes fresh OS randomness).
+    pub fn with_auth(
+        mut config: CoreConfig,
+        auth: &AuthConfig,
+        invite_key: [u8; 32],
+        seed: u64,
+    ) -> Gateway {
+        config.auth_enabled = auth.enabled();
         let sync_lead_ms = config.sync_lead_ms;
         Gateway {
             core: Core::new(config, seed),
@@ -91,6 +107,7 @@ impl Gateway {
             internal_errors: 0,
             aliases: std::collections::HashMap::new(),
             displaced: Vec::new(),
+            auth: Auth::new(auth, invite_key),
         }
     }
 
@@ -105,9 +122,16 @@ impl Gateway {
     }
 
     /// A server bound to `config`'s address, serving a fresh gateway; `seed` drives every id
-    /// the core makes.
-    pub fn server(config: &Config, seed: u64) -> io::Result<Server<Gateway>> {
-        Server::bind_with(config, Gateway::new(config.core.clone(), seed))
+    /// the core makes, `invite_key` signs invites when no secret is configured (`None`: one
+    /// drawn from `seed`, for tests).
+    pub fn server(
+        config: &Config,
+        seed: u64,
+        invite_key: Option<[u8; 32]>,
+    ) -> io::Result<Server<Gateway>> {
+        let key = invite_key.unwrap_or_else(|| seed_key(seed));
+        let gateway = Gateway::with_auth(config.core.clone(), &config.auth, key, seed);
+        Server::bind_with(config, gateway)
     }
 
     /// The core, for inspection.
@@ -139,7 +163,7 @@ impl Gateway {
         let mut outcome = Outcome::Refused(ErrorCode::RateLimited);
         if self.core.admit(now, conn, kind, &mut self.outbox) {
             self.decoded = self.decoded.saturating_add(1);
-            let message = owp::decode(text).map(authenticate);
+            let message = owp::decode(text).map(|c| self.authenticate(now, conn, c));
             let is_log = matches!(message, Ok(Command::ClientLog { .. }));
             let guessed_wrong = kind == Kind::ClientLog && !is_log;
             if !guessed_wrong || self.core.admit(now, conn, Kind::Other, &mut self.outbox) {
@@ -170,12 +194,21 @@ impl Gateway {
                 }
                 Ok(request) => {
                     request_id = request.request_id;
-                    self.handle_v1(now, conn, request.command, &request.room_name)
+                    let command = self.authenticate(now, conn, request.command);
+                    self.handle_v1(now, conn, command, &request.room_name)
                 }
             }
         };
         self.render(now, out);
+        // A state found broken around the sender answers `internal` (and `verify` closes
+        // the connection right after): no ack for a request whose effect is in doubt.
+        let checked = self.core.check_conn(conn);
         let reply = match outcome {
+            _ if checked.is_err() => Some(v1::error(
+                request_id.as_deref(),
+                v1::INTERNAL,
+                "Internal error",
+            )),
             Outcome::Accepted => request_id.as_deref().map(v1::ack),
             Outcome::Refused(code) => Some(v1::error(
                 request_id.as_deref(),
@@ -189,7 +222,7 @@ impl Gateway {
                 text: Utf8Bytes::from(reply),
             });
         }
-        self.verify(now, conn, out);
+        self.contain(now, conn, checked, out);
         self.pause_if_over(now, conn, out);
         outcome
     }
@@ -289,7 +322,19 @@ impl Gateway {
     /// damage stays with it: an internal error is logged with the connection and its room,
     /// the connection is dropped from the core and closed with 1011, the others go on.
     fn verify(&mut self, now: Now, conn: ConnId, out: &mut Vec<Output>) {
-        let Err(detail) = self.core.check_conn(conn) else {
+        let checked = self.core.check_conn(conn);
+        self.contain(now, conn, checked, out);
+    }
+
+    /// `verify` with the check already made.
+    fn contain(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        checked: Result<(), &'static str>,
+        out: &mut Vec<Output>,
+    ) {
+        let Err(detail) = checked else {
             return;
         };
         let room = self.core.room_of(conn);
@@ -415,8 +460,25 @@ impl Gateway {
                 let room_id =
                     |id: RoomId| aliases.get(&id).cloned().unwrap_or_else(|| id.to_string());
                 *slot = match (dialect, event) {
-                    (Dialect::Owp, Event::RoomList { listing }) => {
-                        Some(room_list(listing, &mut self.list_cache, now.wall))
+                    (Dialect::Owp, Event::RoomList { listing, withheld }) => Some(if *withheld {
+                        Utf8Bytes::from(owp::encode_room_list(listing, now.wall))
+                    } else {
+                        room_list(listing, &mut self.list_cache, now.wall)
+                    }),
+                    (
+                        _,
+                        Event::Invite {
+                            room,
+                            serial,
+                            expires_at,
+                        },
+                    ) => {
+                        let expires_s = expires_at.0 / 1_000;
+                        let token = self.auth.sign_invite(*room, *serial, expires_s);
+                        Some(Utf8Bytes::from(match dialect {
+                            Dialect::Owp => owp::encode_invite(*room, &token, expires_s, now.wall),
+                            Dialect::V1 => v1::encode_invite(&room_id(*room), &token, *expires_at),
+                        }))
                     }
                     (Dialect::Owp, _) => {
                         owp::encode(event, now.wall, self.sync_lead_ms).map(Utf8Bytes::from)
@@ -442,24 +504,95 @@ impl Gateway {
     }
 }
 
-/// The edge's auth step: a presented credential is checked here, before the core sees it,
-/// and replaced by the identity it proves (or a refusal). Authentication is not configured
-/// in this version: any token is accepted, as the original does with auth off, and admits an
-/// anonymous identity (the connection keeps the name it declares).
-fn authenticate(command: Command) -> Command {
-    match command {
-        Command::Identify {
-            user_name,
-            user_id,
-            follows_schedule,
-            credential: Some(Credential::Token(_)),
-        } => Command::Identify {
-            user_name,
-            user_id,
-            follows_schedule,
-            credential: Some(Credential::Accepted(Identity::Anonymous)),
-        },
-        other => other,
+/// A 32-byte key drawn from `seed` (tests and simulations; the server draws its own).
+fn seed_key(seed: u64) -> [u8; 32] {
+    let mut rng = crate::rng::Rng::new(seed ^ 0x1A7E_C0DE);
+    let mut key = [0u8; 32];
+    for chunk in key.chunks_mut(8) {
+        chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    key
+}
+
+impl Gateway {
+    /// The edge's auth step: every credential and invite a command carries is checked here,
+    /// before the core sees it, and replaced by what it proves (or a refusal). A refusal's
+    /// reason is logged; the token never is.
+    fn authenticate(&self, now: Now, conn: ConnId, command: Command) -> Command {
+        let user = |credential: Option<Credential>| match credential {
+            Some(Credential::Token(token)) => Some(match self.auth.verify_user(&token, now.wall) {
+                Ok(identity) => Credential::Accepted(identity),
+                Err(why) => {
+                    log!(
+                        Info,
+                        "event=auth_failed conn={conn} reason={} token_bytes={}",
+                        why.as_str(),
+                        token.len()
+                    );
+                    Credential::Refused
+                }
+            }),
+            other => other,
+        };
+        let invite = |pass: Option<Pass>| match pass {
+            Some(Pass::Token(token)) => Some(self.auth.verify_invite(&token, now.wall)),
+            other => other,
+        };
+        match command {
+            Command::Identify {
+                user_name,
+                user_id,
+                follows_schedule,
+                credential,
+            } => Command::Identify {
+                user_name,
+                user_id,
+                follows_schedule,
+                credential: user(credential),
+            },
+            Command::CreateRoom {
+                name,
+                user_name,
+                start_position,
+                media_id,
+                private,
+                credential,
+            } => Command::CreateRoom {
+                name,
+                user_name,
+                start_position,
+                media_id,
+                private,
+                credential: user(credential),
+            },
+            Command::JoinRoom {
+                room,
+                user_name,
+                credential,
+                invite: pass,
+            } => Command::JoinRoom {
+                room,
+                user_name,
+                credential: user(credential),
+                invite: invite(pass),
+            },
+            Command::Enter {
+                room,
+                alias,
+                user_id,
+                user_name,
+                credential,
+                invite: pass,
+            } => Command::Enter {
+                room,
+                alias,
+                user_id,
+                user_name,
+                credential: user(credential),
+                invite: invite(pass),
+            },
+            other => other,
+        }
     }
 }
 
@@ -693,6 +826,31 @@ mod fault_tests {
             .iter()
             .any(|t| t.contains("chat_message")));
         gateway.core().check_invariants();
+    }
+
+    /// A v1 request that finds the state around its sender broken is answered `internal`
+    /// (its only answer: no ack), then the connection is closed with 1011.
+    #[test]
+    fn v1_internal_error() {
+        let (mut gateway, now, _, _) = party();
+        let mut out = Vec::new();
+        let v1_conn = ConnId {
+            index: 9,
+            generation: 1,
+        };
+        gateway.open(now, v1_conn, Dialect::V1, &mut out);
+        out.clear();
+        gateway.core.break_seat(v1_conn);
+        let chat =
+            r#"{"v":1,"type":"chat/send","requestId":"r1","payload":{"roomId":"den","text":"x"}}"#;
+        let _ = gateway.text(now, v1_conn, chat, &mut out);
+        let replies = texts(&mut out, v1_conn);
+        assert_eq!(replies.len(), 1, "{replies:?}");
+        let reply: serde_json::Value = serde_json::from_str(&replies[0]).expect("JSON");
+        assert_eq!(reply["type"], "error");
+        assert_eq!(reply["payload"]["code"], "internal");
+        assert_eq!(reply["payload"]["requestId"], "r1");
+        assert!(closed_1011(&out, v1_conn), "{out:?}");
     }
 
     /// A session pointing at another connection's seat is dropped alone: the seat's holder

@@ -42,6 +42,7 @@
     )
 )]
 
+pub mod auth;
 pub mod config;
 pub mod core;
 pub mod gateway;

@@ -45,8 +45,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Invites are signed with INVITE_SECRET, else JWT_SECRET, else this key: fresh OS
+    // randomness, so such invites die with the process.
+    let mut invite_key = [0u8; 32];
+    #[allow(clippy::disallowed_methods)]
+    if let Err(error) = getrandom::fill(&mut invite_key) {
+        eprintln!(
+            "tandem: {}",
+            seed_from(Err(error)).err().unwrap_or_default()
+        );
+        return ExitCode::FAILURE;
+    }
     #[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(unused_mut))]
-    let mut server = match Gateway::server(&config, seed) {
+    let mut server = match Gateway::server(&config, seed, Some(invite_key)) {
         Ok(server) => server,
         Err(error) => {
             eprintln!(
@@ -64,17 +75,49 @@ fn main() -> ExitCode {
     };
     log!(
         Info,
-        "event=listening addr={} version={} max_connections={} allowed_origins={} auth=disabled",
+        "event=listening addr={} version={} max_connections={} allowed_origins={} auth={} \
+         invite_key={}",
         server.local_addr(),
         env!("CARGO_PKG_VERSION"),
         config.connections_max,
-        origins
+        origins,
+        if config.auth.enabled() {
+            "enabled"
+        } else {
+            "disabled"
+        },
+        config.auth.invite_key_source()
     );
+    auth_warnings(&config.auth);
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             log!(Error, "event=fatal error={error:?}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Says loudly when authentication is off, and when its secret is short.
+fn auth_warnings(auth: &tandem::auth::AuthConfig) {
+    match &auth.jwt_secret {
+        Some(secret) if !secret.0.is_empty() => {
+            if secret.0.len() < 32 {
+                log!(
+                    Warn,
+                    "event=weak_jwt_secret bytes={} detail=\"JWT_SECRET is shorter than 32 \
+                     bytes: tokens can be forged by brute force; use a long random secret\"",
+                    secret.0.len()
+                );
+            }
+        }
+        _ => {
+            log!(
+                Warn,
+                "event=auth_disabled detail=\"JWT_SECRET is not set: AUTHENTICATION IS OFF. \
+                 Anyone who reaches this port can list, create and join rooms under any \
+                 name. Set JWT_SECRET (the Jellyfin plugin's secret) before exposing it\"",
+            );
         }
     }
 }

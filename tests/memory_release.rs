@@ -30,7 +30,7 @@ fn a_crowd_leaving_triggers_a_release_and_the_room_that_stayed_works() {
     config.handshakes_per_ip_per_sec = 0;
     // 30 WebSockets at the per-connection estimate (2 KiB) cross it.
     config.net.memory_release_after_bytes = 32 << 10;
-    let mut server = Gateway::server(&config, 7).expect("bind 127.0.0.1:0");
+    let mut server = Gateway::server(&config, 7, None).expect("bind 127.0.0.1:0");
     server.on_memory_release(released);
     let addr = server.local_addr();
     std::thread::spawn(move || server.run());

@@ -43,20 +43,22 @@ impl Core {
         rooms.into_iter().map(|(_, summary)| summary).collect()
     }
 
-    /// The room list as clients get it: rooms with more members first, then the newest, at
+    /// The room list as clients get it: public rooms (a private one is never listed nor
+    /// counted), those with more members first, then the newest, at
     /// most `room_list_max` entries whose size (`RoomSummary::bytes_max`) adds up to at most
     /// `room_list_bytes_max`, with the number of rooms that exist.
     pub fn listing(&self) -> Listing {
         let mut order: Vec<(usize, u64, usize)> = self
             .rooms
             .iter()
+            .filter(|(_, room)| !room.private)
             .map(|(key, room)| (room.members.len(), room.serial, key))
             .collect();
         order.sort_unstable_by_key(|&(members, serial, _)| std::cmp::Reverse((members, serial)));
         let mut listing = Listing {
             version: self.list.version,
             rooms: Vec::new(),
-            total: self.rooms.len(),
+            total: order.len(),
             bytes_max: LISTING_ENVELOPE_BYTES,
         };
         for (_, _, key) in order.into_iter().take(self.config.room_list_max) {
@@ -94,11 +96,15 @@ impl Core {
     }
 
     pub(super) fn send_room_list(&mut self, conn: ConnId, out: &mut Outbox) {
+        // With authentication on, a connection without an identity sees no rooms: names and
+        // media ids are for those who may join.
+        let withheld = !self.authenticated(conn);
         // The listing is filled in by `finish`, from the state at the end of the call.
         out.unicast(
             conn,
             Event::RoomList {
                 listing: Arc::default(),
+                withheld,
             },
         );
         self.list_recipients.push(conn);
@@ -140,14 +146,20 @@ impl Core {
         let mut index = None;
         let mut recipients: u64 = 0;
         let seats = &self.seats;
+        let auth = self.config.auth_enabled;
         for session in self.sessions.iter_mut().flatten() {
-            let in_room = seats.get(session.seat).is_some_and(|s| s.room.is_some());
-            if in_room || session.list_seen >= version {
+            let seat = seats.get(session.seat);
+            let in_room = seat.is_some_and(|s| s.room.is_some());
+            // A connection that may not see rooms has nothing new to be told.
+            let withheld =
+                auth && !seat.is_some_and(|s| matches!(s.identity, Identity::Verified { .. }));
+            if in_room || withheld || session.list_seen >= version {
                 continue;
             }
             let event = *index.get_or_insert_with(|| {
                 out.event(Event::RoomList {
                     listing: Arc::default(),
+                    withheld: false,
                 })
             });
             out.send(session.conn, event);

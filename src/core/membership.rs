@@ -2,6 +2,7 @@
 //! naming a room the sender is not in.
 
 use super::*;
+use types::Pass;
 
 /// Room names a connection remembers having been told are gone.
 pub(super) const GONE_NOTIFIED_MAX: usize = 8;
@@ -69,12 +70,10 @@ impl Core {
                 self.leave_seat(seat, out);
             }
         }
-        let Some(holder) = self.seats.get_mut(seat) else {
+        self.rename(seat, user_name.as_deref());
+        let Some(holder) = self.seats.get(seat) else {
             return;
         };
-        if let Some(user_name) = user_name.as_deref().and_then(text::display_name) {
-            holder.name = user_name;
-        }
         let seat_id = holder.id;
         let room_name = name
             .as_deref()
@@ -110,6 +109,7 @@ impl Core {
         conn: ConnId,
         name: &str,
         user_name: Option<String>,
+        invite: Option<Pass>,
         out: &mut Outbox,
     ) {
         let Some(seat) = self.seat_key(conn) else {
@@ -120,22 +120,22 @@ impl Core {
             self.notify_gone(conn, name, reason::NOT_FOUND, out);
             return;
         };
-        if let Some(user_name) = user_name.as_deref().and_then(text::display_name) {
-            if let Some(holder) = self.seats.get_mut(seat) {
-                holder.name = user_name;
-            }
-        }
         let current = self.seats.get(seat).and_then(|s| s.room);
-        let Some(room) = self.rooms.get(key) else {
-            return;
-        };
         if current == Some(key) {
             // Re-joining the room you are in: a fresh room_state, ready flag kept.
-            let joiner = room.host != seat;
+            self.rename(seat, user_name.as_deref());
+            let joiner = self.rooms.get(key).is_some_and(|room| room.host != seat);
             // Commands still ahead are already on their way to this member.
             self.send_room_state(key, seat, joiner, out);
             return;
         }
+        if !self.may_join(conn, key, invite, out) {
+            return;
+        }
+        self.rename(seat, user_name.as_deref());
+        let Some(room) = self.rooms.get(key) else {
+            return;
+        };
         if room.members.len() >= self.config.room_members_max {
             let id = room.id;
             self.error(conn, Some(id), ErrorCode::RoomFull, out);
@@ -149,6 +149,23 @@ impl Core {
             session.gone_notified.clear();
         }
         self.seat_joins(seat, key, out);
+    }
+
+    /// Marks the room `conn` just created private (absent from the room list).
+    pub(super) fn set_private(&mut self, conn: ConnId, private: bool) {
+        if !private || self.outcome != Outcome::Accepted {
+            return;
+        }
+        let Some(seat) = self.seat_key(conn) else {
+            return;
+        };
+        let key = self.seats.get(seat).and_then(|s| s.room);
+        if let Some(room) = key.and_then(|key| self.rooms.get_mut(key)) {
+            if room.host == seat {
+                room.private = true;
+                self.list_changed();
+            }
+        }
     }
 
     /// Seat `seat` becomes a member of room `key`: the others learn the new count, the
@@ -492,7 +509,9 @@ impl Core {
     }
 
     /// `Enter`: sets the seat's user id and name, then joins the room, or creates it with
-    /// this id (the caller becomes its host) if it does not exist.
+    /// this id (the caller becomes its host) if it does not exist. A verified seat's user id
+    /// is its token's subject: entering under another is refused (`auth_failed`).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn enter(
         &mut self,
         conn: ConnId,
@@ -500,26 +519,53 @@ impl Core {
         alias: String,
         user_id: Option<String>,
         user_name: Option<String>,
+        invite: Option<Pass>,
         out: &mut Outbox,
     ) {
-        if let Some(seat) = self.seat_of_mut(conn) {
-            if let Some(id) = user_id
-                .as_deref()
-                .map(|id| text::sanitize_line(id, text::NAME_CHARS_MAX))
-            {
-                if !id.is_empty() {
-                    seat.user_id = id;
-                }
+        let Some(mine) = self.seat_key(conn) else {
+            return;
+        };
+        let user_id = user_id
+            .as_deref()
+            .map(|id| text::sanitize_line(id, text::NAME_CHARS_MAX))
+            .filter(|id| !id.is_empty());
+        if let Some(subject) = self.subject(mine) {
+            if user_id.as_deref().is_some_and(|id| id != subject) {
+                self.error(conn, None, ErrorCode::AuthFailed, out);
+                return;
             }
+        } else if let (Some(id), Some(seat)) = (user_id, self.seats.get_mut(mine)) {
+            seat.user_id = id;
         }
         if let Some(&key) = self.room_index.get(&room) {
             if self.take_over(conn, key, user_name.as_deref(), out) {
                 return;
             }
-            self.join_room(conn, &room.to_string(), user_name, out);
-        } else {
+            if self.user_id_taken(mine, key) {
+                // Another identity sits there under this user id: not this one's to use.
+                self.error(conn, None, ErrorCode::AuthFailed, out);
+                return;
+            }
+            self.join_room(conn, &room.to_string(), user_name, invite, out);
+        } else if self.may_create(conn, out) {
             self.create_room_as(conn, Some(room), Some(alias), user_name, 0.0, None, out);
         }
+    }
+
+    /// Whether another member of room `key` has seat `mine`'s user id.
+    fn user_id_taken(&self, mine: usize, key: usize) -> bool {
+        let Some(user_id) = self.seats.get(mine).map(|s| &s.user_id) else {
+            return false;
+        };
+        self.rooms.get(key).is_some_and(|room| {
+            room.members.iter().any(|m| {
+                m.key != mine
+                    && self
+                        .seats
+                        .get(m.key)
+                        .is_some_and(|s| &s.user_id == user_id && s.user_id != ANONYMOUS_USER_ID)
+            })
+        })
     }
 
     /// A second connection entering a room under the user id of a member held by another
@@ -540,12 +586,20 @@ impl Core {
         let Some(room) = self.rooms.get(key) else {
             return false;
         };
+        // With authentication on, only the same verified subject takes a seat over; with it
+        // off, user ids are declared and the same one suffices.
+        let mine_subject = self.subject(mine);
+        let same = |k: usize| match (self.config.auth_enabled, mine_subject) {
+            (false, _) => true,
+            (true, Some(subject)) => self.subject(k) == Some(subject),
+            (true, None) => false,
+        };
         let taken = room.members.iter().map(|m| m.key).find(|&k| {
             k != mine
-                && self
-                    .seats
-                    .get(k)
-                    .is_some_and(|s| s.user_id == user_id && s.conn.is_some())
+                && same(k)
+                && self.seats.get(k).is_some_and(|s| {
+                    s.user_id == user_id && s.user_id != ANONYMOUS_USER_ID && s.conn.is_some()
+                })
         });
         let Some(seat) = taken else {
             return false;
@@ -561,10 +615,8 @@ impl Core {
         }
         if let Some(holder) = self.seats.get_mut(seat) {
             holder.conn = Some(conn);
-            if let Some(name) = user_name.and_then(text::display_name) {
-                holder.name = name;
-            }
         }
+        self.rename(seat, user_name);
         if let Some(old) = old {
             if let Some(slot) = self.sessions.get_mut(old.index as usize) {
                 if slot.as_ref().is_some_and(|s| s.conn == old) {

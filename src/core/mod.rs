@@ -11,6 +11,7 @@
 //!   After `advance(now)`, `next_deadline()` is `None` or later than `now`.
 //! - Within one call, events are appended in the order they must be delivered.
 
+mod access;
 mod invariants;
 pub(crate) mod listing;
 mod membership;
@@ -40,6 +41,9 @@ use types::{
     Event, Identity, Json, Outbox, Peer, RoomSummary, SignalKind,
 };
 pub use types::{Listing, Outcome};
+
+/// The user id of a seat that declared none: never someone's to take over.
+pub const ANONYMOUS_USER_ID: &str = "anonymous";
 
 /// Which budget a message is spent from, known before it is decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,7 +131,7 @@ impl Core {
             id,
             conn: Some(conn),
             name: "Anonymous".to_string(),
-            user_id: "anonymous".to_string(),
+            user_id: ANONYMOUS_USER_ID.to_string(),
             identity: Identity::Anonymous,
             caps,
             room: None,
@@ -349,7 +353,11 @@ impl Core {
         if std::mem::take(&mut self.list.sent_this_call) {
             let listing = self.current_listing();
             for event in &mut out.events {
-                if let Event::RoomList { listing: slot } = event {
+                if let Event::RoomList {
+                    listing: slot,
+                    withheld: false,
+                } = event
+                {
                     *slot = listing.clone();
                 }
             }
@@ -391,14 +399,39 @@ impl Core {
                 user_name,
                 start_position,
                 media_id,
-            } => self.create_room(conn, name, user_name, start_position, media_id, out),
-            Command::JoinRoom { room, user_name } => self.join_room(conn, &room, user_name, out),
+                private,
+                credential,
+            } => {
+                if self.present(conn, credential, out) && self.may_create(conn, out) {
+                    self.create_room(conn, name, user_name, start_position, media_id, out);
+                    self.set_private(conn, private);
+                }
+            }
+            Command::JoinRoom {
+                room,
+                user_name,
+                credential,
+                invite,
+            } => {
+                if self.present(conn, credential, out) {
+                    self.join_room(conn, &room, user_name, invite, out);
+                }
+            }
             Command::Enter {
                 room,
                 alias,
                 user_id,
                 user_name,
-            } => self.enter(conn, room, alias, user_id, user_name, out),
+                credential,
+                invite,
+            } => {
+                if self.present(conn, credential, out) {
+                    self.enter(conn, room, alias, user_id, user_name, invite, out);
+                }
+            }
+            Command::CreateInvite { room, expires_in } => {
+                self.create_invite(conn, room.as_deref(), expires_in, out)
+            }
             Command::LeaveRoom => {
                 self.leave_current(conn, out);
                 self.send_room_list(conn, out);

@@ -231,6 +231,8 @@ pub struct Room {
     pub stock_play_at: Millis,
     /// Commands whose instant is still ahead, replayed to joiners: (instant, message).
     pub in_flight: Vec<(Millis, ControlMessage, ControlAction)>,
+    /// Absent from the room list, joined only by invite (or by its host's identity).
+    pub private: bool,
 }
 
 /// Heap bytes of one relayed field set.
@@ -278,6 +280,7 @@ impl Room {
             held: VecDeque::new(),
             stock_play_at: Millis(0),
             in_flight: Vec::new(),
+            private: false,
         }
     }
 

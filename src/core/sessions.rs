@@ -156,41 +156,34 @@ impl Core {
         credential: Option<Credential>,
         out: &mut Outbox,
     ) {
-        let Some(seat) = self.seat_of_mut(conn) else {
+        let Some(key) = self.seat_key(conn) else {
             return;
         };
-        if let Some(name) = user_name.as_deref().and_then(text::display_name) {
-            seat.name = name;
+        // With authentication on, who a connection is comes from its token only (the
+        // original ignores a declared name then, too).
+        if !self.config.auth_enabled {
+            self.rename(key, user_name.as_deref());
+            if let (Some(id), Some(seat)) = (user_id, self.seats.get_mut(key)) {
+                seat.user_id = text::sanitize_line(&id, text::NAME_CHARS_MAX);
+            }
         }
-        if let Some(id) = user_id {
-            seat.user_id = text::sanitize_line(&id, text::NAME_CHARS_MAX);
-        }
-        if let Some(follows) = follows_schedule {
+        if let (Some(follows), Some(seat)) = (follows_schedule, self.seats.get_mut(key)) {
             seat.caps.follows_schedule = follows;
         }
         match credential {
             None => {}
             Some(Credential::Accepted(identity)) => {
-                seat.identity = match identity {
-                    Identity::Anonymous => Identity::Anonymous,
-                    Identity::Verified { subject, name } => {
-                        // What a token says is bounded like what a client says.
-                        let name = text::display_name(&name).unwrap_or_else(|| seat.name.clone());
-                        seat.name = name.clone();
-                        Identity::Verified {
-                            subject: text::sanitize_line(&subject, text::NAME_CHARS_MAX),
-                            name,
-                        }
-                    }
-                };
-                let (id, user_name) = (seat.id, seat.name.clone());
-                out.unicast(
-                    conn,
-                    Event::AuthSuccess {
-                        seat: id,
-                        user_name,
-                    },
-                );
+                self.take_identity(conn, identity);
+                if let Some(seat) = self.seats.get(key) {
+                    let (id, user_name) = (seat.id, seat.name.clone());
+                    out.unicast(
+                        conn,
+                        Event::AuthSuccess {
+                            seat: id,
+                            user_name,
+                        },
+                    );
+                }
             }
             // A token the edge did not check is never taken on trust.
             Some(Credential::Refused | Credential::Token(_)) => {

@@ -181,6 +181,24 @@ pub enum Credential {
     Refused,
 }
 
+/// An invite as a decoder found it, and what the edge's auth step made of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pass {
+    /// A token as presented, not yet checked (the core never admits one).
+    Token(String),
+    /// Checked at the edge: signed by this server for `room` in its incarnation `serial`,
+    /// and not expired.
+    Valid {
+        /// The room it admits to.
+        room: RoomId,
+        /// The room's serial when the invite was made (a room since closed and made again
+        /// under the same id is another room).
+        serial: u64,
+    },
+    /// Checked at the edge: refused, and why (`invite_invalid`, `invite_expired`).
+    Refused(ErrorCode),
+}
+
 /// A decoded client request, dialect-free.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
@@ -207,6 +225,10 @@ pub enum Command {
         start_position: f64,
         /// 32 hex digits, if valid.
         media_id: Option<String>,
+        /// Absent from the room list; joined only by invite.
+        private: bool,
+        /// A user token presented with the request (`auth_token`).
+        credential: Option<Credential>,
     },
     /// Join a room by id.
     JoinRoom {
@@ -214,6 +236,17 @@ pub enum Command {
         room: String,
         /// Display name, unsanitized.
         user_name: Option<String>,
+        /// A user token presented with the request (`auth_token`).
+        credential: Option<Credential>,
+        /// An invite presented with the request (`invite_token`).
+        invite: Option<Pass>,
+    },
+    /// Make an invite to the room the sender hosts.
+    CreateInvite {
+        /// The room named, if any (else the sender's room).
+        room: Option<String>,
+        /// Requested lifetime in seconds (default and cap are settings).
+        expires_in: Option<u64>,
     },
     /// Leave the current room.
     LeaveRoom,
@@ -227,6 +260,10 @@ pub enum Command {
         user_id: Option<String>,
         /// Display name, unsanitized.
         user_name: Option<String>,
+        /// A user token presented with the request.
+        credential: Option<Credential>,
+        /// An invite presented with the request.
+        invite: Option<Pass>,
     },
     /// I have loaded the media.
     Ready {
@@ -342,6 +379,16 @@ pub enum ErrorCode {
     ChatEmpty,
     /// Chat text over 500 characters.
     ChatTooLong,
+    /// Authentication is on and the request needs an identity.
+    AuthRequired,
+    /// A private room, joined without an invite.
+    InviteRequired,
+    /// An invite that is not one of ours (forged, malformed, for another server).
+    InviteInvalid,
+    /// An invite past its expiry.
+    InviteExpired,
+    /// An invite for another room.
+    InviteRoomMismatch,
 }
 
 impl ErrorCode {
@@ -362,11 +409,16 @@ impl ErrorCode {
             ErrorCode::PeerNotFound => "peer_not_found",
             ErrorCode::ChatEmpty => "chat_empty",
             ErrorCode::ChatTooLong => "chat_too_long",
+            ErrorCode::AuthRequired => "auth_required",
+            ErrorCode::InviteRequired => "invite_required",
+            ErrorCode::InviteInvalid => "invite_invalid",
+            ErrorCode::InviteExpired => "invite_expired",
+            ErrorCode::InviteRoomMismatch => "invite_room_mismatch",
         }
     }
 
     /// Every code, for documentation tests.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::RateLimited,
         ErrorCode::InvalidMessage,
         ErrorCode::UnknownType,
@@ -381,6 +433,11 @@ impl ErrorCode {
         ErrorCode::RoomRequired,
         ErrorCode::ChatEmpty,
         ErrorCode::ChatTooLong,
+        ErrorCode::AuthRequired,
+        ErrorCode::InviteRequired,
+        ErrorCode::InviteInvalid,
+        ErrorCode::InviteExpired,
+        ErrorCode::InviteRoomMismatch,
     ];
 }
 
@@ -472,7 +529,12 @@ pub enum Event {
     Hello { seat: SeatId },
     /// The room list (filled in at the end of the core call that sent it, so it is the
     /// state after the call; shared by every recipient).
-    RoomList { listing: std::sync::Arc<Listing> },
+    RoomList {
+        listing: std::sync::Arc<Listing>,
+        /// The recipient may not see rooms (authentication is on and it has none): the
+        /// listing stays empty.
+        withheld: bool,
+    },
     /// You are in this room now (created, joined or re-joined).
     RoomState {
         /// The room.
@@ -552,6 +614,14 @@ pub enum Event {
     },
     /// A token was accepted.
     AuthSuccess { seat: SeatId, user_name: String },
+    /// An invite the host asked for: the edge signs it when it renders this.
+    Invite {
+        room: RoomId,
+        /// The room's serial, which the invite carries.
+        serial: u64,
+        /// When it expires.
+        expires_at: UnixMillis,
+    },
     /// Reply to a ping; the send instant is stamped when it is written.
     Pong {
         seat: SeatId,

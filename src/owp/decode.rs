@@ -5,7 +5,7 @@ use serde_json::value::RawValue;
 
 use crate::core::room::valid_position;
 use crate::core::types::{
-    Command, Control, ControlAction, Credential, DecodeError, Json, PlayState, Relay, Report,
+    Command, Control, ControlAction, Credential, DecodeError, Json, Pass, PlayState, Relay, Report,
 };
 use crate::core::Kind;
 
@@ -51,6 +51,22 @@ struct Fields<'a> {
     category: Option<&'a RawValue>,
     #[serde(borrow)]
     message: Option<&'a RawValue>,
+    #[serde(borrow)]
+    auth_token: Option<&'a RawValue>,
+    #[serde(borrow)]
+    invite_token: Option<&'a RawValue>,
+    #[serde(borrow)]
+    options: Option<&'a RawValue>,
+    #[serde(borrow)]
+    expires_in: Option<&'a RawValue>,
+}
+
+/// `create_room`'s `options`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Options<'a> {
+    #[serde(borrow)]
+    private: Option<&'a RawValue>,
 }
 
 fn is_object(raw: &RawValue) -> bool {
@@ -138,10 +154,25 @@ pub fn decode(text: &str) -> Result<Command, DecodeError> {
                 .filter(|p| valid_position(*p))
                 .unwrap_or(0.0),
             media_id: media_id(fields.media_id),
+            private: fields
+                .options
+                .filter(|o| is_object(o))
+                .and_then(|o| serde_json::from_str::<Options<'_>>(o.get()).ok())
+                .and_then(|o| boolean(o.private))
+                .unwrap_or(false),
+            credential: string(fields.auth_token).map(Credential::Token),
         },
         "join_room" => Command::JoinRoom {
             room: room.ok_or(DecodeError::Invalid)?,
             user_name: string(fields.user_name),
+            credential: string(fields.auth_token).map(Credential::Token),
+            invite: string(fields.invite_token).map(Pass::Token),
+        },
+        "create_invite" => Command::CreateInvite {
+            room,
+            expires_in: number(fields.expires_in)
+                .filter(|s| *s >= 1.0 && *s <= 1e12)
+                .map(|s| s as u64),
         },
         "leave_room" => Command::LeaveRoom,
         "ready" => Command::Ready { room },
@@ -300,7 +331,9 @@ mod tests {
                 name: None,
                 user_name: None,
                 start_position: 0.0,
-                media_id: None
+                media_id: None,
+                private: false,
+                credential: None,
             })
         );
         let id = "0123456789abcdefABCDEF0123456789";

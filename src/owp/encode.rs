@@ -7,9 +7,9 @@
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::core::types::{Command, Credential, ErrorCode, Event, Json, Relay};
+use crate::core::types::{Command, Credential, ErrorCode, Event, Json, Pass, Relay};
 use crate::core::Listing;
-use crate::id::SeatId;
+use crate::id::{RoomId, SeatId};
 use crate::time::UnixMillis;
 
 #[derive(Serialize)]
@@ -416,6 +416,11 @@ fn command_parts<'a>(
 ) -> (&'static str, Option<&'a str>, Option<Box<RawValue>>) {
     use serde_json::json;
     let relay = |relay: &Relay| serde_json::value::to_raw_value(&relay_payload(relay, None)).ok();
+    // Only a presented token has a wire form; the edge's verdicts do not.
+    let token = |credential: &Option<Credential>| match credential {
+        Some(Credential::Token(token)) => Some(token.clone()),
+        _ => None,
+    };
     match command {
         Command::Identify {
             user_name,
@@ -423,13 +428,8 @@ fn command_parts<'a>(
             follows_schedule,
             credential,
         } => {
-            // Only a presented token has a wire form; the edge's verdicts do not.
-            let token = match credential {
-                Some(Credential::Token(token)) => Some(token.as_str()),
-                _ => None,
-            };
             let payload = json!({ "user_name": user_name, "user_id": user_id,
-                                  "scheduled": follows_schedule, "token": token });
+                                  "scheduled": follows_schedule, "token": token(credential) });
             ("auth", None, without_nulls(payload))
         }
         Command::ListRooms => ("list_rooms", None, without_nulls(json!({}))),
@@ -438,15 +438,33 @@ fn command_parts<'a>(
             user_name,
             start_position,
             media_id,
+            private,
+            credential,
         } => {
             let payload = json!({ "name": name, "user_name": user_name,
-                                  "start_pos": start_position, "media_id": media_id });
+                                  "start_pos": start_position, "media_id": media_id,
+                                  "options": { "private": private },
+                                  "auth_token": token(credential) });
             ("create_room", room, without_nulls(payload))
         }
-        Command::JoinRoom { room, user_name } => (
-            "join_room",
-            Some(room.as_str()),
-            without_nulls(json!({ "user_name": user_name })),
+        Command::JoinRoom {
+            room,
+            user_name,
+            credential,
+            invite,
+        } => {
+            let invite = match invite {
+                Some(Pass::Token(token)) => Some(token.as_str()),
+                _ => None,
+            };
+            let payload = json!({ "user_name": user_name, "auth_token": token(credential),
+                                  "invite_token": invite });
+            ("join_room", Some(room.as_str()), without_nulls(payload))
+        }
+        Command::CreateInvite { room, expires_in } => (
+            "create_invite",
+            room.as_deref(),
+            without_nulls(json!({ "expires_in": expires_in })),
         ),
         Command::LeaveRoom => ("leave_room", room, without_nulls(json!({}))),
         // OpenWatchParty has no "enter": the nearest message joins the room by its id.
@@ -502,7 +520,24 @@ pub fn error_message(code: ErrorCode) -> &'static str {
         ErrorCode::PeerNotFound => "Peer not found",
         ErrorCode::ChatEmpty => "Chat message cannot be empty",
         ErrorCode::ChatTooLong => "Chat message too long (max 500 characters)",
+        ErrorCode::AuthRequired => "Authentication required",
+        ErrorCode::InviteRequired => "This room is private: an invite is required",
+        ErrorCode::InviteInvalid => "Invalid invite",
+        ErrorCode::InviteExpired => "Invite expired",
+        ErrorCode::InviteRoomMismatch => "Invite is for another room",
     }
+}
+
+/// `invite_created {invite_token, expires_at}` (Unix seconds), for the host who asked.
+pub fn encode_invite(room: RoomId, token: &str, expires_at: u64, now: UnixMillis) -> String {
+    render(
+        "invite_created",
+        Some(IdText::new(room.0).as_str()),
+        None,
+        Some(serde_json::json!({ "invite_token": token, "expires_at": expires_at })),
+        now,
+        now,
+    )
 }
 
 #[cfg(test)]

@@ -10,4 +10,6 @@ mod decode;
 mod encode;
 
 pub use decode::{decode, kind_hint};
-pub use encode::{encode, encode_command, encode_pong, encode_room_list, error_message};
+pub use encode::{
+    encode, encode_command, encode_invite, encode_pong, encode_room_list, error_message,
+};

@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 
 use crate::core::room::{valid_position, CONTENT_ID_BYTES_MAX};
 use crate::core::types::{
-    reason, Command, Control, ControlAction, ErrorCode, Event, Json, Peer, PlayState, Relay,
-    SignalKind,
+    reason, Command, Control, ControlAction, Credential, ErrorCode, Event, Json, Pass, Peer,
+    PlayState, Relay, SignalKind,
 };
 use crate::id::RoomId;
 use crate::text;
@@ -95,6 +95,23 @@ pub fn decode(text: &str) -> Result<Request, Rejected> {
         "room/join" => {
             join(&payload).ok_or_else(|| fail("room/join needs a valid roomId and client"))?
         }
+        "room/create_invite" => {
+            let (room, _) =
+                room(&payload).ok_or_else(|| fail("room/create_invite needs a valid roomId"))?;
+            let expires_in = match field(&payload, "expiresInSec") {
+                None => None,
+                Some(value) => Some(
+                    value
+                        .as_u64()
+                        .filter(|s| *s >= 1)
+                        .ok_or_else(|| fail("expiresInSec must be a positive integer"))?,
+                ),
+            };
+            Command::CreateInvite {
+                room: Some(room.to_string()),
+                expires_in,
+            }
+        }
         "room/leave" => {
             room(&payload).ok_or_else(|| fail("room/leave needs a valid roomId"))?;
             Command::LeaveRoom
@@ -145,11 +162,31 @@ pub fn encode_request(request: &Request) -> String {
     let room = &request.room_name;
     let (kind, payload) = match &request.command {
         Command::Enter {
-            user_id, user_name, ..
-        } => (
-            "room/join",
-            json!({ "roomId": room, "client": { "userId": user_id, "displayName": user_name } }),
-        ),
+            user_id,
+            user_name,
+            credential,
+            invite,
+            ..
+        } => {
+            let mut payload = json!({ "roomId": room,
+                                      "client": { "userId": user_id, "displayName": user_name } });
+            if let (Some(Credential::Token(token)), Some(map)) =
+                (credential, payload.as_object_mut())
+            {
+                map.insert("token".into(), json!(token));
+            }
+            if let (Some(Pass::Token(token)), Some(map)) = (invite, payload.as_object_mut()) {
+                map.insert("inviteToken".into(), json!(token));
+            }
+            ("room/join", payload)
+        }
+        Command::CreateInvite { expires_in, .. } => {
+            let mut payload = json!({ "roomId": room });
+            if let (Some(seconds), Some(map)) = (expires_in, payload.as_object_mut()) {
+                map.insert("expiresInSec".into(), json!(seconds));
+            }
+            ("room/create_invite", payload)
+        }
         Command::LeaveRoom => ("room/leave", json!({ "roomId": room })),
         Command::Chat { text, .. } => ("chat/send", json!({ "roomId": room, "text": text })),
         Command::SetContent { content_id, .. } => (
@@ -211,11 +248,20 @@ fn join(payload: &Value) -> Option<Command> {
     let name = field(client, "displayName")?
         .as_str()
         .and_then(text::display_name)?;
+    // Optional tokens: present but not a string is a bad request, not an absent token.
+    let token = |key: &str| match field(payload, key) {
+        None => Some(None),
+        Some(value) => value.as_str().map(|t| Some(t.to_string())),
+    };
+    let credential = token("token")?.map(Credential::Token);
+    let invite = token("inviteToken")?.map(Pass::Token);
     valid_id.then(|| Command::Enter {
         room,
         alias,
         user_id: Some(user_id.to_string()),
         user_name: Some(name),
+        credential,
+        invite,
     })
 }
 
@@ -273,10 +319,19 @@ fn signal(kind: &str, payload: &Value) -> Option<Command> {
     })
 }
 
+/// The error code of a request that found the server's own state broken.
+pub const INTERNAL: &str = "internal";
+
 /// The v1 error code of a refusal.
 pub fn error_code(code: ErrorCode) -> &'static str {
     match code {
-        ErrorCode::NotHost | ErrorCode::AuthFailed => "unauthorized",
+        ErrorCode::NotHost
+        | ErrorCode::AuthFailed
+        | ErrorCode::AuthRequired
+        | ErrorCode::InviteRequired
+        | ErrorCode::InviteInvalid
+        | ErrorCode::InviteExpired
+        | ErrorCode::InviteRoomMismatch => "unauthorized",
         ErrorCode::NotInRoom => "not_in_room",
         ErrorCode::RoomNotFound => "room_not_found",
         ErrorCode::PeerNotFound => "peer_not_found",
@@ -457,6 +512,14 @@ pub fn encode(
         _ => return None,
     };
     Some(rendered)
+}
+
+/// `room/invite {roomId, inviteToken, expiresAtMs}`, for the host who asked.
+pub fn encode_invite(room_id: &str, token: &str, expires_at: UnixMillis) -> String {
+    message(
+        "room/invite",
+        json!({ "roomId": room_id, "inviteToken": token, "expiresAtMs": expires_at.0 }),
+    )
 }
 
 /// `watch/playback_state` from the relayed fields of a command or report: playing for a

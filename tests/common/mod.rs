@@ -30,7 +30,7 @@ pub fn config() -> Config {
 
 /// Starts a server in a background thread; returns its address.
 pub fn start(config: Config) -> SocketAddr {
-    let server = Gateway::server(&config, 42).expect("bind 127.0.0.1:0");
+    let server = Gateway::server(&config, 42, None).expect("bind 127.0.0.1:0");
     let addr = server.local_addr();
     std::thread::spawn(move || server.run());
     addr

@@ -10,8 +10,8 @@
 
 use tandem::config::CoreConfig;
 use tandem::core::types::{
-    Capabilities, Command, Control, ControlAction, Credential, DecodeError, Event, Identity, Json,
-    Outbox, PlayState, Relay, Report, SignalKind,
+    Capabilities, Command, Control, ControlAction, Credential, DecodeError, ErrorCode, Event,
+    Identity, Json, Outbox, Pass, PlayState, Relay, Report, SignalKind,
 };
 use tandem::core::Core;
 use tandem::id::{ConnId, RoomId};
@@ -42,6 +42,8 @@ fn config(byte: u8) -> CoreConfig {
         messages_per_second_max: if byte & 0x10 != 0 { 4 } else { 30 },
         client_logs_per_second_max: 2,
         ready_wait_ms_max: if byte & 0x20 != 0 { 50 } else { 2_000 },
+        auth_enabled: byte & 0x40 != 0,
+        rooms_per_identity_max: 1 + (byte >> 7) as usize,
         ..CoreConfig::default()
     }
 }
@@ -86,7 +88,13 @@ impl Harness {
             4..=6 => {
                 let conn = self.pick_sender(input);
                 let command = build_command(input, &self.rooms);
-                self.send_command(conn, &command);
+                if input.flag() {
+                    self.send_command(conn, &command);
+                } else {
+                    // As the edge hands it over: credentials and invites already checked.
+                    self.core
+                        .receive(self.now, conn, Ok(command), &mut self.out);
+                }
             }
             7 => {
                 let conn = self.pick_sender(input);
@@ -270,15 +278,7 @@ pub fn build_command(input: &mut Bytes<'_>, rooms: &[String]) -> Command {
             user_name: maybe_text(input),
             user_id: maybe_text(input),
             follows_schedule: input.pick(&[None, Some(true), Some(false)]),
-            credential: match input.below(4) {
-                0 => None,
-                1 => Some(Credential::Token("t".into())),
-                2 => Some(Credential::Refused),
-                _ => Some(Credential::Accepted(Identity::Verified {
-                    subject: "s".into(),
-                    name: maybe_text(input).unwrap_or_default(),
-                })),
-            },
+            credential: credential(input),
         },
         1 => Command::ListRooms,
         2 => Command::CreateRoom {
@@ -286,10 +286,18 @@ pub fn build_command(input: &mut Bytes<'_>, rooms: &[String]) -> Command {
             user_name: maybe_text(input),
             start_position: input.pick(&[0.0, 12.5, 86_400.0]),
             media_id: input.flag().then(|| MEDIA_ID.to_string()),
+            private: input.flag(),
+            credential: credential(input),
         },
         3 => Command::JoinRoom {
             room: room(input).unwrap_or_default(),
             user_name: maybe_text(input),
+            credential: credential(input),
+            invite: invite(input, rooms),
+        },
+        4 if input.flag() => Command::CreateInvite {
+            room: room(input),
+            expires_in: input.pick(&[None, Some(1), Some(u64::MAX)]),
         },
         4 => Command::LeaveRoom,
         5 => Command::Ready { room: room(input) },
@@ -331,6 +339,8 @@ pub fn build_command(input: &mut Bytes<'_>, rooms: &[String]) -> Command {
                 alias,
                 user_id: Some(input.pick(&["u1".to_string(), "u2".to_string()])),
                 user_name: maybe_text(input),
+                credential: credential(input),
+                invite: invite(input, rooms),
             }
         }
         13 => Command::SetContent {
@@ -343,6 +353,43 @@ pub fn build_command(input: &mut Bytes<'_>, rooms: &[String]) -> Command {
             kind: input.pick(&[SignalKind::Offer, SignalKind::Answer, SignalKind::Ice]),
             body: Json::string("sdp"),
         },
+    }
+}
+
+/// A credential as the edge might hand it over (or an unchecked token, never admitted).
+fn credential(input: &mut Bytes<'_>) -> Option<Credential> {
+    match input.below(5) {
+        0 | 1 => None,
+        2 => Some(Credential::Token("t".into())),
+        3 => Some(Credential::Refused),
+        _ => Some(Credential::Accepted(Identity::Verified {
+            subject: input.pick(&["u1".to_string(), "u2".to_string()]),
+            name: if input.flag() {
+                input.text()
+            } else {
+                String::new()
+            },
+        })),
+    }
+}
+
+/// An invite as the edge might hand it over: for a room seen (right or wrong serial), or
+/// refused.
+fn invite(input: &mut Bytes<'_>, rooms: &[String]) -> Option<Pass> {
+    match input.below(4) {
+        0 | 1 => None,
+        2 => Some(Pass::Refused(
+            input.pick(&[ErrorCode::InviteInvalid, ErrorCode::InviteExpired]),
+        )),
+        _ => {
+            let room = (!rooms.is_empty())
+                .then(|| rooms[input.below(rooms.len())].as_str())
+                .and_then(RoomId::parse)?;
+            Some(Pass::Valid {
+                room,
+                serial: u64::from(input.byte() & 7),
+            })
+        }
     }
 }
 
