@@ -1,7 +1,7 @@
 # Tandem: `make run` and `make test` are all a new user needs.
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := upgrade_request decode_owp decode_v1 conn_bytes core_ops
+FUZZ_TARGETS := upgrade_request decode_owp decode_v1 conn_bytes core_ops tokens
 
 .PHONY: run build release test lint fmt bench fuzz fuzz-smoke conformance clean
 

@@ -112,6 +112,9 @@ struct UserClaims {
     sub: String,
     name: String,
     exp: u64,
+    /// Checked by the rules too; a string here (an array is no issuer).
+    #[allow(dead_code)]
+    iss: String,
 }
 
 #[derive(Serialize, Deserialize)]

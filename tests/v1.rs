@@ -515,3 +515,32 @@ fn seeks_cross_both_ways() {
         "{state}"
     );
 }
+
+/// A member cannot re-enter its own room under another member's `userId` (the simulation
+/// found that it took that seat over and, as host, closed its own room under everyone): the
+/// request is refused and both keep their seats.
+#[test]
+fn no_take_over_from_inside_the_room() {
+    let addr = start(config());
+    let mut ann = v1(addr);
+    join(&mut ann, "den", "1", "ann");
+    let mut bob = v1(addr);
+    join(&mut bob, "den", "2", "bob");
+    assert_eq!(ann.recv()["type"], "room/peer_joined");
+    request(
+        &mut ann,
+        "room/join",
+        "3",
+        json!({"roomId": "den", "client": {"userId": "bob", "displayName": "BOB"}}),
+    );
+    expect_error(&mut ann, Some("3"), "bad_request");
+    request(
+        &mut bob,
+        "chat/send",
+        "4",
+        json!({"roomId": "den", "text": "still here"}),
+    );
+    let chat = ann.recv();
+    assert_eq!(chat["type"], "chat/message", "{chat}");
+    assert_eq!(chat["payload"]["from"]["userId"], "bob");
+}

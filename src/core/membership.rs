@@ -529,6 +529,17 @@ impl Core {
             .as_deref()
             .map(|id| text::sanitize_line(id, text::NAME_CHARS_MAX))
             .filter(|id| !id.is_empty());
+        // In a room, a connection keeps the user id the others know it by: entering that
+        // room again under another (someone else's seat, say) is refused.
+        let current = self.seats.get(mine).and_then(|s| s.room);
+        let here = current.and_then(|key| self.rooms.get(key)).map(|r| r.id) == Some(room);
+        let renamed = user_id
+            .as_deref()
+            .is_some_and(|id| self.seats.get(mine).is_some_and(|s| s.user_id != id));
+        if here && renamed {
+            self.error(conn, None, ErrorCode::InvalidMessage, out);
+            return;
+        }
         if let Some(subject) = self.subject(mine) {
             if user_id.as_deref().is_some_and(|id| id != subject) {
                 self.error(conn, None, ErrorCode::AuthFailed, out);

@@ -15,6 +15,7 @@ pub mod core_ops;
 pub mod decode_owp;
 pub mod decode_v1;
 pub mod seeds;
+pub mod tokens;
 pub mod upgrade_request;
 
 #[path = "../driver/mod.rs"]

@@ -8,7 +8,13 @@ use super::conn_bytes::STOCK_MESSAGES;
 use super::driver::{frame, UPGRADE};
 
 /// Targets with a corpus, in the order `make fuzz` runs them.
-pub const TARGETS: [&str; 4] = ["upgrade_request", "decode_owp", "conn_bytes", "core_ops"];
+pub const TARGETS: [&str; 5] = [
+    "upgrade_request",
+    "decode_owp",
+    "conn_bytes",
+    "core_ops",
+    "tokens",
+];
 
 /// (file name, bytes) of every seed of `target`.
 pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
@@ -27,6 +33,7 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
         ),
         "conn_bytes" => named(connection_programs()),
         "core_ops" => named(core_programs()),
+        "tokens" => named(token_programs()),
         _ => Vec::new(),
     }
 }
@@ -186,5 +193,34 @@ fn core_programs() -> Vec<(&'static str, Vec<u8>)> {
             "opens-and-creates",
             [0u8, 0, 0, 1, 0, 4, 0, 2, 1, 4, 1, 3, 0, 9, 200, 11].to_vec(),
         ),
+    ]
+}
+
+/// `tokens` programs (see tests/props/tokens.rs for the layout): a valid user token, a valid
+/// invite, `alg: none`, HS512, an expired token, a wrong key, a cut token, raw text.
+fn token_programs() -> Vec<(&'static str, Vec<u8>)> {
+    // now, build, header, exp choice, user, sub, name, aud, iss, exp, iat, nbf, key, mutation,
+    // then the signing round trip's serial (2 bytes) and expiry.
+    let user = |header: u8, exp: u8, key: u8, mutation: u8| {
+        vec![
+            0, 1, header, exp, 1, 1, 1, 1, 1, 1, 0, 0, key, mutation, 0, 5, 200,
+        ]
+    };
+    // now, build, header, exp choice, invite, aud, room, serial, serial field, exp, key, ...
+    let invite = vec![0, 1, 0, 6, 0, 1, 1, 3, 1, 1, 1, 0, 0, 9, 10];
+    let mut raw = vec![0, 0, 11];
+    raw.extend_from_slice(b"not.a.token");
+    raw.extend_from_slice(&[0, 0, 1, 100]);
+    vec![
+        ("user-valid", user(0, 6, 0, 0)),
+        ("user-alg-none", user(6, 6, 0, 0)),
+        ("user-hs512", user(3, 6, 0, 0)),
+        ("user-expired", user(0, 0, 0, 0)),
+        ("user-within-leeway", user(0, 2, 0, 0)),
+        ("user-wrong-key", user(0, 6, 2, 0)),
+        ("user-cut", user(0, 6, 0, 4)),
+        ("user-oversize", user(0, 6, 0, 5)),
+        ("invite-valid", invite),
+        ("raw", raw),
     ]
 }

@@ -33,6 +33,8 @@ pub struct View {
     pub list: Option<Vec<ListEntry>>,
     /// A joiner's `room_state` of a playing room is followed by a synthetic play.
     pub expect_joiner_play: bool,
+    /// A v1 client: it has no room list (the dialect has none).
+    pub v1: bool,
 }
 
 /// A play from a scheduling host, waiting for ready members.
@@ -205,7 +207,8 @@ impl Model {
             self.list = list;
             self.list_changed_at = now;
         } else if now >= self.list_changed_at + list_interval {
-            for (&conn, view) in self.views.iter().filter(|(_, v)| v.room.is_none()) {
+            let lobby = self.views.iter().filter(|(_, v)| v.room.is_none() && !v.v1);
+            for (&conn, view) in lobby {
                 if view.list.as_ref() != Some(&self.list) {
                     return Err(format!(
                         "lobby {conn} has list {:?}, not {:?}",

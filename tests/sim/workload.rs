@@ -1,5 +1,8 @@
-//! Level 1: a seeded workload of many clients driving the `Gateway` (core + OWP codec) over
-//! virtual time. Each step draws a weighted action; after it, every frame the gateway emitted
+//! Level 1: a seeded workload of many clients driving the `Gateway` (core and both codecs)
+//! over virtual time. About a third of the clients speak StreamSync v1 and share rooms with
+//! OpenWatchParty clients (joining them by UUID, or creating named rooms the others join by
+//! UUID), as members or hosts; their frames are read through `v1_as_owp` so that the same
+//! model checks what they believe. Each step draws a weighted action; after it, every frame the gateway emitted
 //! is parsed as its recipient would and fed to the model, then the model is compared with the
 //! core (`Model::check_step`). The clock only moves through `advance_to`, which stops at every
 //! deadline on the way, as the event loop's poll timeout does.
@@ -32,6 +35,8 @@ pub fn config() -> CoreConfig {
 #[derive(Debug)]
 struct Client {
     conn: ConnId,
+    /// Speaks StreamSync v1 (else OpenWatchParty).
+    v1: bool,
     /// Declared `scheduled: true` in an admitted `auth`.
     scheduled: bool,
     /// Replica of the core's per-connection budgets: whether a message is admitted.
@@ -149,16 +154,28 @@ impl Sim {
             return Ok(());
         }
         let conn = self.ids.fresh();
+        let v1 = self.rng.below(3) == 0;
         self.clients.push(Client {
             conn,
+            v1,
             scheduled: false,
             messages: Budget::default(),
             logs: Budget::default(),
         });
-        self.model.views.insert(conn, View::default());
-        self.note(format_args!("{conn} connects"));
+        self.model.views.insert(
+            conn,
+            View {
+                v1,
+                ..View::default()
+            },
+        );
+        self.note(format_args!(
+            "{conn} connects{}",
+            if v1 { " (v1)" } else { "" }
+        ));
+        let dialect = if v1 { Dialect::V1 } else { Dialect::Owp };
         self.gateway
-            .open(self.now, conn, Dialect::Owp, &mut self.outputs);
+            .open(self.now, conn, dialect, &mut self.outputs);
         self.deliver()
     }
 
@@ -233,6 +250,9 @@ impl Sim {
         let is_host = room
             .as_deref()
             .is_some_and(|r| self.host_of(r) == Some(conn));
+        if self.clients[who].v1 {
+            return self.v1_action(who, room, is_host);
+        }
         let roll = self.rng.below(100);
         match roll {
             0..=5 => self.identify(who),
@@ -278,6 +298,91 @@ impl Sim {
                 )
                 .map(|_| ()),
             _ => self.junk(who),
+        }
+    }
+
+    /// What a v1 client sends: join (a room that exists, by UUID, or a named one, created if
+    /// need be, sometimes under a user id another member holds: a seat take-over), leave,
+    /// chat, playback state (a host's carries a fresh marker), content, signals, junk.
+    fn v1_action(&mut self, who: usize, room: Option<String>, is_host: bool) -> Check {
+        let request = |kind: &str, payload: Value| {
+            json!({"v": 1, "type": kind, "requestId": "r", "payload": payload}).to_string()
+        };
+        let room_id = room.clone().unwrap_or_else(|| "party".to_string());
+        match self.rng.below(100) {
+            0..=24 => {
+                let rooms: Vec<String> = self
+                    .gateway
+                    .core()
+                    .room_list()
+                    .iter()
+                    .map(|r| r.id.to_string())
+                    .collect();
+                let target = match self.rng.below(4) {
+                    0 => ["party", "den"][self.rng.below(2) as usize].to_string(),
+                    _ if !rooms.is_empty() => {
+                        rooms[self.rng.below(rooms.len() as u64) as usize].clone()
+                    }
+                    _ => "party".to_string(),
+                };
+                let user = format!("u{}", self.rng.below(6));
+                let payload = json!({"roomId": target,
+                                     "client": {"userId": user, "displayName": user}});
+                self.send(who, &request("room/join", payload)).map(|_| ())
+            }
+            25..=31 => self
+                .send(who, &request("room/leave", json!({"roomId": room_id})))
+                .map(|_| ()),
+            32..=41 => {
+                let text = format!("hi {}", self.rng.below(1_000));
+                let payload = json!({"roomId": room_id, "text": text});
+                self.send(who, &request("chat/send", payload)).map(|_| ())
+            }
+            42..=76 if is_host => {
+                let next = self.markers.entry(room_id.clone()).or_insert(1);
+                let marker = *next;
+                if marker > MARKER_MAX {
+                    return Ok(());
+                }
+                *next += 1;
+                let playing = self.rng.below(3) > 0;
+                let payload = json!({"roomId": room_id,
+                                     "state": {"playing": playing, "positionSec": marker,
+                                               "hostTsMs": 1_700_000_000_000u64}});
+                // A state that agrees with the room clock becomes a report and carries no
+                // command to anyone; one that does not is a command with this marker.
+                if self.admit(who, false) {
+                    self.model.host_command(&room_id, marker);
+                }
+                self.deliver_text(who, &request("watch/playback_state", payload))
+            }
+            42..=76 => {
+                let payload = json!({"roomId": room_id,
+                                     "state": {"playing": true, "positionSec": 1}});
+                self.send(who, &request("watch/playback_state", payload))
+                    .map(|_| ())
+            }
+            77..=84 => {
+                let content = [MEDIA_ID, "https://lan/film.mkv"][self.rng.below(2) as usize];
+                let payload = json!({"roomId": room_id, "contentId": content});
+                self.send(who, &request("watch/set_content", payload))
+                    .map(|_| ())
+            }
+            85..=92 => {
+                let to = format!("u{}", self.rng.below(6));
+                let payload = json!({"roomId": room_id, "toUserId": to, "sdp": "v=0"});
+                self.send(who, &request("webrtc/offer", payload))
+                    .map(|_| ())
+            }
+            _ => {
+                let junk = [
+                    r#"{"v":2,"type":"room/join","payload":{}}"#,
+                    r#"{"v":1,"type":"teleport","requestId":"x","payload":{}}"#,
+                    "not json",
+                ];
+                let pick = self.rng.below(3) as usize;
+                self.send(who, junk[pick]).map(|_| ())
+            }
         }
     }
 
@@ -476,7 +581,10 @@ impl Sim {
         self.note(format_args!("{conn} sends {}", abbreviate(text)));
         self.gateway.text(self.now, conn, text, &mut self.outputs);
         self.deliver()?;
-        if text.contains("\"leave_room\"") || text.contains("\"create_room\"") {
+        if text.contains("\"leave_room\"")
+            || text.contains("\"create_room\"")
+            || text.contains("\"room/leave\"")
+        {
             let actual = self.gateway.core().room_of(conn).map(|r| r.to_string());
             let view = self.model.views.get_mut(&conn).ok_or("sender closed")?;
             if actual.is_none() {
@@ -490,15 +598,31 @@ impl Sim {
     /// Parses every frame the last call produced and feeds it to its recipient's view.
     fn deliver(&mut self) -> Check {
         let now = self.now.mono.0;
+        let mut displaced = Vec::new();
         for output in std::mem::take(&mut self.outputs) {
-            let Output::Send { conn, text } = output else {
-                continue;
+            let (conn, text) = match output {
+                Output::Send { conn, text } => (conn, text),
+                // A seat taken over: the engine would close the older connection.
+                Output::Close { conn, .. } => {
+                    displaced.push(conn);
+                    continue;
+                }
+                _ => continue,
             };
             self.delivered += 1;
             self.digest = fnv1a(self.digest, &conn.index.to_le_bytes());
             self.digest = fnv1a(self.digest, text.as_str().as_bytes());
             let message: Value =
                 serde_json::from_str(text.as_str()).map_err(|e| format!("{e}: {text}"))?;
+            let v1 = self.clients.iter().any(|c| c.conn == conn && c.v1);
+            let message = if v1 {
+                match v1_as_owp(&message) {
+                    Some(message) => message,
+                    None => continue,
+                }
+            } else {
+                message
+            };
             let kind = match message["payload"]["code"].as_str() {
                 Some(code) => code.to_string(),
                 None => message["type"].as_str().unwrap_or("?").to_string(),
@@ -507,8 +631,26 @@ impl Sim {
             if self.trace {
                 println!("    -> {conn} {}", abbreviate(text.as_str()));
             }
+            if !self.model.views.contains_key(&conn) {
+                return Err(format!("{conn} got {message} after it was closed"));
+            }
             self.model
                 .receive(conn, &message, self.gateway.core(), now)?;
+        }
+        for conn in displaced {
+            self.note(format_args!("{conn} is closed (seat taken over)"));
+            self.clients.retain(|c| c.conn != conn);
+            self.model.views.remove(&conn);
+            self.ids.release(conn);
+            self.gateway.close(self.now, conn, &mut self.outputs);
+            if self
+                .outputs
+                .iter()
+                .any(|o| matches!(o, Output::Send { .. }))
+            {
+                return Err(format!("closing displaced {conn} told someone something"));
+            }
+            self.outputs.clear();
         }
         Ok(())
     }
@@ -522,6 +664,30 @@ impl Sim {
             println!("  t={} {what}", self.now.mono.0);
         }
     }
+}
+
+/// A v1 frame as the model reads it: the OpenWatchParty message it stands for (rooms named
+/// by UUID), or `None` for what the model does not track (hello, acks, errors, invites).
+/// Playback states are checked for their room only: v1 does not tell a command from a
+/// report, so their markers are checked on the OpenWatchParty side.
+fn v1_as_owp(message: &Value) -> Option<Value> {
+    let room = message["payload"]["roomId"].as_str().map(|name| {
+        tandem::id::RoomId::from_name(name).map_or_else(|| name.to_string(), |id| id.to_string())
+    });
+    let kind = match message["type"].as_str()? {
+        "room/joined" => {
+            return Some(json!({"type": "room_state", "room": room,
+                               "payload": {"host_id": null, "state": {"play_state": "paused"}}}))
+        }
+        "room/closed" => "room_closed",
+        "room/peer_joined" => "participants_update",
+        "room/peer_left" => "client_left",
+        "chat/message" | "watch/content" | "watch/playback_state" | "webrtc/offer" => {
+            "chat_message"
+        }
+        _ => return None,
+    };
+    Some(json!({"type": kind, "room": room}))
 }
 
 fn abbreviate(text: &str) -> String {
