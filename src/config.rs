@@ -107,6 +107,12 @@ pub struct CoreConfig {
     pub invite_ttl_max_s: u64,
     /// Rooms one verified identity may host at once (authentication on).
     pub rooms_per_identity_max: usize,
+    /// How long a member's seat outlives its connection, waiting for it to come back.
+    pub resume_grace_ms: u64,
+    /// How long a room waits for its disconnected host before another member becomes host.
+    pub host_grace_ms: u64,
+    /// The original's rule: the room closes when its host leaves or disconnects.
+    pub room_close_on_host_leave: bool,
 }
 
 impl Default for NetConfig {
@@ -151,6 +157,9 @@ impl Default for CoreConfig {
             invite_ttl_default_s: 3_600,
             invite_ttl_max_s: 86_400,
             rooms_per_identity_max: 3,
+            resume_grace_ms: 90_000,
+            host_grace_ms: 30_000,
+            room_close_on_host_leave: false,
         }
     }
 }
@@ -407,6 +416,31 @@ pub const SETTINGS: &[Setting] = &[
         help: "rooms one authenticated user may host at once",
         default: "3",
         apply: number!(core.rooms_per_identity_max),
+    },
+    Setting {
+        env: "RESUME_GRACE_MS",
+        help: "how long a member's seat outlives its connection (shown away); 0 = not at all",
+        default: "90000",
+        apply: number!(core.resume_grace_ms),
+    },
+    Setting {
+        env: "HOST_GRACE_MS",
+        help: "how long a room waits for its disconnected host before handing over",
+        default: "30000",
+        apply: number!(core.host_grace_ms),
+    },
+    Setting {
+        env: "ROOM_CLOSE_ON_HOST_LEAVE",
+        help: "true: the room closes when its host leaves or disconnects (the original's rule)",
+        default: "false",
+        apply: |c, t| {
+            c.core.room_close_on_host_leave = match t.trim() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" | "" => false,
+                _ => return Err(format!("not true or false: {t:?}")),
+            };
+            Ok(())
+        },
     },
     Setting {
         env: "IDLE_TIMEOUT_MS",

@@ -77,6 +77,9 @@ pub struct Gateway {
     aliases: std::collections::HashMap<RoomId, String>,
     /// The auth step's keys and rules.
     auth: Auth,
+    /// Rooms outlive a shutdown (they are saved): clients are told to reconnect (1012),
+    /// never that their room closed.
+    keeps_rooms: bool,
 }
 
 impl Gateway {
@@ -108,6 +111,7 @@ impl Gateway {
             aliases: std::collections::HashMap::new(),
             displaced: Vec::new(),
             auth: Auth::new(auth, invite_key),
+            keeps_rooms: false,
         }
     }
 
@@ -147,8 +151,11 @@ impl Gateway {
     /// A connection finished its upgrade, speaking `dialect`.
     pub fn open(&mut self, now: Now, conn: ConnId, dialect: Dialect, out: &mut Vec<Output>) {
         self.set_dialect(conn, Some(dialect));
-        self.core
-            .open(now, conn, Capabilities::default(), &mut self.outbox);
+        let caps = Capabilities {
+            follows_schedule: false,
+            rejoins_by_naming: dialect == Dialect::Owp,
+        };
+        self.core.open(now, conn, caps, &mut self.outbox);
         self.render(now, out);
     }
 
@@ -375,7 +382,7 @@ impl Gateway {
 
     /// Tells every room member the server is stopping.
     pub fn shutdown(&mut self, now: Now, out: &mut Vec<Output>) {
-        self.core.shutdown(now, &mut self.outbox);
+        self.core.shutdown(now, self.keeps_rooms, &mut self.outbox);
         self.render(now, out);
     }
 
@@ -425,6 +432,14 @@ impl Gateway {
                         received: *received,
                     };
                     out.push(Output::Stamped { conn, frame: reply });
+                    continue;
+                }
+                Event::Restart => {
+                    out.push(Output::Close {
+                        conn,
+                        code: 1012,
+                        reason: "Server restarting",
+                    });
                     continue;
                 }
                 Event::Displaced => {

@@ -362,9 +362,15 @@ fn invites() {
         );
     }
 
-    // The room closes; its invite no longer admits anyone.
+    // The room closes (its host leaves: the guest becomes host, then leaves too); its
+    // invite no longer admits anyone.
     host_a.send(json!({"type": "leave_room", "room": room_a}));
-    guest.recv_type("room_closed");
+    assert_eq!(
+        guest.recv_type("host_change")["payload"]["host_id"],
+        guest.id.as_str()
+    );
+    guest.send(json!({"type": "leave_room", "room": room_a}));
+    guest.recv_type("room_list");
     assert_error(
         &join_with(&mut other, &room_a, json!({"invite_token": token_a})),
         "Room not found",

@@ -31,6 +31,15 @@ fn host_and_guest(addr: SocketAddr) -> (Client, Client, String) {
 }
 
 /// The entry for `room` in a room_list message.
+/// The original's room rules (`ROOM_CLOSE_ON_HOST_LEAVE=true`, no seat grace), for the tests
+/// of closing: tests/survive.rs has Tandem's default rules (handover, grace).
+fn classic() -> tandem::config::Config {
+    let mut config = config();
+    config.core.room_close_on_host_leave = true;
+    config.core.resume_grace_ms = 0;
+    config
+}
+
 fn entry<'a>(list: &'a Value, room: &str) -> Option<&'a Value> {
     list["payload"]
         .as_array()
@@ -340,10 +349,11 @@ fn join_other_room_leaves_first() {
     assert_eq!(left["client"], guest.id.as_str());
     assert_eq!(left["payload"], json!({"participant_count": 1}));
     assert_eq!(c.recv()["payload"]["participant_count"], 2);
+    // The room it left still exists: a message naming it is refused, never answered with a
+    // lost-room notice (which would end the party for a stock client for good), and it does
+    // not bring the guest back either (it is in another room).
     guest.send(json!({"type": "chat_message", "room": room_a, "payload": {"text": "x"}}));
-    let closed = guest.recv();
-    assert_eq!(closed["type"], "room_closed", "{closed}");
-    assert_eq!(closed["payload"]["reason"], "You are not in this room");
+    guest.expect_quiet();
     a.expect_quiet();
 }
 
@@ -382,7 +392,7 @@ fn rejoin_same_room() {
 /// A host's second create_room closes its room for everyone incl. itself, then its new room_state.
 #[test]
 fn host_second_create_room_closes_first() {
-    let addr = start(config());
+    let addr = start(classic());
     let (mut host, mut guest, room) = host_and_guest(addr);
     host.send(json!({"type": "create_room", "room": "", "payload": {}}));
     let closed = host.recv();
@@ -402,7 +412,7 @@ fn host_second_create_room_closes_first() {
 /// Host leave_room: guests get room_closed "Host left the room" then a room_list; the host only a room_list.
 #[test]
 fn host_leave_closes_room() {
-    let addr = start(config());
+    let addr = start(classic());
     let (mut host, mut guest, room) = host_and_guest(addr);
     host.send(json!({"type": "leave_room", "room": room, "payload": {}}));
     let closed = guest.recv();
@@ -419,7 +429,7 @@ fn host_leave_closes_room() {
 /// Host disconnect: guests get room_closed "Host left the room" then a room_list.
 #[test]
 fn host_disconnect_closes_room() {
-    let addr = start(config());
+    let addr = start(classic());
     let (host, mut guest, room) = host_and_guest(addr);
     drop(host);
     let closed = guest.recv();
@@ -432,7 +442,7 @@ fn host_disconnect_closes_room() {
 /// Guest leave_room (or disconnect): the host gets client_left {client: guest, participant_count}.
 #[test]
 fn guest_leave_tells_host() {
-    let addr = start(config());
+    let addr = start(classic());
     let (mut host, mut guest, room) = host_and_guest(addr);
     guest.send(json!({"type": "leave_room", "room": room, "payload": {}}));
     assert_eq!(guest.recv()["type"], "room_list");
@@ -450,7 +460,9 @@ fn guest_leave_tells_host() {
     assert_eq!(left["payload"]["participant_count"], 1);
 }
 
-/// Naming a room one is not in (ping/ready/player_event/state_update/chat) gets room_closed once per name.
+/// Naming a room that does not exist (ping/ready/player_event/state_update/chat) gets
+/// room_closed once per name; naming one that exists, from the lobby, lets the client back in
+/// as a member (a stock client after a reconnect), never with room_closed.
 #[test]
 fn lost_room_notice_once() {
     let addr = start(config());
@@ -465,10 +477,29 @@ fn lost_room_notice_once() {
             json!({"type": "chat_message", "room": room, "payload": {"text": "hi"}}),
         ]
     };
-    for (room, reason) in [
-        (NO_ROOM, "Room not found"),
-        (existing.as_str(), "You are not in this room"),
-    ] {
+    for message in messages(&existing) {
+        let mut client = Client::connect(addr);
+        client.send(message.clone());
+        let seen = client.drain();
+        assert!(
+            seen.iter().all(|m| m["type"] != "room_closed"),
+            "{message}: {seen:?}"
+        );
+        let state = seen.iter().find(|m| m["type"] == "room_state");
+        let state = state.unwrap_or_else(|| panic!("{message}: not re-admitted: {seen:?}"));
+        assert_eq!(state["room"], existing.as_str());
+        assert_ne!(
+            state["payload"]["host_id"],
+            client.id.as_str(),
+            "never as host"
+        );
+        assert_eq!(
+            host.recv_type("participants_update")["room"],
+            existing.as_str()
+        );
+        drop(client);
+    }
+    for (room, reason) in [(NO_ROOM, "Room not found")] {
         for message in messages(room) {
             let mut client = Client::connect(addr);
             client.send(message.clone());
@@ -491,7 +522,6 @@ fn lost_room_notice_once() {
             }
         }
     }
-    host.expect_quiet();
 }
 
 /// The lost-room notice is once per room name even when two stale names alternate.
@@ -517,7 +547,7 @@ fn lost_room_notice_once_per_name_interleaved() {
 #[test]
 
 fn no_second_notice_after_room_closed() {
-    let addr = start(config());
+    let addr = start(classic());
     let (host, mut guest, room) = host_and_guest(addr);
     drop(host);
     assert_eq!(guest.recv()["type"], "room_closed");

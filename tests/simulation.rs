@@ -160,10 +160,15 @@ use tandem::config::{CoreConfig, NetConfig};
 use tandem::net::engine::EngineConfig;
 use tungstenite::Message;
 
+/// Transport scenarios: a member whose connection ends leaves at once (no seat grace), so
+/// that `client_left` tells when the server noticed. Grace is tested in tests/survive.rs.
 fn net_config() -> EngineConfig {
     EngineConfig {
         net: NetConfig::default(),
-        core: CoreConfig::default(),
+        core: CoreConfig {
+            resume_grace_ms: 0,
+            ..CoreConfig::default()
+        },
         connections_max: 16,
         allowed_origins: None,
         address_limits: Default::default(),

@@ -64,9 +64,10 @@ impl Core {
             return;
         }
         if let Some(key) = current {
-            if hosts_current {
+            if hosts_current && self.config.room_close_on_host_leave {
                 self.close_room(key, reason::HOST_NEW_ROOM, None, out);
             } else {
+                // A host's old room goes on under another member.
                 self.leave_seat(seat, out);
             }
         }
@@ -89,6 +90,7 @@ impl Core {
             key: seat,
             seat: seat_id,
             ready: true,
+            away: false,
         };
         let key = self
             .rooms
@@ -183,6 +185,7 @@ impl Core {
             key: seat,
             seat: seat_id,
             ready: false,
+            away: false,
         });
         let count = room.members.len();
         let room_id = room.id;
@@ -224,14 +227,24 @@ impl Core {
         let Some(room) = self.rooms.get_mut(key) else {
             return;
         };
-        if room.host == seat {
-            // Put the host back so close_room sees a whole room, then close without telling
-            // the host (it left on its own).
+        let successor = (room.host == seat && !self.config.room_close_on_host_leave)
+            .then(|| self.successor(key, seat))
+            .flatten();
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        if room.host == seat && successor.is_none() {
+            // The original's rule, or nobody left to host: put the host back so close_room
+            // sees a whole room, then close without telling the host (it left on its own).
             if let Some(holder) = self.seats.get_mut(seat) {
                 holder.room = Some(key);
             }
             self.close_room(key, reason::HOST_LEFT, Some(seat), out);
             return;
+        }
+        if let Some(next) = successor {
+            // Handed over before the leave is told, so the room always has a host.
+            room.host = next;
         }
         room.members.retain(|m| m.key != seat);
         // Commands held for this membership die with it; a later join replays what is
@@ -250,6 +263,9 @@ impl Core {
         });
         for other in rest {
             self.send_seat(other, index, out);
+        }
+        if let Some(next) = successor {
+            self.hand_over(key, next, out);
         }
         self.check_barrier(key, out);
         self.list_changed();
@@ -355,13 +371,21 @@ impl Core {
     ) -> Option<usize> {
         let key = RoomId::parse(name).and_then(|id| self.room_index.get(&id).copied());
         let seat = self.seat_key(conn);
+        let rejoins = self.seat_of(conn).is_some_and(|s| s.caps.rejoins_by_naming)
+            && self
+                .session(conn)
+                .is_some_and(|s| !s.gone_notified.contains(&name_hash(name)));
         match key {
             Some(key) if seat.is_some_and(|s| self.rooms.get(key).is_some_and(|r| r.has(s))) => {
                 Some(key)
             }
+            // A stock client back after a reconnect names the room it was in: it is let
+            // back in (as a member) when it could join it now.
+            Some(key) if rejoins && self.readmit(conn, key, out) => Some(key),
             Some(_) => {
+                // The room exists: never a lost-room notice (any room_closed ends the party
+                // for a stock client for good).
                 self.refuse(ErrorCode::NotInRoom);
-                self.notify_gone(conn, name, reason::NOT_MEMBER, out);
                 None
             }
             None => {
@@ -670,7 +694,7 @@ impl Core {
     }
 
     /// `room_state` for seat `seat` of room `key`, and the connection holding the seat.
-    fn room_state(
+    pub(super) fn room_state(
         &self,
         key: usize,
         seat: usize,

@@ -16,6 +16,7 @@ mod invariants;
 pub(crate) mod listing;
 mod membership;
 mod playback;
+mod presence;
 pub mod room;
 mod sessions;
 pub mod types;
@@ -135,6 +136,7 @@ impl Core {
             identity: Identity::Anonymous,
             caps,
             room: None,
+            grace: None,
         });
         if let Some(slot) = self.sessions.get_mut(index) {
             *slot = Some(Session {
@@ -229,13 +231,16 @@ impl Core {
         }
     }
 
-    /// `conn` is gone: it leaves its room (closing it if it hosted it).
+    /// `conn` is gone. A seat in a room waits `resume_grace_ms` for it to come back (shown
+    /// away); any other seat ends with it.
     pub fn close(&mut self, now: Now, conn: ConnId, out: &mut Outbox) {
         self.begin(now);
         if let Some(key) = self.seat_key(conn) {
-            // Today a seat ends with its connection (only a seat it holds: a broken state
-            // must not take another connection's seat with it).
-            if self.seats.get(key).is_some_and(|s| s.conn == Some(conn)) {
+            // Only a seat it holds: a broken state must not take another connection's seat
+            // with it.
+            if self.seats.get(key).is_some_and(|s| s.conn == Some(conn))
+                && !self.hold_seat(key, out)
+            {
                 self.leave_current(conn, out);
                 self.seats.try_remove(key);
             }
@@ -251,25 +256,49 @@ impl Core {
     pub fn advance(&mut self, now: Now, out: &mut Outbox) {
         self.begin(now);
         let mut due = Vec::new();
-        self.timers.advance(now.mono, &mut due);
-        for timer in due {
-            match timer {
-                CoreTimer::RoomListFlush => self.flush_room_list(out),
-                CoreTimer::ReadyDeadline { room, epoch } => self.ready_deadline(room, epoch, out),
-                CoreTimer::HeldDue { room, serial } => self.deliver_held(room, serial, out),
+        // A timer may set another due now (a seat's grace ends, its room is handed over,
+        // the room list is due): those fire in the same call, in further passes. Each
+        // pass's timers are set by the previous one, and none sets one more than two deep.
+        for _ in 0..4 {
+            due.clear();
+            self.timers.advance(self.now.mono, &mut due);
+            if due.is_empty() {
+                break;
             }
+            self.fire(std::mem::take(&mut due), out);
         }
         self.finish(out);
         debug_assert!(self.next_deadline().is_none_or(|next| next > now.mono));
     }
 
-    /// The server is stopping: every member is told its room is closing.
-    pub fn shutdown(&mut self, now: Now, out: &mut Outbox) {
+    fn fire(&mut self, due: Vec<CoreTimer>, out: &mut Outbox) {
+        for timer in due {
+            match timer {
+                CoreTimer::RoomListFlush => self.flush_room_list(out),
+                CoreTimer::ReadyDeadline { room, epoch } => self.ready_deadline(room, epoch, out),
+                CoreTimer::HeldDue { room, serial } => self.deliver_held(room, serial, out),
+                CoreTimer::SeatGrace { seat, serial } => self.seat_grace_ends(seat, serial, out),
+                CoreTimer::HostGrace { room, serial } => self.host_grace_ends(room, serial, out),
+            }
+        }
+    }
+
+    /// The server is stopping. If its rooms are kept (`restart`: they are saved and come
+    /// back), every connection is only told to reconnect (`Restart`): no room closes, so
+    /// clients keep their room and are re-admitted after the restart. Otherwise every member
+    /// is told its room is closing.
+    pub fn shutdown(&mut self, now: Now, restart: bool, out: &mut Outbox) {
         self.begin(now);
-        // Closed for real, so the disconnects that follow tell nobody anything more.
-        let keys: Vec<usize> = self.room_index.values().copied().collect();
-        for key in keys {
-            self.close_room(key, reason::SHUTDOWN, None, out);
+        if restart {
+            for session in self.sessions.iter().flatten() {
+                out.unicast(session.conn, Event::Restart);
+            }
+        } else {
+            // Closed for real, so the disconnects that follow tell nobody anything more.
+            let keys: Vec<usize> = self.room_index.values().copied().collect();
+            for key in keys {
+                self.close_room(key, reason::SHUTDOWN, None, out);
+            }
         }
         self.finish(out);
     }
@@ -433,7 +462,16 @@ impl Core {
                 self.create_invite(conn, room.as_deref(), expires_in, out)
             }
             Command::LeaveRoom => {
+                let left = self
+                    .seat_of(conn)
+                    .and_then(|s| s.room)
+                    .and_then(|key| self.rooms.get(key))
+                    .map(|room| room.id.to_string());
                 self.leave_current(conn, out);
+                // Left on purpose: a message still naming the room does not bring it back.
+                if let (Some(name), Some(session)) = (left, self.session_mut(conn)) {
+                    membership::remember_gone(session, &name);
+                }
                 self.send_room_list(conn, out);
             }
             Command::Ready { room } => self.ready(conn, room.as_deref(), out),

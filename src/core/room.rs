@@ -173,6 +173,8 @@ pub struct Member {
     pub seat: SeatId,
     /// Sent `ready`, or was not waited for at a deadline.
     pub ready: bool,
+    /// Its connection is gone and its seat waits in grace: shown away, never waited for.
+    pub away: bool,
 }
 
 /// A play the host asked for while members were still loading.
@@ -351,7 +353,7 @@ impl Room {
 
     /// Whether every member counts as ready (a room without media never waits).
     pub fn all_ready(&self) -> bool {
-        self.media_id.is_none() || self.members.iter().all(|m| m.ready)
+        self.media_id.is_none() || self.members.iter().all(|m| m.ready || m.away)
     }
 
     /// The relay fields of a play the server makes itself.

@@ -58,6 +58,9 @@ pub(super) struct Seat {
     pub(super) caps: Capabilities,
     /// Slab key of the room it is a member of.
     pub(super) room: Option<usize>,
+    /// Its connection went away and it waits for it to come back: the serial of that
+    /// absence (timers carry it, so a stale one finds a different serial or none).
+    pub(super) grace: Option<u64>,
 }
 
 /// What the core knows about one open connection.

@@ -433,7 +433,9 @@ fn room_list_pushes_are_batched() {
         assert_eq!(lists.len(), 1);
         assert_eq!(lists[0]["payload"].as_array().map(Vec::len), Some(10));
     }
-    h.disconnect(hosts[0]);
+    // A host alone in its room that leaves closes it (one that disconnects keeps it for
+    // its grace).
+    h.send(hosts[0], json!({"type": "leave_room"}));
     h.wait(249);
     assert!(h.take(lobby[0]).is_empty(), "at most one push per interval");
     h.wait(1);
@@ -798,4 +800,132 @@ fn pause_only_within_the_window() {
     h.gateway.text(h.now, conn, log, &mut out);
     assert_eq!(pauses(&out), 0, "the window is over");
     h.collect(out);
+}
+
+// ----- parties that survive: grace, handover, re-admission -----
+
+/// Host drop: the room waits HOST_GRACE_MS with the host away (nobody is told it left);
+/// then the longest-present connected member becomes host: `host_change` and a fresh
+/// `room_state` (host_id = it) to every member; the old seat leaves at RESUME_GRACE_MS.
+#[test]
+fn host_drop_hands_over_after_host_grace() {
+    let mut h = Harness::new();
+    let host = h.connect();
+    let room = h.create(host, json!({}));
+    let (first, second) = (h.connect(), h.connect());
+    h.join(first, &room);
+    h.join(second, &room);
+    h.take(first);
+    h.disconnect(host);
+    h.wait(29_999);
+    assert!(
+        h.take(first).is_empty(),
+        "nothing before the host grace ends"
+    );
+    h.wait(1);
+    let first_id = h.gateway.core().seat(first).expect("seat").to_string();
+    let told = h.take(first);
+    let kinds: Vec<&str> = told.iter().map(|m| m["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["host_change", "room_state"], "{told:?}");
+    assert_eq!(told[0]["payload"]["host_id"], first_id.as_str());
+    assert_eq!(told[1]["payload"]["host_id"], first_id.as_str());
+    let told = h.take(second);
+    assert_eq!(told[1]["payload"]["host_id"], first_id.as_str());
+    h.wait(60_000);
+    let left = h.take(first);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["type"], "client_left");
+    assert_eq!(left[0]["payload"]["participant_count"], 2);
+}
+
+/// Host leave_room hands over at once; the room closes only when its last member is gone.
+#[test]
+fn host_leave_hands_over_at_once() {
+    let mut h = Harness::new();
+    let host = h.connect();
+    let room = h.create(host, json!({}));
+    let guest = h.connect();
+    h.join(guest, &room);
+    h.send(host, json!({"type": "leave_room"}));
+    let guest_id = h.gateway.core().seat(guest).expect("seat").to_string();
+    let kinds = h.types(guest);
+    assert_eq!(kinds, ["client_left", "host_change", "room_state"]);
+    let id = crate::id::RoomId::parse(&room).expect("id");
+    assert_eq!(h.gateway.core().host(id), Some(guest));
+    h.send(guest, json!({"type": "leave_room"}));
+    assert_eq!(
+        h.gateway.core().host(id),
+        None,
+        "closed with its last member"
+    );
+    let _ = guest_id;
+}
+
+/// ROOM_CLOSE_ON_HOST_LEAVE=true: the original's rule.
+#[test]
+fn classic_host_leave_closes() {
+    let mut h = Harness::with(CoreConfig {
+        room_close_on_host_leave: true,
+        ..CoreConfig::default()
+    });
+    let host = h.connect();
+    let room = h.create(host, json!({}));
+    let guest = h.connect();
+    h.join(guest, &room);
+    h.disconnect(host);
+    let told = h.take(guest);
+    assert_eq!(told[0]["type"], "room_closed");
+    assert_eq!(told[0]["payload"]["reason"], "Host left the room");
+}
+
+/// A member in grace does not hold up a play waiting for ready members; a member that
+/// drops and a reconnected stock client naming the room in a ping is let back in as a
+/// member (not host); one naming it after leaving on purpose is not.
+#[test]
+fn away_members_and_readmission() {
+    let mut h = Harness::new();
+    let host = h.connect();
+    h.scheduled(host);
+    let room = h.create(host, json!({"media_id": MEDIA}));
+    let (loading, dropped) = (h.connect(), h.connect());
+    h.join(loading, &room);
+    h.join(dropped, &room);
+    h.send(loading, json!({"type": "ready", "room": room}));
+    h.take(host);
+    h.send(
+        host,
+        json!({"type": "player_event", "room": room, "payload": {"action": "play", "position": 5}}),
+    );
+    assert!(
+        !h.types(loading).contains(&"player_event".to_string()),
+        "waits for `dropped`"
+    );
+    h.disconnect(dropped);
+    assert!(
+        h.types(loading).contains(&"player_event".to_string()),
+        "an away member is not waited for"
+    );
+
+    let back = h.connect();
+    h.send(
+        back,
+        json!({"type": "ping", "room": room, "payload": {"client_ts": 1}}),
+    );
+    let told = h.take(back);
+    let state = told
+        .iter()
+        .find(|m| m["type"] == "room_state")
+        .expect("re-admitted");
+    let host_id = h.gateway.core().seat(host).expect("seat").to_string();
+    assert_eq!(state["payload"]["host_id"], host_id.as_str());
+    assert!(told.iter().all(|m| m["type"] != "room_closed"));
+
+    h.send(loading, json!({"type": "leave_room"}));
+    h.take(loading);
+    h.send(
+        loading,
+        json!({"type": "ping", "room": room, "payload": {"client_ts": 1}}),
+    );
+    let types = h.types(loading);
+    assert_eq!(types, ["pong"], "left on purpose: not brought back");
 }

@@ -55,6 +55,9 @@ pub struct Capabilities {
     /// The client executes commands at their `target_server_ts` (true), or on receipt (false:
     /// the stock OpenWatchParty client, which only schedules plays).
     pub follows_schedule: bool,
+    /// A client in no room that names a room in a message wants to be in it (the stock
+    /// OpenWatchParty client after a reconnect: it keeps its room id and sends no join).
+    pub rejoins_by_naming: bool,
 }
 
 /// A playback command's verb.
@@ -631,6 +634,16 @@ pub enum Event {
     },
     /// Another connection took this connection's seat over: it is closed.
     Displaced,
+    /// The room has a new host (sent to every member, followed by a fresh room state).
+    HostChange {
+        room: RoomId,
+        host: SeatId,
+        /// The new host's user id.
+        host_user: String,
+    },
+    /// The server is restarting and keeps the rooms: close the connection (1012) without
+    /// telling anyone a room closed.
+    Restart,
     /// The room's content changed (or is told to a joiner).
     Content {
         room: RoomId,
@@ -707,6 +720,10 @@ pub enum CoreTimer {
     ReadyDeadline { room: usize, epoch: u64 },
     /// Held commands for members that execute on receipt are due.
     HeldDue { room: usize, serial: u64 },
+    /// A seat's grace ends: if its connection has not come back, it leaves its room.
+    SeatGrace { seat: usize, serial: u64 },
+    /// A room's host has been away for `host_grace_ms`: another member becomes host.
+    HostGrace { room: usize, serial: u64 },
 }
 
 /// Helper for code that wants an instant as both clocks.

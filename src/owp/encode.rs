@@ -244,6 +244,14 @@ fn encode_notice(event: &Event, now: UnixMillis) -> Option<String> {
             now,
             now,
         )),
+        Event::HostChange { room, host, .. } => one(render(
+            "host_change",
+            Some(IdText::new(room.0).as_str()),
+            None,
+            Some(json!({ "host_id": IdText::new(host.0).as_str() })),
+            now,
+            now,
+        )),
         Event::AuthSuccess { seat, user_name } => one(render(
             "auth_success",
             None,

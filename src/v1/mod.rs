@@ -485,6 +485,12 @@ pub fn encode(
             server_ts,
             ..
         } => playback_state(room_id(*room), host_user, relay, *server_ts)?,
+        Event::HostChange {
+            room, host_user, ..
+        } => message(
+            "room/host_changed",
+            json!({ "roomId": room_id(*room), "hostUserId": host_user }),
+        ),
         Event::Content {
             room, content_id, ..
         } => message(

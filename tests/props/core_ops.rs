@@ -139,7 +139,10 @@ impl Harness {
         self.core.open(
             self.now,
             conn,
-            Capabilities { follows_schedule },
+            Capabilities {
+                follows_schedule,
+                rejoins_by_naming: !follows_schedule,
+            },
             &mut self.out,
         );
         let hello = self
