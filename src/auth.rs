@@ -252,6 +252,61 @@ impl Auth {
     }
 }
 
+/// Longest resume token accepted (they are 43 characters): longer is refused unread.
+pub const RESUME_TOKEN_BYTES_MAX: usize = 64;
+
+/// Mints resume tokens: HMAC-SHA256 under a random key over a counter, a keyed PRF, so a
+/// token cannot be guessed from any other (seat ids come from a fast PRNG that one id would
+/// give away; these do not).
+pub struct ResumeMinter {
+    key: EncodingKey,
+    count: u64,
+}
+
+impl fmt::Debug for ResumeMinter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResumeMinter")
+            .field("count", &self.count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResumeMinter {
+    /// A minter keyed by `secret` (fresh OS randomness in the server), under a key of its
+    /// own: HMAC(secret, "resume"), so it shares nothing usable with the invite key.
+    pub fn new(secret: &[u8; 32]) -> ResumeMinter {
+        let key = jsonwebtoken::crypto::sign(
+            b"tandem resume key",
+            &EncodingKey::from_secret(secret),
+            Algorithm::HS256,
+        )
+        .unwrap_or_default();
+        ResumeMinter {
+            key: EncodingKey::from_secret(key.as_bytes()),
+            count: 0,
+        }
+    }
+
+    /// The next token (43 base64url characters).
+    pub fn mint(&mut self) -> String {
+        self.count = self.count.wrapping_add(1);
+        let message = format!("tandem resume {}", self.count);
+        jsonwebtoken::crypto::sign(message.as_bytes(), &self.key, Algorithm::HS256)
+            .unwrap_or_default()
+    }
+}
+
+/// What the server keeps of a resume token: HMAC-SHA256 under a fixed, public key, used as
+/// a one-way hash (a state file or a memory dump does not give tokens away). A token longer
+/// than `RESUME_TOKEN_BYTES_MAX` has no digest.
+pub fn resume_digest(token: &str) -> Option<String> {
+    if token.is_empty() || token.len() > RESUME_TOKEN_BYTES_MAX {
+        return None;
+    }
+    let key = EncodingKey::from_secret(b"tandem resume token digest");
+    jsonwebtoken::crypto::sign(token.as_bytes(), &key, Algorithm::HS256).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -113,6 +113,8 @@ pub struct CoreConfig {
     pub host_grace_ms: u64,
     /// The original's rule: the room closes when its host leaves or disconnects.
     pub room_close_on_host_leave: bool,
+    /// Chat messages a room keeps for joiners and members coming back.
+    pub chat_history_max: usize,
 }
 
 impl Default for NetConfig {
@@ -160,6 +162,7 @@ impl Default for CoreConfig {
             resume_grace_ms: 90_000,
             host_grace_ms: 30_000,
             room_close_on_host_leave: false,
+            chat_history_max: 50,
         }
     }
 }
@@ -441,6 +444,12 @@ pub const SETTINGS: &[Setting] = &[
             };
             Ok(())
         },
+    },
+    Setting {
+        env: "CHAT_HISTORY_MAX",
+        help: "chat messages a room keeps, replayed to joiners and to members coming back",
+        default: "50",
+        apply: number!(core.chat_history_max),
     },
     Setting {
         env: "IDLE_TIMEOUT_MS",

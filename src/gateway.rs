@@ -15,7 +15,7 @@ use crate::auth::{Auth, AuthConfig};
 use crate::config::{Config, CoreConfig};
 use crate::core::types::{
     Capabilities, Command, ControlAction, Credential, DecodeError, ErrorCode, Event, Json, Outbox,
-    Pass, Relay, Report,
+    Pass, Relay, Report, ResumeKey,
 };
 use crate::core::{Core, Kind, Listing, Outcome};
 use crate::id::RoomId;
@@ -77,6 +77,8 @@ pub struct Gateway {
     aliases: std::collections::HashMap<RoomId, String>,
     /// The auth step's keys and rules.
     auth: Auth,
+    /// Makes each connection's resume token.
+    minter: crate::auth::ResumeMinter,
     /// Rooms outlive a shutdown (they are saved): clients are told to reconnect (1012),
     /// never that their room closed.
     keeps_rooms: bool,
@@ -89,8 +91,8 @@ impl Gateway {
         Gateway::with_auth(config, &AuthConfig::default(), seed_key(seed), seed)
     }
 
-    /// A gateway over a fresh core with `auth`'s settings; `invite_key` signs invites when
-    /// no secret is configured (the server passes fresh OS randomness).
+    /// A gateway over a fresh core with `auth`'s settings; `invite_key` (fresh OS randomness
+    /// in the server) signs invites when no secret is configured, and keys resume tokens.
     pub fn with_auth(
         mut config: CoreConfig,
         auth: &AuthConfig,
@@ -111,6 +113,7 @@ impl Gateway {
             aliases: std::collections::HashMap::new(),
             displaced: Vec::new(),
             auth: Auth::new(auth, invite_key),
+            minter: crate::auth::ResumeMinter::new(&invite_key),
             keeps_rooms: false,
         }
     }
@@ -155,7 +158,9 @@ impl Gateway {
             follows_schedule: false,
             rejoins_by_naming: dialect == Dialect::Owp,
         };
-        self.core.open(now, conn, caps, &mut self.outbox);
+        let token = self.minter.mint();
+        let resume = crate::auth::resume_digest(&token).map(|digest| ResumeKey { token, digest });
+        self.core.open(now, conn, caps, resume, &mut self.outbox);
         self.render(now, out);
     }
 
@@ -605,6 +610,10 @@ impl Gateway {
                 user_name,
                 credential: user(credential),
                 invite: invite(pass),
+            },
+            Command::Resume { token } => Command::Resume {
+                // No digest (empty or oversize): a digest no seat has.
+                token: crate::auth::resume_digest(&token).unwrap_or_default(),
             },
             other => other,
         }

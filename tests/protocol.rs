@@ -895,10 +895,11 @@ fn rate_limit_one_error_per_window() {
         assert_eq!(message["type"], "pong", "{message}");
         assert_eq!(message["payload"]["client_ts"], expected);
         let received = message["server_rx_ts"].as_u64().expect("server_rx_ts");
-        // The window is kept on the monotonic clock and stamped with the wall clock: each is
-        // rounded down to the millisecond on its own, so their differences agree within 1 ms.
+        // The window is kept on the monotonic clock and stamped with the wall clock, which
+        // the system may slew or step while the test runs (3 ms over one second was seen):
+        // allow 50 ms. A server that read them at once would stamp them ~0 ms in.
         assert!(
-            received + 1 >= window_start + 1_000,
+            received + 50 >= window_start + 1_000,
             "read {} ms into the window: {message}",
             received.saturating_sub(window_start)
         );

@@ -32,6 +32,30 @@ impl Core {
                     "seat held by a connection that holds another"
                 );
             }
+            // A seat without a connection waits in grace in a room, shown away; one with a
+            // connection is not away.
+            assert_eq!(
+                seat.conn.is_none(),
+                seat.grace.is_some(),
+                "grace out of step"
+            );
+            if seat.conn.is_none() {
+                assert!(seat.room.is_some(), "a seat in grace outside any room");
+            }
+            if let Some(member) = seat.room.and_then(|r| self.rooms.get(r)?.member(key)) {
+                assert_eq!(member.away, seat.conn.is_none(), "away out of step");
+            }
+        }
+        for (digest, &key) in &self.resume_index {
+            let seat = self
+                .seats
+                .get(key)
+                .expect("resume digest of a seat that is gone");
+            assert_eq!(
+                seat.resume.as_ref(),
+                Some(digest),
+                "resume index out of step"
+            );
         }
         let mut count: usize = 0;
         for (index, slot) in self.sessions.iter().enumerate() {
@@ -191,6 +215,22 @@ impl Core {
                 seat.room = None;
             }
         }
+        // Seats in grace whose room is gone end; digests of seats that are gone go too.
+        let lost: Vec<usize> = self
+            .seats
+            .iter()
+            .filter(|(_, s)| s.conn.is_none() && s.room.is_none())
+            .map(|(k, _)| k)
+            .collect();
+        for key in lost {
+            self.remove_seat(key);
+        }
+        let seats = &self.seats;
+        self.resume_index.retain(|digest, key| {
+            seats
+                .get(*key)
+                .is_some_and(|s| s.resume.as_ref() == Some(digest))
+        });
         self.finish(out);
     }
 
@@ -233,7 +273,8 @@ impl Core {
                 session.conn
             );
         }
-        let room_max = Room::heap_bytes_max(self.config.room_members_max);
+        let room_max =
+            Room::heap_bytes_max(self.config.room_members_max, self.config.chat_history_max);
         for (_, room) in self.rooms.iter() {
             let bytes = room.heap_bytes();
             assert!(bytes <= room_max, "room {} holds {bytes} bytes", room.id);

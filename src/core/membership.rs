@@ -2,7 +2,20 @@
 //! naming a room the sender is not in.
 
 use super::*;
+use room::ChatEntry;
 use types::Pass;
+
+/// A kept chat message as members receive it.
+fn chat_event(room: RoomId, entry: &ChatEntry) -> Event {
+    Event::Chat {
+        room,
+        seat: entry.seat,
+        user_id: entry.user_id.clone(),
+        username: entry.username.clone(),
+        text: entry.text.clone(),
+        server_ts: entry.server_ts,
+    }
+}
 
 /// Room names a connection remembers having been told are gone.
 pub(super) const GONE_NOTIFIED_MAX: usize = 8;
@@ -209,6 +222,7 @@ impl Core {
         }
         self.send_room_state(key, seat, true, out);
         self.replay_in_flight(key, seat, out);
+        self.replay_chat(key, seat, 0, out);
         self.list_changed();
     }
 
@@ -348,16 +362,38 @@ impl Core {
         let (Some(seat), Some(room)) = (self.seat_of(conn), self.rooms.get(key)) else {
             return;
         };
-        let index = out.event(Event::Chat {
-            room: room.id,
+        let entry = ChatEntry {
+            seq: room.chat_seq.saturating_add(1),
             seat: seat.id,
             user_id: seat.user_id.clone(),
             username: seat.name.clone(),
             text: text.to_string(),
             server_ts: self.now.wall,
-        });
+        };
+        let index = out.event(chat_event(room.id, &entry));
         for member in &room.members {
             self.send_seat(member.key, index, out);
+        }
+        let keep = self.config.chat_history_max;
+        if let Some(room) = self.rooms.get_mut(key) {
+            room.chat_seq = entry.seq;
+            if keep > 0 {
+                if room.chat.len() >= keep {
+                    room.chat.pop_front();
+                }
+                room.chat.push_back(entry);
+            }
+        }
+    }
+
+    /// Replays room `key`'s kept chat after `seen` to seat `seat` (with the original
+    /// `server_ts`).
+    pub(super) fn replay_chat(&self, key: usize, seat: usize, seen: u64, out: &mut Outbox) {
+        let (Some(conn), Some(room)) = (self.conn_of(seat), self.rooms.get(key)) else {
+            return;
+        };
+        for entry in room.chat.iter().filter(|c| c.seq > seen) {
+            out.unicast(conn, chat_event(room.id, entry));
         }
     }
 
@@ -643,7 +679,7 @@ impl Core {
         // Leave whatever room this connection was in, drop its own fresh seat, and hold
         // the member's instead.
         self.leave_seat(mine, out);
-        self.seats.try_remove(mine);
+        self.remove_seat(mine);
         if let Some(session) = self.session_mut(conn) {
             session.seat = seat;
             session.gone_notified.clear();

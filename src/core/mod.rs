@@ -39,7 +39,7 @@ use room::{Member, Room};
 use sessions::{Budget, Seat, Session};
 use types::{
     reason, Capabilities, Command, ControlMessage, CoreTimer, Credential, DecodeError, ErrorCode,
-    Event, Identity, Json, Outbox, Peer, RoomSummary, SignalKind,
+    Event, Identity, Json, Outbox, Peer, ResumeKey, RoomSummary, SignalKind,
 };
 pub use types::{Listing, Outcome};
 
@@ -76,6 +76,8 @@ pub struct Core {
     session_count: usize,
     rooms: Slab<Room>,
     room_index: BTreeMap<RoomId, usize>,
+    /// Resume-token digest → seat key.
+    resume_index: BTreeMap<String, usize>,
     timers: TimerWheel<CoreTimer>,
     /// Source of room serials and pending-play epochs.
     serial: u64,
@@ -101,6 +103,7 @@ impl Core {
             session_count: 0,
             rooms: Slab::new(),
             room_index: BTreeMap::new(),
+            resume_index: BTreeMap::new(),
             timers: TimerWheel::new(),
             serial: 0,
             list: ListState::default(),
@@ -112,8 +115,16 @@ impl Core {
         }
     }
 
-    /// A connection opened: it gets a seat id, `Hello` and the room list.
-    pub fn open(&mut self, now: Now, conn: ConnId, caps: Capabilities, out: &mut Outbox) {
+    /// A connection opened: it gets a seat id, `Hello` (with `resume`'s token, whose digest
+    /// the seat keeps) and the room list.
+    pub fn open(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        caps: Capabilities,
+        resume: Option<ResumeKey>,
+        out: &mut Outbox,
+    ) {
         self.begin(now);
         let index = conn.index as usize;
         if self.sessions.len() <= index {
@@ -125,7 +136,7 @@ impl Core {
         debug_assert!(slot.is_none(), "conn {conn} opened twice");
         if let Some(stale) = slot.take() {
             self.session_count = self.session_count.saturating_sub(1);
-            self.seats.try_remove(stale.seat);
+            self.remove_seat(stale.seat);
         }
         let id = SeatId(self.rng.uuid());
         let seat = self.seats.insert(Seat {
@@ -137,6 +148,12 @@ impl Core {
             caps,
             room: None,
             grace: None,
+            resume: None,
+            chat_seen: 0,
+        });
+        let token = resume.map(|key| {
+            self.index_resume(seat, key.digest);
+            key.token
         });
         if let Some(slot) = self.sessions.get_mut(index) {
             *slot = Some(Session {
@@ -150,7 +167,13 @@ impl Core {
             });
         }
         self.session_count = self.session_count.saturating_add(1);
-        out.unicast(conn, Event::Hello { seat: id });
+        out.unicast(
+            conn,
+            Event::Hello {
+                seat: id,
+                resume_token: token,
+            },
+        );
         self.send_room_list(conn, out);
         self.finish(out);
     }
@@ -242,7 +265,7 @@ impl Core {
                 && !self.hold_seat(key, out)
             {
                 self.leave_current(conn, out);
-                self.seats.try_remove(key);
+                self.remove_seat(key);
             }
             if let Some(slot) = self.sessions.get_mut(conn.index as usize) {
                 *slot = None;
@@ -458,6 +481,7 @@ impl Core {
                     self.enter(conn, room, alias, user_id, user_name, invite, out);
                 }
             }
+            Command::Resume { token } => self.resume(conn, &token, out),
             Command::CreateInvite { room, expires_in } => {
                 self.create_invite(conn, room.as_deref(), expires_in, out)
             }

@@ -17,6 +17,7 @@ impl Core {
             return false;
         };
         let is_host = room.host == seat;
+        let chat_seen = room.chat_seq;
         if grace == 0 || (is_host && self.config.room_close_on_host_leave) {
             return false;
         }
@@ -24,6 +25,7 @@ impl Core {
         if let Some(holder) = self.seats.get_mut(seat) {
             holder.conn = None;
             holder.grace = Some(serial);
+            holder.chat_seen = chat_seen;
         }
         if let Some(member) = self
             .rooms
@@ -56,7 +58,7 @@ impl Core {
             return;
         }
         self.leave_seat(seat, out);
-        self.seats.try_remove(seat);
+        self.remove_seat(seat);
     }
 
     /// A room's host has been away for `host_grace_ms` (the same absence): the
@@ -143,5 +145,128 @@ impl Core {
         }
         self.seat_joins(seat, key, out);
         true
+    }
+}
+
+impl Core {
+    /// Removes seat `key` and its resume digest.
+    pub(super) fn remove_seat(&mut self, key: usize) {
+        if let Some(seat) = self.seats.try_remove(key) {
+            if let Some(digest) = seat.resume {
+                if self.resume_index.get(&digest) == Some(&key) {
+                    self.resume_index.remove(&digest);
+                }
+            }
+        }
+    }
+
+    /// Gives seat `key` the resume digest `digest` (its client's latest token).
+    pub(super) fn index_resume(&mut self, key: usize, digest: String) {
+        let Some(seat) = self.seats.get_mut(key) else {
+            return;
+        };
+        if let Some(old) = seat.resume.replace(digest.clone()) {
+            if self.resume_index.get(&old) == Some(&key) {
+                self.resume_index.remove(&old);
+            }
+        }
+        self.resume_index.insert(digest, key);
+    }
+
+    /// `resume {token}` (`digest` is the token's digest, made at the edge): the seat it
+    /// names, if it is in a room, becomes `conn`'s. Anything else is `resume_failed`, never
+    /// someone else's seat. Resuming the seat one holds changes nothing.
+    pub(super) fn resume(&mut self, conn: ConnId, digest: &str, out: &mut Outbox) {
+        let target = self.resume_index.get(digest).copied();
+        let mine = self.seat_key(conn);
+        if target.is_some() && target == mine {
+            return;
+        }
+        let resumable = target.filter(|&t| self.seats.get(t).is_some_and(|s| s.room.is_some()));
+        let Some(target) = resumable else {
+            self.error(conn, None, ErrorCode::ResumeFailed, out);
+            return;
+        };
+        self.attach(conn, target, out);
+    }
+
+    /// With authentication on, a connection in no room that authenticates as the subject
+    /// of a seat in grace gets that seat back (the stock client re-sends `auth` on
+    /// reconnect and knows nothing of resume tokens). A declared user id never reclaims
+    /// anything.
+    pub(super) fn reclaim(&mut self, conn: ConnId, out: &mut Outbox) {
+        let Some(mine) = self.seat_key(conn) else {
+            return;
+        };
+        if self.seats.get(mine).is_some_and(|s| s.room.is_some()) {
+            return;
+        }
+        let Some(subject) = self.subject(mine).map(str::to_string) else {
+            return;
+        };
+        let waiting = self.seats.iter().find(|(k, s)| {
+            *k != mine
+                && s.conn.is_none()
+                && s.grace.is_some()
+                && s.room.is_some()
+                && matches!(&s.identity, Identity::Verified { subject: sub, .. } if *sub == subject)
+        });
+        if let Some((target, _)) = waiting {
+            self.attach(conn, target, out);
+        }
+    }
+
+    /// `conn` takes seat `target` (in a room): its own fresh seat is dropped (its resume
+    /// digest, the newest its client holds, moves to `target`), a connection still holding
+    /// `target` is displaced, and `conn` gets the seat's id, the room's state and the chat
+    /// it missed. The others see the member come back, nothing else.
+    fn attach(&mut self, conn: ConnId, target: usize, out: &mut Outbox) {
+        let Some(mine) = self.seat_key(conn) else {
+            return;
+        };
+        self.leave_seat(mine, out);
+        let fresh = self.seats.get_mut(mine).and_then(|s| s.resume.take());
+        self.remove_seat(mine);
+        if let Some(old) = self.conn_of(target) {
+            if let Some(slot) = self.sessions.get_mut(old.index as usize) {
+                if slot.as_ref().is_some_and(|s| s.conn == old) {
+                    *slot = None;
+                    self.session_count = self.session_count.saturating_sub(1);
+                }
+            }
+            out.unicast(old, Event::Displaced);
+        }
+        if let Some(digest) = fresh {
+            self.index_resume(target, digest);
+        }
+        if let Some(session) = self.session_mut(conn) {
+            session.seat = target;
+            session.gone_notified.clear();
+        }
+        let Some(seat) = self.seats.get_mut(target) else {
+            return;
+        };
+        seat.conn = Some(conn);
+        seat.grace = None;
+        let (id, key, seen) = (seat.id, seat.room, seat.chat_seen);
+        let Some(key) = key else {
+            return;
+        };
+        let mut host = false;
+        if let Some(room) = self.rooms.get_mut(key) {
+            host = room.host == target;
+            if let Some(member) = room.members.iter_mut().find(|m| m.key == target) {
+                member.away = false;
+            }
+        }
+        out.unicast(
+            conn,
+            Event::Hello {
+                seat: id,
+                resume_token: None,
+            },
+        );
+        self.send_room_state(key, target, !host, out);
+        self.replay_chat(key, target, seen, out);
     }
 }

@@ -235,7 +235,34 @@ pub struct Room {
     pub in_flight: Vec<(Millis, ControlMessage, ControlAction)>,
     /// Absent from the room list, joined only by invite (or by its host's identity).
     pub private: bool,
+    /// The last chat messages, oldest first (at most `chat_history_max`), replayed to
+    /// joiners and to members coming back from grace.
+    pub chat: VecDeque<ChatEntry>,
+    /// Chat messages ever sent in the room (the last one's `seq`).
+    pub chat_seq: u64,
 }
+
+/// A chat message as kept by its room.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChatEntry {
+    /// Its number in the room (from 1).
+    pub seq: u64,
+    /// The sender's seat id.
+    pub seat: SeatId,
+    /// The sender's user id.
+    pub user_id: String,
+    /// The sender's name then.
+    pub username: String,
+    /// The text.
+    pub text: String,
+    /// When the server received it.
+    pub server_ts: crate::time::UnixMillis,
+}
+
+/// Most bytes one kept chat message holds on the heap: its text (500 characters of up to 4
+/// bytes), the sender's name and user id.
+pub const CHAT_ENTRY_BYTES_MAX: usize =
+    4 * crate::text::CHAT_CHARS_MAX + 2 * crate::text::NAME_BYTES_MAX;
 
 /// Heap bytes of one relayed field set.
 fn relay_bytes(relay: &Relay) -> usize {
@@ -283,6 +310,8 @@ impl Room {
             stock_play_at: Millis(0),
             in_flight: Vec::new(),
             private: false,
+            chat: VecDeque::new(),
+            chat_seq: 0,
         }
     }
 
@@ -309,12 +338,18 @@ impl Room {
             + held
             + self.in_flight.capacity() * size_of::<(Millis, ControlMessage, ControlAction)>()
             + in_flight
+            + self.chat.capacity() * size_of::<ChatEntry>()
+            + self
+                .chat
+                .iter()
+                .map(|c| c.user_id.capacity() + c.username.capacity() + c.text.capacity())
+                .sum::<usize>()
     }
 
     /// The bound `heap_bytes` stays within, for rooms of at most `members_max` members.
     // Small constants times a member limit that itself bounds an allocation.
     #[allow(clippy::arithmetic_side_effects)]
-    pub fn heap_bytes_max(members_max: usize) -> usize {
+    pub fn heap_bytes_max(members_max: usize, chat_max: usize) -> usize {
         use std::mem::size_of;
         let held = super::playback::HELD_MAX;
         let in_flight = super::playback::IN_FLIGHT_MAX;
@@ -326,6 +361,8 @@ impl Room {
             + held * (2 * members_max * size_of::<usize>() + RELAY_BYTES_MAX)
             + 2 * in_flight
                 * (size_of::<(Millis, ControlMessage, ControlAction)>() + RELAY_BYTES_MAX)
+            + 2 * chat_max * size_of::<ChatEntry>()
+            + chat_max * CHAT_ENTRY_BYTES_MAX
     }
 
     /// Releases capacity left by members and commands that are gone.
@@ -333,6 +370,7 @@ impl Room {
         self.members.shrink_to_fit();
         self.held.shrink_to_fit();
         self.in_flight.shrink_to_fit();
+        self.chat.shrink_to_fit();
     }
 
     /// The member entry of seat `key`.

@@ -61,6 +61,10 @@ pub(super) struct Seat {
     /// Its connection went away and it waits for it to come back: the serial of that
     /// absence (timers carry it, so a stale one finds a different serial or none).
     pub(super) grace: Option<u64>,
+    /// Digest of the token that resumes it (the latest one its client was given).
+    pub(super) resume: Option<String>,
+    /// Its room's chat count when it went away (what it missed is after).
+    pub(super) chat_seen: u64,
 }
 
 /// What the core knows about one open connection.
@@ -176,8 +180,12 @@ impl Core {
         match credential {
             None => {}
             Some(Credential::Accepted(identity)) => {
+                let verified = matches!(identity, Identity::Verified { .. });
                 self.take_identity(conn, identity);
-                if let Some(seat) = self.seats.get(key) {
+                if verified {
+                    self.reclaim(conn, out);
+                }
+                if let Some(seat) = self.seat_of(conn) {
                     let (id, user_name) = (seat.id, seat.name.clone());
                     out.unicast(
                         conn,

@@ -202,6 +202,15 @@ pub enum Pass {
     Refused(ErrorCode),
 }
 
+/// A new connection's resume secret: the token it is told, and the digest the core keeps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResumeKey {
+    /// Sent once, in the connection's hello.
+    pub token: String,
+    /// Kept (`auth::resume_digest` of the token).
+    pub digest: String,
+}
+
 /// A decoded client request, dialect-free.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
@@ -243,6 +252,12 @@ pub enum Command {
         credential: Option<Credential>,
         /// An invite presented with the request (`invite_token`).
         invite: Option<Pass>,
+    },
+    /// Take back a seat in grace (`resume {token}`).
+    Resume {
+        /// The token as presented; the edge replaces it with its digest before the core
+        /// sees it (the core compares digests only).
+        token: String,
     },
     /// Make an invite to the room the sender hosts.
     CreateInvite {
@@ -392,6 +407,8 @@ pub enum ErrorCode {
     InviteExpired,
     /// An invite for another room.
     InviteRoomMismatch,
+    /// A resume token that names no seat waiting in grace.
+    ResumeFailed,
 }
 
 impl ErrorCode {
@@ -417,11 +434,12 @@ impl ErrorCode {
             ErrorCode::InviteInvalid => "invite_invalid",
             ErrorCode::InviteExpired => "invite_expired",
             ErrorCode::InviteRoomMismatch => "invite_room_mismatch",
+            ErrorCode::ResumeFailed => "resume_failed",
         }
     }
 
     /// Every code, for documentation tests.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::RateLimited,
         ErrorCode::InvalidMessage,
         ErrorCode::UnknownType,
@@ -441,6 +459,7 @@ impl ErrorCode {
         ErrorCode::InviteInvalid,
         ErrorCode::InviteExpired,
         ErrorCode::InviteRoomMismatch,
+        ErrorCode::ResumeFailed,
     ];
 }
 
@@ -528,8 +547,13 @@ pub struct Listing {
 /// outbox; a dialect renders each event once and shares the bytes among its recipients.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
-    /// First message on a connection: its seat id.
-    Hello { seat: SeatId },
+    /// First message on a connection: its seat id, and the secret that resumes the seat
+    /// (`None` when a seat is resumed: the token of this connection's first hello stays
+    /// the one to use).
+    Hello {
+        seat: SeatId,
+        resume_token: Option<String>,
+    },
     /// The room list (filled in at the end of the core call that sent it, so it is the
     /// state after the call; shared by every recipient).
     RoomList {

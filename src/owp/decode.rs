@@ -168,6 +168,9 @@ pub fn decode(text: &str) -> Result<Command, DecodeError> {
             credential: string(fields.auth_token).map(Credential::Token),
             invite: string(fields.invite_token).map(Pass::Token),
         },
+        "resume" => Command::Resume {
+            token: string(fields.token).ok_or(DecodeError::Invalid)?,
+        },
         "create_invite" => Command::CreateInvite {
             room,
             expires_in: number(fields.expires_in)

@@ -183,14 +183,18 @@ fn encode_notice(event: &Event, now: UnixMillis) -> Option<String> {
     use serde_json::json;
     let one = Some;
     match event {
-        Event::Hello { seat } => {
+        Event::Hello { seat, resume_token } => {
             let id = IdText::new(seat.0);
             let id = id.as_str();
+            let payload = match resume_token {
+                Some(token) => json!({ "client_id": id, "resume_token": token }),
+                None => json!({ "client_id": id }),
+            };
             one(render(
                 "client_hello",
                 None,
                 Some(id),
-                Some(json!({ "client_id": id })),
+                Some(payload),
                 now,
                 now,
             ))
@@ -469,6 +473,7 @@ fn command_parts<'a>(
                                   "invite_token": invite });
             ("join_room", Some(room.as_str()), without_nulls(payload))
         }
+        Command::Resume { token } => ("resume", None, without_nulls(json!({ "token": token }))),
         Command::CreateInvite { room, expires_in } => (
             "create_invite",
             room.as_deref(),
@@ -533,6 +538,7 @@ pub fn error_message(code: ErrorCode) -> &'static str {
         ErrorCode::InviteInvalid => "Invalid invite",
         ErrorCode::InviteExpired => "Invite expired",
         ErrorCode::InviteRoomMismatch => "Invite is for another room",
+        ErrorCode::ResumeFailed => "Resume token invalid or expired",
     }
 }
 

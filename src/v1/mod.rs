@@ -112,6 +112,12 @@ pub fn decode(text: &str) -> Result<Request, Rejected> {
                 expires_in,
             }
         }
+        "session/resume" => Command::Resume {
+            token: field(&payload, "token")
+                .and_then(Value::as_str)
+                .ok_or_else(|| fail("session/resume needs a token"))?
+                .to_string(),
+        },
         "room/leave" => {
             room(&payload).ok_or_else(|| fail("room/leave needs a valid roomId"))?;
             Command::LeaveRoom
@@ -180,6 +186,7 @@ pub fn encode_request(request: &Request) -> String {
             }
             ("room/join", payload)
         }
+        Command::Resume { token } => ("session/resume", json!({ "token": token })),
         Command::CreateInvite { expires_in, .. } => {
             let mut payload = json!({ "roomId": room });
             if let (Some(seconds), Some(map)) = (expires_in, payload.as_object_mut()) {
@@ -331,7 +338,8 @@ pub fn error_code(code: ErrorCode) -> &'static str {
         | ErrorCode::InviteRequired
         | ErrorCode::InviteInvalid
         | ErrorCode::InviteExpired
-        | ErrorCode::InviteRoomMismatch => "unauthorized",
+        | ErrorCode::InviteRoomMismatch
+        | ErrorCode::ResumeFailed => "unauthorized",
         ErrorCode::NotInRoom => "not_in_room",
         ErrorCode::RoomNotFound => "room_not_found",
         ErrorCode::PeerNotFound => "peer_not_found",
@@ -423,6 +431,13 @@ pub fn encode(
     room_id: &dyn Fn(RoomId) -> String,
 ) -> Option<String> {
     let rendered = match event {
+        Event::Hello {
+            resume_token: Some(token),
+            ..
+        } => message(
+            "server/hello",
+            json!({ "v": 1, "nowMs": now.0, "resumeToken": token }),
+        ),
         Event::Hello { .. } => message("server/hello", json!({ "v": 1, "nowMs": now.0 })),
         // A refresh after a content change: v1 members get `watch/content` instead.
         Event::RoomState { refresh: true, .. } => return None,

@@ -11,7 +11,7 @@
 use tandem::config::CoreConfig;
 use tandem::core::types::{
     Capabilities, Command, Control, ControlAction, Credential, DecodeError, ErrorCode, Event,
-    Identity, Json, Outbox, Pass, PlayState, Relay, Report, SignalKind,
+    Identity, Json, Outbox, Pass, PlayState, Relay, Report, ResumeKey, SignalKind,
 };
 use tandem::core::Core;
 use tandem::id::{ConnId, RoomId};
@@ -56,6 +56,8 @@ struct Harness {
     ids: ConnIds,
     /// Every room id seen in a `room_state`, including rooms since closed.
     rooms: Vec<String>,
+    /// Connections opened so far (each got the resume digest `d<n>`).
+    opened: usize,
     out: Outbox,
 }
 
@@ -68,6 +70,7 @@ impl Harness {
             stale: Vec::new(),
             ids: ConnIds::default(),
             rooms: Vec::new(),
+            opened: 0,
             out: Outbox::default(),
         }
     }
@@ -143,8 +146,13 @@ impl Harness {
                 follows_schedule,
                 rejoins_by_naming: !follows_schedule,
             },
+            Some(ResumeKey {
+                token: format!("token{}", self.opened),
+                digest: format!("d{}", self.opened),
+            }),
             &mut self.out,
         );
+        self.opened += 1;
         let hello = self
             .out
             .sends
@@ -297,6 +305,10 @@ pub fn build_command(input: &mut Bytes<'_>, rooms: &[String]) -> Command {
             user_name: maybe_text(input),
             credential: credential(input),
             invite: invite(input, rooms),
+        },
+        4 if input.flag() => Command::Resume {
+            // A digest some connection was given (its seat may be in grace, held, or gone).
+            token: format!("d{}", input.below(16)),
         },
         4 if input.flag() => Command::CreateInvite {
             room: room(input),
