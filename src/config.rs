@@ -24,6 +24,11 @@ pub struct Config {
     pub handshakes_per_ip_per_sec: u32,
     /// Proxies whose `X-Forwarded-For` names the client counted by the per-address limits.
     pub trusted_proxies: Vec<IpAddr>,
+    /// Where rooms are saved to outlive a restart; empty: nowhere (rooms die with the
+    /// process, and a stop closes them).
+    pub state_file: String,
+    /// How often the state file is written while running (0: only at shutdown).
+    pub snapshot_interval_ms: u64,
     /// Transport limits and deadlines (the shell).
     pub net: NetConfig,
     /// Protocol and room rules (the core).
@@ -181,6 +186,8 @@ impl Default for Config {
             connections_per_ip_max: 64,
             handshakes_per_ip_per_sec: 20,
             trusted_proxies: Vec::new(),
+            state_file: "tandem-state.json".to_string(),
+            snapshot_interval_ms: 10_000,
             net: NetConfig::default(),
             core: CoreConfig::default(),
             auth: crate::auth::AuthConfig::default(),
@@ -273,6 +280,22 @@ pub const SETTINGS: &[Setting] = &[
             c.trusted_proxies = parse_addresses(t)?;
             Ok(())
         },
+    },
+    Setting {
+        env: "STATE_FILE",
+        help: "file rooms are saved to, to outlive a restart (relative to the working \
+               directory); empty = none",
+        default: "tandem-state.json",
+        apply: |c, t| {
+            c.state_file = t.trim().to_string();
+            Ok(())
+        },
+    },
+    Setting {
+        env: "SNAPSHOT_INTERVAL_MS",
+        help: "how often the state file is written while running; 0 = only at shutdown",
+        default: "10000",
+        apply: number!(snapshot_interval_ms),
     },
     Setting {
         env: "ROOMS_MAX",

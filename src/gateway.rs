@@ -139,6 +139,7 @@ impl Gateway {
         let key = invite_key.unwrap_or_else(|| seed_key(seed));
         let gateway = Gateway::with_auth(config.core.clone(), &config.auth, key, seed);
         Server::bind_with(config, gateway)
+        // The caller wires the state file (`Server::with_state_file`, `keep_rooms`).
     }
 
     /// The core, for inspection.
@@ -149,6 +150,52 @@ impl Gateway {
     /// Text messages decoded so far (a message dropped by the rate limit is not).
     pub fn decoded(&self) -> u64 {
         self.decoded
+    }
+
+    /// Rooms are kept across restarts (a state file is written): at shutdown, clients are
+    /// told to reconnect (1012) and no room closes.
+    pub fn keep_rooms(&mut self, keep: bool) {
+        self.keeps_rooms = keep;
+    }
+
+    /// The state to keep, as JSON: the core's snapshot and the names v1 rooms were entered
+    /// by.
+    pub fn snapshot_bytes(&self, now: Now) -> Vec<u8> {
+        let mut aliases: Vec<(String, String)> = self
+            .aliases
+            .iter()
+            .filter(|(id, _)| self.core.clock_of(**id).is_some())
+            .map(|(id, name)| (id.to_string(), name.clone()))
+            .collect();
+        aliases.sort();
+        let state = SavedState {
+            core: self.core.snapshot(now),
+            aliases,
+        };
+        serde_json::to_vec(&state).unwrap_or_default()
+    }
+
+    /// Brings saved state back into a fresh gateway. Refuses (and changes nothing) a file
+    /// that is not JSON of this shape, or of a later version. Returns (rooms, seats).
+    pub fn restore_bytes(&mut self, bytes: &[u8], now: Now) -> Result<(usize, usize), String> {
+        let state: SavedState =
+            serde_json::from_slice(bytes).map_err(|e| format!("not a state file: {e}"))?;
+        let version = state.core.version;
+        if version != crate::core::snapshot::SNAPSHOT_VERSION {
+            return Err(format!(
+                "version {version}, this server reads version {}",
+                crate::core::snapshot::SNAPSHOT_VERSION
+            ));
+        }
+        let restored = self.core.restore(&state.core, now);
+        for (id, name) in state.aliases {
+            if let (Some(id), Some(_)) = (RoomId::parse(&id), RoomId::from_name(&name)) {
+                if self.core.clock_of(id).is_some() {
+                    self.aliases.insert(id, name);
+                }
+            }
+        }
+        Ok(restored)
     }
 
     /// A connection finished its upgrade, speaking `dialect`.
@@ -524,6 +571,14 @@ impl Gateway {
     }
 }
 
+/// What a state file holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedState {
+    core: crate::core::snapshot::Snapshot,
+    /// (room id, the name v1 clients entered it by).
+    aliases: Vec<(String, String)>,
+}
+
 /// A 32-byte key drawn from `seed` (tests and simulations; the server draws its own).
 fn seed_key(seed: u64) -> [u8; 32] {
     let mut rng = crate::rng::Rng::new(seed ^ 0x1A7E_C0DE);
@@ -721,6 +776,10 @@ impl Service for Gateway {
             auth_enabled: self.core.auth_enabled(),
         }
     }
+    fn snapshot(&mut self, now: Now) -> Option<Vec<u8>> {
+        self.keeps_rooms.then(|| self.snapshot_bytes(now))
+    }
+
     fn compact(&mut self) {
         Gateway::compact(self)
     }

@@ -69,6 +69,14 @@ fn main() -> ExitCode {
     };
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     server.on_memory_release(glibc::trim);
+    if !config.state_file.is_empty() {
+        restore_state(&mut server, &config.state_file);
+        server.service_mut().keep_rooms(true);
+        server.with_state_file(
+            config.state_file.clone().into(),
+            config.snapshot_interval_ms,
+        );
+    }
     let origins = match &config.allowed_origins {
         None => "*".to_string(),
         Some(list) => list.join(","),
@@ -95,6 +103,47 @@ fn main() -> ExitCode {
             log!(Error, "event=fatal error={error:?}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Loads the state file, if there is one. One that cannot be used (unreadable, truncated,
+/// corrupt, of a later version) never stops the server: it is set aside under another name
+/// (the evidence is kept) and the server starts empty.
+fn restore_state(server: &mut tandem::net::event_loop::Server<Gateway>, file: &str) {
+    use tandem::net::state_file;
+    let path = std::path::Path::new(file);
+    let now = server.now();
+    let problem = match state_file::read(path) {
+        Ok(None) => {
+            log!(Info, "event=state_absent path={file}");
+            return;
+        }
+        Ok(Some(bytes)) => match server.service_mut().restore_bytes(&bytes, now) {
+            Ok((rooms, seats)) => {
+                log!(
+                    Info,
+                    "event=state_restored path={file} rooms={rooms} seats={seats} bytes={}",
+                    bytes.len()
+                );
+                return;
+            }
+            Err(problem) => problem,
+        },
+        Err(error) => error.to_string(),
+    };
+    match state_file::set_aside(path, now.wall.0 / 1_000) {
+        Ok(aside) => log!(
+            Error,
+            "event=state_unusable path={file} kept_as={} problem={} detail=\"starting empty\"",
+            aside.display(),
+            log::quoted(&problem, 200)
+        ),
+        Err(error) => log!(
+            Error,
+            "event=state_unusable path={file} problem={} set_aside_error={error} \
+             detail=\"starting empty\"",
+            log::quoted(&problem, 200)
+        ),
     }
 }
 

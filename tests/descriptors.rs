@@ -20,6 +20,7 @@ fn descriptor_exhaustion_pauses_and_recovers() {
         .env("HOST", "127.0.0.1")
         .env("LOG_LEVEL", "info")
         .env("MAX_CONNECTIONS", "200")
+        .env("STATE_FILE", "")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

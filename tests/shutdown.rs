@@ -21,6 +21,9 @@ fn sigterm_closes_rooms_and_exits_zero() {
         .env("PORT", "0")
         .env("HOST", "127.0.0.1")
         .env("LOG_LEVEL", "info")
+        // No state file: rooms die with the process, so a stop closes them (with one, it
+        // tells clients to reconnect instead: tests/restart.rs).
+        .env("STATE_FILE", "")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

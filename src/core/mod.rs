@@ -19,6 +19,7 @@ mod playback;
 mod presence;
 pub mod room;
 mod sessions;
+pub mod snapshot;
 pub mod types;
 
 use std::collections::BTreeMap;

@@ -76,6 +76,14 @@ pub struct Server<A: Service> {
     accept_retry_ms: u64,
     send_buffer_bytes: usize,
     memory: MemoryRelease,
+    state: Option<StateFile>,
+}
+
+/// Where and how often the service's snapshot is written.
+struct StateFile {
+    path: std::path::PathBuf,
+    interval_ms: u64,
+    next: Millis,
 }
 
 impl<A: Service> std::fmt::Debug for Server<A> {
@@ -126,13 +134,70 @@ impl<A: Service> Server<A> {
                 policy: ReleasePolicy::new(config.net.memory_release_after_bytes),
                 release: None,
             },
+            state: None,
         })
+    }
+
+    /// Writes the service's snapshot to `path` every `interval_ms` (0: only at shutdown) and
+    /// at shutdown, before the connections are closed.
+    pub fn with_state_file(&mut self, path: std::path::PathBuf, interval_ms: u64) {
+        let next = if interval_ms == 0 {
+            Millis(u64::MAX)
+        } else {
+            self.clock.now().mono.after(interval_ms)
+        };
+        self.state = Some(StateFile {
+            path,
+            interval_ms,
+            next,
+        });
+    }
+
+    /// Writes the snapshot now; logs what it cost.
+    fn save(&mut self, now: Now) {
+        let Some(state) = self.state.as_mut() else {
+            return;
+        };
+        if state.interval_ms > 0 {
+            state.next = now.mono.after(state.interval_ms);
+        }
+        let Some(bytes) = self.engine.service_mut().snapshot(now) else {
+            return;
+        };
+        let serialized = self.clock.now().mono;
+        match super::state_file::write_atomic(&state.path, &bytes) {
+            Ok(()) => {
+                let done = self.clock.now().mono;
+                log!(
+                    Debug,
+                    "event=state_saved bytes={} serialize_ms={} write_ms={}",
+                    bytes.len(),
+                    serialized.since(now.mono),
+                    done.since(serialized)
+                );
+            }
+            Err(error) => log!(
+                Error,
+                "event=state_save_failed path={} error={error}",
+                state.path.display()
+            ),
+        }
     }
 
     /// Installs what returns free memory to the OS after the tables are compacted (the
     /// binary passes the allocator's trim; without it, only the tables are compacted).
     pub fn on_memory_release(&mut self, release: fn()) {
         self.memory.release = Some(release);
+    }
+
+    /// The service, to prepare it before `run` (restore saved state).
+    pub fn service_mut(&mut self) -> &mut A {
+        self.engine.service_mut()
+    }
+
+    /// Both clocks now, as the loop reads them.
+    pub fn now(&self) -> Now {
+        self.clock.now()
     }
 
     /// The bound address (with the real port when 0 was asked for).
@@ -194,6 +259,9 @@ impl<A: Service> Server<A> {
                 let _ = self.poll.registry().deregister(&mut stream);
             }
             self.release_memory(now);
+            if stop_at.is_none() && self.state.as_ref().is_some_and(|s| now.mono >= s.next) {
+                self.save(now);
+            }
             if let Some(stop_at) = stop_at {
                 if self.engine.is_empty() || now.mono >= stop_at {
                     log!(Info, "event=stopped connections_left={}", self.engine.len());
@@ -214,6 +282,7 @@ impl<A: Service> Server<A> {
             accept.paused_until,
             stop_at,
             self.memory.policy.deadline(),
+            self.state.as_ref().map(|s| s.next),
         ];
         let deadline = deadlines.into_iter().flatten().min()?;
         let now = self.clock.now().mono;
@@ -327,6 +396,8 @@ impl<A: Service> Server<A> {
             self.engine.service().stats().rooms
         );
         let _ = self.poll.registry().deregister(&mut self.listener);
+        // Saved before the connections close, so every member is in the file.
+        self.save(now);
         self.engine.shutdown(now);
         now.mono.after(SHUTDOWN_MS)
     }

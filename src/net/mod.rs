@@ -7,6 +7,7 @@ pub mod engine;
 pub mod event_loop;
 pub mod memory;
 pub mod service;
+pub mod state_file;
 pub mod stream;
 pub mod upgrade;
 pub mod wire;

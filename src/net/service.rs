@@ -132,6 +132,11 @@ pub trait Service {
     fn stats(&self) -> ServiceStats;
     /// Releases capacity left over from connections that are gone.
     fn compact(&mut self) {}
+    /// What must outlive a restart, serialized (`None`: nothing is kept). Written to the
+    /// state file by the loop, periodically and at shutdown (before the connections close).
+    fn snapshot(&mut self, _now: Now) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// A service without deferred frames.

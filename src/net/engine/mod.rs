@@ -155,6 +155,11 @@ impl<S: Stream, A: Service> Engine<S, A> {
         &self.gateway
     }
 
+    /// The service, to change it (the loop asks it for its snapshot).
+    pub fn service_mut(&mut self) -> &mut A {
+        &mut self.gateway
+    }
+
     /// Counters.
     pub fn stats(&self) -> EngineStats {
         self.stats
