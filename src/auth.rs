@@ -208,7 +208,9 @@ impl Auth {
         }
         let subject = crate::text::sanitize_line(&claims.sub, crate::text::NAME_CHARS_MAX);
         let name = crate::text::display_name(&claims.name).ok_or(Refusal::Claims)?;
-        if subject.is_empty() || subject != claims.sub {
+        // Reserved: a seat that declared no id, and guests' ids.
+        let reserved = subject == "anonymous" || subject.starts_with("guest:");
+        if subject.is_empty() || subject != claims.sub || reserved {
             return Err(Refusal::Claims);
         }
         Ok(Identity::Verified { subject, name })

@@ -598,8 +598,9 @@ impl Gateway {
             Some(Credential::Token(token)) => Some(match self.auth.verify_user(&token, now.wall) {
                 Ok(identity) => Credential::Accepted(identity),
                 Err(why) => {
+                    // Debug, not info: a client can send 30 bad tokens a second.
                     log!(
-                        Info,
+                        Debug,
                         "event=auth_failed conn={conn} reason={} token_bytes={}",
                         why.as_str(),
                         token.len()

@@ -17,6 +17,14 @@ use tandem::gateway::Gateway;
 use tandem::log;
 
 fn main() -> ExitCode {
+    // A setting that is not valid UTF-8 is an error, never an unset one (a binary
+    // JWT_SECRET must not turn authentication off).
+    for setting in config::SETTINGS {
+        if std::env::var_os(setting.env).is_some_and(|v| v.to_str().is_none()) {
+            eprintln!("tandem: {}: not valid UTF-8", setting.env);
+            return ExitCode::from(2);
+        }
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let env = |name: &str| std::env::var(name).ok();
     let config = match Config::from_env_and_args(&env, &args, descriptor_limit()) {

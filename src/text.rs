@@ -17,6 +17,16 @@ pub fn is_format(c: char) -> bool {
         | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F
         | 0xFEFF | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F
         | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
+        || is_invisible(c)
+}
+
+/// Other characters that show as nothing (Unicode's default-ignorable code points that are
+/// not format characters, and the line and paragraph separators): a name made of them, or
+/// padded with them, would look like someone else's.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c as u32,
+        0x034F | 0x115F | 0x1160 | 0x17B4 | 0x17B5 | 0x180B..=0x180F | 0x2028 | 0x2029
+        | 0x2065 | 0x3164 | 0xFE00..=0xFE0F | 0xFFA0 | 0xE0000..=0xE0FFF)
 }
 
 /// Trims, removes control and format characters, and keeps at most `max` characters and
@@ -66,5 +76,11 @@ mod tests {
         let wide = "😀".repeat(100);
         assert_eq!(display_name(&wide).map(|n| n.len()), Some(NAME_BYTES_MAX));
         assert_eq!(sanitize_line(" \u{200B} x ", 10), "x");
+        // Characters that show as nothing cannot pad a name into someone else's.
+        assert_eq!(
+            display_name("alice\u{3164}\u{034F}\u{FE0F}\u{2028}"),
+            Some("alice".into())
+        );
+        assert_eq!(display_name("\u{3164}"), None);
     }
 }

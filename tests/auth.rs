@@ -571,8 +571,8 @@ fn v1_auth_and_invites() {
         ),
         "unauthorized",
     );
-    // A guest without a verified identity can neither take the host's seat nor sit beside
-    // it under the host's userId.
+    // A guest without a verified identity can neither take the host's seat nor pass for
+    // the host: its userId and name are marked as a guest's.
     let mut thief = v1(addr);
     let reply = v1_request(
         &mut host,
@@ -585,10 +585,15 @@ fn v1_auth_and_invites() {
         .as_str()
         .unwrap()
         .to_string();
-    assert_v1_error(
-        &v1_join(&mut thief, "den", "h1", json!({"inviteToken": invite})),
-        "unauthorized",
+    let joined = v1_join(&mut thief, "den", "h1", json!({"inviteToken": invite}));
+    assert_eq!(joined["type"], "room/joined", "{joined}");
+    assert_eq!(
+        joined["payload"]["you"],
+        json!({"userId": "guest:h1", "displayName": "Declared (guest)"})
     );
+    assert_eq!(thief.recv()["type"], "ack");
+    let peer = host.recv();
+    assert_eq!(peer["payload"]["peer"]["userId"], "guest:h1", "{peer}");
     host.send_text(
         &json!({"v": 1, "type": "chat/send", "payload": {"roomId": "den", "text": "still mine"}})
             .to_string(),
@@ -620,4 +625,201 @@ fn invite_across_dialects() {
         host.recv_type("participants_update")["payload"]["participant_count"],
         2
     );
+}
+
+// ----- found by an attack run (each test names its finding) -----
+
+/// F1: a guest whose join elsewhere is refused keeps the userId the others know it by (it
+/// used to keep the refused one, and so could take a member's userId and its WebRTC
+/// signals). F2: a guest declaring a member's userId is known as `guest:<id>`, so the real
+/// user still gets in. F3: a guest's name is marked `(guest)`.
+#[test]
+fn guests_cannot_pass_for_members() {
+    let addr = start(auth_config());
+    let mut host = v1(addr);
+    let joined = v1_join(
+        &mut host,
+        "party",
+        "h1",
+        json!({"token": token("h1", "Hana")}),
+    );
+    assert_eq!(joined["type"], "room/joined");
+    assert_eq!(host.recv()["type"], "ack");
+    let reply = v1_request(
+        &mut host,
+        "room/create_invite",
+        "i",
+        json!({"roomId": "party"}),
+    );
+    assert_eq!(host.recv()["type"], "ack");
+    let invite = reply["payload"]["inviteToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let mut guest = v1(addr);
+    let joined = v1_join(&mut guest, "party", "bob", json!({"inviteToken": invite}));
+    assert_eq!(
+        joined["payload"]["you"],
+        json!({"userId": "guest:bob", "displayName": "Declared (guest)"})
+    );
+    assert_eq!(guest.recv()["type"], "ack");
+    host.recv(); // peer_joined
+                 // A refused join elsewhere under the host's id changes nothing.
+    assert_v1_error(&v1_join(&mut guest, "zzz", "h1", json!({})), "unauthorized");
+    guest.send_text(
+        &json!({"v": 1, "type": "chat/send", "payload": {"roomId": "party", "text": "hi"}})
+            .to_string(),
+    );
+    let chat = host.recv();
+    assert_eq!(chat["payload"]["from"]["userId"], "guest:bob", "{chat}");
+    // The real bob joins with his token.
+    let mut bob = v1(addr);
+    let joined = v1_join(
+        &mut bob,
+        "party",
+        "bob",
+        json!({"token": token("bob", "Bob")}),
+    );
+    assert_eq!(joined["type"], "room/joined", "{joined}");
+    assert_eq!(joined["payload"]["you"]["userId"], "bob");
+}
+
+/// F6: a connection authenticated as one user cannot switch to another (one connection
+/// could otherwise host rooms under any number of identities).
+#[test]
+fn no_second_identity_on_a_connection() {
+    let addr = start(auth_config());
+    let mut client = Client::connect(addr);
+    assert_eq!(
+        authenticate(&mut client, &token("alice", "Alice"))["type"],
+        "auth_success"
+    );
+    assert_auth_failed(&mut client, &token("bob", "Bob"));
+    // The same user's refreshed token is fine.
+    assert_eq!(
+        authenticate(&mut client, &token("alice", "Alice"))["type"],
+        "auth_success"
+    );
+    let state = create(&mut client, json!({}));
+    let room = state["room"].as_str().unwrap().to_string();
+    client.send(json!({"type": "chat_message", "room": room, "payload": {"text": "me"}}));
+    assert_eq!(
+        client.recv_type("chat_message")["payload"]["username"],
+        "Alice"
+    );
+}
+
+/// F7: a connection without an identity learns nothing about which rooms exist: joining an
+/// existing and a missing room get the same answer, and naming a missing room in a ping
+/// gets no lost-room notice.
+#[test]
+fn no_oracle_without_identity() {
+    let addr = start(auth_config());
+    let (_host, room) = host(addr, "h1", json!({}));
+    let mut stranger = Client::connect(addr);
+    for target in [room.as_str(), "0f8fad5b-d9cb-469f-a165-70867728950e"] {
+        assert_error(
+            &join_with(&mut stranger, target, json!({})),
+            "Authentication required",
+            "auth_required",
+        );
+        stranger.send(json!({"type": "ping", "room": target, "payload": {"client_ts": 1}}));
+        assert_eq!(stranger.recv()["type"], "pong");
+    }
+    stranger.expect_quiet();
+}
+
+/// F9: at a handover, a member with a verified identity comes before a guest admitted by
+/// invite; the owner of a private room may come back to it whoever hosts it.
+#[test]
+fn handover_prefers_members_with_an_identity() {
+    let addr = start(auth_config());
+    let (mut owner, room) = host(addr, "owner", json!({"private": true}));
+    let (invite_token, _) = invite(&mut owner, &room, None);
+    let mut guest = Client::connect(addr);
+    assert_eq!(
+        join_with(&mut guest, &room, json!({"invite_token": invite_token}))["type"],
+        "room_state"
+    );
+    owner.recv_type("participants_update");
+    let (second_invite, _) = invite(&mut owner, &room, None);
+    let mut member = Client::connect(addr);
+    let state = join_with(
+        &mut member,
+        &room,
+        json!({"invite_token": second_invite, "auth_token": token("m1", "Member")}),
+    );
+    assert_eq!(state["type"], "room_state");
+    owner.send(json!({"type": "leave_room", "room": room}));
+    let change = guest.recv_type("host_change");
+    assert_eq!(
+        change["payload"]["host_id"],
+        member.id.as_str(),
+        "not the guest"
+    );
+    // The owner comes back to its private room without an invite.
+    let mut again = Client::connect(addr);
+    let state = join_with(
+        &mut again,
+        &room,
+        json!({"auth_token": token("owner", "Owner")}),
+    );
+    assert_eq!(state["type"], "room_state", "{state}");
+}
+
+/// F8: with authentication off, a private room cannot be entered by taking a member's seat
+/// over (declared userIds): an invite is needed for that too.
+#[test]
+fn private_room_take_over_needs_an_invite() {
+    let addr = start(config());
+    let mut host = v1(addr);
+    assert_eq!(
+        v1_join(&mut host, "den", "h1", json!({}))["type"],
+        "room/joined"
+    );
+    assert_eq!(host.recv()["type"], "ack");
+    // Made private by an OpenWatchParty host instead: v1 has no option for it, so use one.
+    let mut owp_host = Client::connect(addr);
+    let room = owp_host.create_room(json!({"options": {"private": true}}));
+    owp_host.send(json!({"type": "auth", "payload": {"user_id": "o1"}}));
+    let mut intruder = v1(addr);
+    assert_v1_error(
+        &v1_join(&mut intruder, &room, "anonymous", json!({})),
+        "unauthorized",
+    );
+    assert_v1_error(
+        &v1_join(&mut intruder, &room, "o1", json!({})),
+        "unauthorized",
+    );
+    owp_host.expect_quiet();
+}
+
+/// F5: a setting that is not valid UTF-8 (a binary JWT_SECRET) stops the server instead of
+/// being taken as unset (which turned authentication off).
+#[cfg(unix)]
+#[test]
+fn non_utf8_secret_refuses_to_start() {
+    use std::os::unix::ffi::OsStrExt;
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .env("PORT", "0")
+        .env("HOST", "127.0.0.1")
+        .env("STATE_FILE", "")
+        .env(
+            "JWT_SECRET",
+            std::ffi::OsStr::from_bytes(b"\xff\xfe-binary-secret"),
+        )
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run tandem");
+    assert_eq!(status.code(), Some(2));
+}
+
+/// Reserved subjects are refused: `anonymous` (a seat that declared no id) and `guest:…`.
+#[test]
+fn reserved_subjects_refused() {
+    let addr = start(auth_config());
+    let mut client = Client::connect(addr);
+    assert_auth_failed(&mut client, &token("anonymous", "A"));
+    assert_auth_failed(&mut client, &token("guest:bob", "B"));
 }

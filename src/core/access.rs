@@ -8,6 +8,18 @@
 use super::*;
 use types::Pass;
 
+/// A name declared without a token, with authentication on: marked as a guest's.
+fn guest_name(declared: &str) -> String {
+    const MARK: &str = " (guest)";
+    let kept: String = declared
+        .chars()
+        .take(text::NAME_CHARS_MAX.saturating_sub(MARK.chars().count()))
+        .collect();
+    let mut name = String::from(kept.trim_end());
+    name.push_str(MARK);
+    name
+}
+
 impl Core {
     /// Whether `conn`'s seat may act as a known user (always, with authentication off).
     pub(super) fn authenticated(&self, conn: ConnId) -> bool {
@@ -58,6 +70,10 @@ impl Core {
     ) -> bool {
         match credential {
             None => true,
+            Some(Credential::Accepted(identity)) if !self.same_subject(conn, &identity) => {
+                self.error(conn, None, ErrorCode::AuthFailed, out);
+                false
+            }
             Some(Credential::Accepted(identity)) => {
                 self.take_identity(conn, identity);
                 true
@@ -70,8 +86,22 @@ impl Core {
         }
     }
 
+    /// Whether `identity` may be taken on by `conn`: a connection verified as one subject
+    /// stays that subject (a refreshed token of the same user is fine; another user's is
+    /// refused, or one connection could host rooms under many identities).
+    pub(super) fn same_subject(&self, conn: ConnId, identity: &Identity) -> bool {
+        let mine = self.seat_key(conn).and_then(|k| self.subject(k));
+        match (mine, identity) {
+            (Some(mine), Identity::Verified { subject, .. }) => mine == subject,
+            _ => true,
+        }
+    }
+
     /// Renames seat `key` as its client asks, unless its name comes from a verified token.
+    /// With authentication on, a name without a token is marked `(guest)`, so nobody can
+    /// pass for a member who has one.
     pub(super) fn rename(&mut self, key: usize, user_name: Option<&str>) {
+        let auth = self.config.auth_enabled;
         let Some(seat) = self.seats.get_mut(key) else {
             return;
         };
@@ -79,7 +109,7 @@ impl Core {
             return;
         }
         if let Some(name) = user_name.and_then(text::display_name) {
-            seat.name = name;
+            seat.name = if auth { guest_name(&name) } else { name };
         }
     }
 
@@ -135,7 +165,8 @@ impl Core {
             Some(Pass::Token(_)) => Some(ErrorCode::InviteInvalid),
             None => {
                 let mine = self.seat_key(conn).and_then(|k| self.subject(k));
-                let hosts_it = mine.is_some() && mine == self.subject(host);
+                let owner = self.rooms.get(key).and_then(|r| r.owner.as_deref());
+                let hosts_it = mine.is_some() && (mine == self.subject(host) || mine == owner);
                 if private && !hosts_it {
                     Some(ErrorCode::InviteRequired)
                 } else if !self.authenticated(conn) {

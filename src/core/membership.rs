@@ -5,6 +5,20 @@ use super::*;
 use room::ChatEntry;
 use types::Pass;
 
+/// What a guest (authentication on, no identity) is known by: its declared id, marked.
+pub(super) fn guest_id(declared: &str) -> String {
+    let mut id = String::from(GUEST_PREFIX);
+    id.extend(
+        declared
+            .chars()
+            .take(text::NAME_CHARS_MAX.saturating_sub(6)),
+    );
+    id
+}
+
+/// The mark of a guest's user id; no verified subject starts with it.
+pub const GUEST_PREFIX: &str = "guest:";
+
 /// A kept chat message as members receive it.
 fn chat_event(room: RoomId, entry: &ChatEntry) -> Event {
     Event::Chat {
@@ -108,6 +122,10 @@ impl Core {
         let key = self
             .rooms
             .insert(Room::new(id, serial, room_name, host, media_id, start, now));
+        let owner = self.subject(seat).map(str::to_string);
+        if let Some(room) = self.rooms.get_mut(key) {
+            room.owner = owner;
+        }
         self.room_index.insert(id, key);
         if let Some(holder) = self.seats.get_mut(seat) {
             holder.room = Some(key);
@@ -130,6 +148,11 @@ impl Core {
         let Some(seat) = self.seat_key(conn) else {
             return;
         };
+        if !self.authenticated(conn) && invite.is_none() {
+            // Nothing about which rooms exist for a connection that may not join any.
+            self.error(conn, None, ErrorCode::AuthRequired, out);
+            return;
+        }
         let Some(key) = RoomId::parse(name).and_then(|id| self.room_index.get(&id).copied()) else {
             self.error(conn, None, ErrorCode::RoomNotFound, out);
             self.notify_gone(conn, name, reason::NOT_FOUND, out);
@@ -415,6 +438,11 @@ impl Core {
             Some(key) if seat.is_some_and(|s| self.rooms.get(key).is_some_and(|r| r.has(s))) => {
                 Some(key)
             }
+            // Authentication on and no identity: the same answer whether the room exists.
+            _ if !self.authenticated(conn) => {
+                self.refuse(ErrorCode::NotInRoom);
+                None
+            }
             // A stock client back after a reconnect names the room it was in: it is let
             // back in (as a member) when it could join it now.
             Some(key) if rejoins && self.readmit(conn, key, out) => Some(key),
@@ -600,26 +628,61 @@ impl Core {
             self.error(conn, None, ErrorCode::InvalidMessage, out);
             return;
         }
+        // With authentication on and no identity, nothing is said about rooms or members
+        // before an invite is checked (no oracle for who or what exists).
+        if !self.authenticated(conn) && invite.is_none() {
+            self.error(conn, None, ErrorCode::AuthRequired, out);
+            return;
+        }
+        let previous = self.seats.get(mine).map(|s| s.user_id.clone());
         if let Some(subject) = self.subject(mine) {
             if user_id.as_deref().is_some_and(|id| id != subject) {
                 self.error(conn, None, ErrorCode::AuthFailed, out);
                 return;
             }
-        } else if let (Some(id), Some(seat)) = (user_id, self.seats.get_mut(mine)) {
-            seat.user_id = id;
+        } else if let Some(id) = user_id {
+            // A guest (authentication on, no identity) is marked as one: its user id can
+            // never be a verified user's.
+            let id = if self.config.auth_enabled {
+                guest_id(&id)
+            } else {
+                id
+            };
+            if let Some(seat) = self.seats.get_mut(mine) {
+                seat.user_id = id;
+            }
         }
         if let Some(&key) = self.room_index.get(&room) {
+            // A private room is entered by invite (or by its owner), take-over included.
+            let private = self.rooms.get(key).is_some_and(|r| r.private);
+            if private && !self.may_join(conn, key, invite.clone(), out) {
+                self.restore_user_id(mine, previous);
+                return;
+            }
             if self.take_over(conn, key, user_name.as_deref(), out) {
                 return;
             }
             if self.user_id_taken(mine, key) {
                 // Another identity sits there under this user id: not this one's to use.
                 self.error(conn, None, ErrorCode::AuthFailed, out);
+                self.restore_user_id(mine, previous);
                 return;
             }
             self.join_room(conn, &room.to_string(), user_name, invite, out);
         } else if self.may_create(conn, out) {
             self.create_room_as(conn, Some(room), Some(alias), user_name, 0.0, None, out);
+        }
+        if self.outcome != Outcome::Accepted {
+            self.restore_user_id(mine, previous);
+        }
+    }
+
+    /// A refused `Enter` leaves the user id the others know the seat by as it was.
+    fn restore_user_id(&mut self, seat: usize, previous: Option<String>) {
+        if let (Some(previous), Some(holder)) = (previous, self.seats.get_mut(seat)) {
+            if holder.room.is_some() {
+                holder.user_id = previous;
+            }
         }
     }
 

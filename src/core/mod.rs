@@ -96,9 +96,14 @@ pub struct Core {
 impl Core {
     /// A core with no rooms. `seed` drives every id it makes.
     pub fn new(config: CoreConfig, seed: u64) -> Core {
+        let mut rng = Rng::new(seed);
+        // Serials start at a random point, 2^32 apart at least: an invite names its room's
+        // serial, and a room made again under the same id by a later process (a v1 name
+        // always maps to the same id) must not take invites meant for the old one.
+        let serial = (rng.next_u64() >> 24) << 32;
         Core {
             config,
-            rng: Rng::new(seed),
+            rng,
             sessions: Vec::new(),
             seats: Slab::new(),
             session_count: 0,
@@ -106,7 +111,7 @@ impl Core {
             room_index: BTreeMap::new(),
             resume_index: BTreeMap::new(),
             timers: TimerWheel::new(),
-            serial: 0,
+            serial,
             list: ListState::default(),
             list_recipients: Vec::new(),
             outcome: Outcome::Accepted,

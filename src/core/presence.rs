@@ -82,14 +82,18 @@ impl Core {
     }
 
     /// The member who would host room `key` after `leaving`: the longest present one with a
-    /// connection, else the longest present one.
+    /// connection, else the longest present one; with authentication on, members with a
+    /// verified identity come before guests admitted by invite.
     pub(super) fn successor(&self, key: usize, leaving: usize) -> Option<usize> {
         let room = self.rooms.get(key)?;
+        let auth = self.config.auth_enabled;
         let others = || room.members.iter().filter(|m| m.key != leaving);
-        others()
-            .find(|m| !m.away)
-            .or_else(|| others().next())
-            .map(|m| m.key)
+        let rank = |m: &&Member| {
+            let guest = auth && self.subject(m.key).is_none();
+            (guest, m.away)
+        };
+        // Join order breaks ties: `min_by_key` keeps the first of equals.
+        others().min_by_key(rank).map(|m| m.key)
     }
 
     /// `next` becomes host of room `key`: every member is told (`host_change`) and gets a

@@ -233,8 +233,12 @@ pub struct Room {
     pub stock_play_at: Millis,
     /// Commands whose instant is still ahead, replayed to joiners: (instant, message).
     pub in_flight: Vec<(Millis, ControlMessage, ControlAction)>,
-    /// Absent from the room list, joined only by invite (or by its host's identity).
+    /// Absent from the room list, joined only by invite (or by its host's or owner's
+    /// identity).
     pub private: bool,
+    /// The verified subject of the member who created it, if any: it may always come back
+    /// to its private room, whoever hosts it now.
+    pub owner: Option<String>,
     /// The last chat messages, oldest first (at most `chat_history_max`), replayed to
     /// joiners and to members coming back from grace.
     pub chat: VecDeque<ChatEntry>,
@@ -310,6 +314,7 @@ impl Room {
             stock_play_at: Millis(0),
             in_flight: Vec::new(),
             private: false,
+            owner: None,
             chat: VecDeque::new(),
             chat_seq: 0,
         }
@@ -331,6 +336,7 @@ impl Room {
             .map(|(_, message, _)| relay_bytes(&message.relay))
             .sum();
         self.name.capacity()
+            + self.owner.as_ref().map_or(0, String::capacity)
             + self.media_id.as_ref().map_or(0, String::capacity)
             + self.content_id.as_ref().map_or(0, String::capacity)
             + self.members.capacity() * size_of::<Member>()
@@ -353,7 +359,7 @@ impl Room {
         use std::mem::size_of;
         let held = super::playback::HELD_MAX;
         let in_flight = super::playback::IN_FLIGHT_MAX;
-        2 * crate::text::NAME_BYTES_MAX
+        4 * crate::text::NAME_BYTES_MAX
             + 64
             + 2 * CONTENT_ID_BYTES_MAX
             + 2 * members_max * size_of::<Member>()

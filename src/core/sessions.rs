@@ -179,6 +179,9 @@ impl Core {
         }
         match credential {
             None => {}
+            Some(Credential::Accepted(identity)) if !self.same_subject(conn, &identity) => {
+                self.error(conn, None, ErrorCode::AuthFailed, out);
+            }
             Some(Credential::Accepted(identity)) => {
                 let verified = matches!(identity, Identity::Verified { .. });
                 self.take_identity(conn, identity);

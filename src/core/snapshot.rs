@@ -38,6 +38,9 @@ pub struct RoomSnap {
     pub media_id: Option<String>,
     pub content_id: Option<String>,
     pub private: bool,
+    /// The creator's verified subject.
+    #[serde(default)]
+    pub owner: Option<String>,
     /// Position when saved, seconds.
     pub position: f64,
     /// Playing when saved.
@@ -92,6 +95,7 @@ impl Core {
                     media_id: room.media_id.clone(),
                     content_id: room.content_id.clone(),
                     private: room.private,
+                    owner: room.owner.clone(),
                     position: clock.position,
                     playing: clock.playing,
                     members: room
@@ -249,6 +253,10 @@ impl Core {
             .clone()
             .filter(|c| c.len() <= room::CONTENT_ID_BYTES_MAX);
         room.private = snap.private;
+        room.owner = snap
+            .owner
+            .as_deref()
+            .map(|o| text::sanitize_line(o, text::NAME_CHARS_MAX));
         if snap.playing {
             let position = (position + elapsed).min(room::POSITION_MAX_SECONDS);
             room.clock.current = ClockState {

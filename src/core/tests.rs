@@ -24,8 +24,12 @@ impl Harness {
     }
 
     fn with(config: CoreConfig) -> Harness {
+        Harness::with_seed(config, 1)
+    }
+
+    fn with_seed(config: CoreConfig, seed: u64) -> Harness {
         Harness {
-            gateway: Gateway::new(config, 1),
+            gateway: Gateway::new(config, seed),
             now: Now {
                 mono: Millis(1_000),
                 wall: UnixMillis(1_700_000_000_000),
@@ -928,4 +932,19 @@ fn away_members_and_readmission() {
     );
     let types = h.types(loading);
     assert_eq!(types, ["pong"], "left on purpose: not brought back");
+}
+
+/// Room serials start at a random point per process (2^32 apart at least), so an invite
+/// for a room of an earlier process never matches a room made again under the same id.
+#[test]
+fn serials_differ_between_processes() {
+    let first = |seed| {
+        let mut h = Harness::with_seed(CoreConfig::default(), seed);
+        let host = h.connect();
+        h.create(host, json!({}));
+        let now = h.now;
+        h.gateway.core().snapshot(now).rooms[0].serial
+    };
+    let (a, b) = (first(1), first(2));
+    assert!(a.abs_diff(b) >= 1 << 32, "{a} {b}");
 }
