@@ -332,6 +332,7 @@ impl Gateway {
                 position_number: control.position,
                 position: control.position,
                 play_state_text: control.play_state.map(|s| s.as_str().to_string()),
+                latency_ms: None,
                 relay: Relay {
                     action: None,
                     ..control.relay

@@ -628,7 +628,11 @@ fn joiner_of_playing_room_lands_on_the_clock() {
     for member in [p.host, p.guests[0]] {
         let got = p.world.take(member);
         let types: Vec<&Value> = got.iter().map(|(_, m)| &m["type"]).collect();
-        assert_eq!(types, ["participants_update"], "client {member}");
+        assert_eq!(
+            types,
+            ["participants_update", "client_joined"],
+            "client {member}"
+        );
     }
     p.world.advance(5_000);
     p.world.all_quiet("after the join");
@@ -672,7 +676,7 @@ fn joiner_gets_scheduled_play_in_flight() {
     assert_eq!(target, play_target);
     let host_got = p.world.take(p.host);
     let types: Vec<&Value> = host_got.iter().map(|(_, m)| &m["type"]).collect();
-    assert_eq!(types, ["participants_update"]);
+    assert_eq!(types, ["participants_update", "client_joined"]);
     p.world.advance(5_000);
     p.world.all_quiet("after the join");
 }

@@ -284,7 +284,26 @@ fn join_room_state_and_participants_update() {
     let update = host.recv();
     assert_eq!(update["type"], "participants_update", "{update}");
     assert_eq!(update["room"], room.as_str());
-    assert_eq!(update["payload"], json!({"participant_count": 2}));
+    assert_eq!(update["payload"]["participant_count"], 2);
+    // Seed 003's presence: every member, the host first.
+    let participants = update["payload"]["participants"]
+        .as_array()
+        .expect("participants");
+    assert_eq!(participants.len(), 2);
+    assert_eq!(participants[0]["client_id"], host.id.as_str());
+    assert_eq!(participants[0]["is_host"], true);
+    assert_eq!(participants[1]["client_id"], guest.id.as_str());
+    assert_eq!(participants[1]["name"], "Guest");
+    assert_eq!(participants[1]["away"], false);
+    assert_eq!(
+        state["payload"]["participants"],
+        update["payload"]["participants"]
+    );
+    // And a client_joined with the name, right after.
+    host.see_joins = true;
+    let joined = host.recv();
+    assert_eq!(joined["type"], "client_joined", "{joined}");
+    assert_eq!(joined["payload"], json!({"name": "Guest"}));
     guest.expect_quiet();
 }
 
@@ -347,7 +366,7 @@ fn join_other_room_leaves_first() {
     assert_eq!(left["type"], "client_left", "{left}");
     assert_eq!(left["room"], room_a.as_str());
     assert_eq!(left["client"], guest.id.as_str());
-    assert_eq!(left["payload"], json!({"participant_count": 1}));
+    assert_eq!(left["payload"]["participant_count"], 1);
     assert_eq!(c.recv()["payload"]["participant_count"], 2);
     // The room it left still exists: a message naming it is refused, never answered with a
     // lost-room notice (which would end the party for a stock client for good), and it does
@@ -450,7 +469,7 @@ fn guest_leave_tells_host() {
     assert_eq!(left["type"], "client_left", "{left}");
     assert_eq!(left["room"], room.as_str());
     assert_eq!(left["client"], guest.id.as_str());
-    assert_eq!(left["payload"], json!({"participant_count": 1}));
+    assert_eq!(left["payload"]["participant_count"], 1);
     let mut other = Client::connect(addr);
     other.join(&room);
     assert_eq!(host.recv()["type"], "participants_update");

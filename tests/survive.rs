@@ -65,6 +65,11 @@ fn member_resume() {
     // A clean close: once its echo is back, the server has let go of the connection (a
     // dropped socket would race with the chat below).
     close_cleanly(guest);
+    // The others see it away, not gone.
+    let away = host.recv();
+    assert_eq!(away["type"], "participants_update", "{away}");
+    assert_eq!(away["payload"]["participants"][1]["away"], true, "{away}");
+    assert_eq!(away["payload"]["participant_count"], 2);
     host.send(
         json!({"type": "chat_message", "room": room, "payload": {"text": "while you were away"}}),
     );
@@ -85,6 +90,12 @@ fn member_resume() {
     assert_eq!(got[1]["room"], room.as_str());
     assert_eq!(got[1]["client"], old_id.as_str());
     assert_eq!(got[2]["payload"]["text"], "while you were away");
+    let here = host.recv();
+    assert_eq!(here["type"], "participants_update", "{here}");
+    assert_eq!(
+        here["payload"]["participants"][1]["away"], false,
+        "back: {here}"
+    );
     host.expect_quiet();
     // It is the member again: its chat reaches the host under the old id.
     back.send(json!({"type": "chat_message", "room": room, "payload": {"text": "back"}}));
@@ -277,7 +288,15 @@ fn auth_reclaims_a_seat() {
     );
     assert_eq!(got[0]["payload"]["client_id"], old_id.as_str());
     assert_eq!(got[1]["room"], room.as_str());
-    host.expect_quiet();
+    let seen: Vec<bool> = host
+        .drain()
+        .iter()
+        .map(|m| {
+            assert_eq!(m["type"], "participants_update", "{m}");
+            m["payload"]["participants"][1]["away"].as_bool().unwrap()
+        })
+        .collect();
+    assert_eq!(seen, [true, false], "away, then back; nothing else");
 }
 
 /// v1: `server/hello` carries `resumeToken`; `session/resume` gives the seat back.
@@ -312,4 +331,62 @@ fn v1_resume() {
     assert_eq!(joined["payload"]["you"]["userId"], "ann");
     let ack = back.recv();
     assert_eq!(ack["type"], "ack", "{ack}");
+}
+
+/// Presence (seed 003): a member's `buffering` and `reported_latency` show in
+/// `participants`; a scheduled play waits for a buffering member (up to the ready-wait);
+/// the host's `force_resync` reaches every member with its instant; `client_left` names
+/// who left.
+#[test]
+fn presence_buffering_latency_force_resync() {
+    let addr = start(config());
+    let mut host = Client::connect(addr);
+    host.declare_scheduled();
+    let room = host.create_room(json!({"name": "Film"}));
+    let mut guest = Client::connect(addr);
+    guest.join_as(&room, "Gus");
+    host.recv_type("participants_update");
+
+    guest.send(json!({"type": "state_update", "room": room,
+                      "payload": {"play_state": "buffering", "reported_latency": 42}}));
+    let update = host.recv_type("participants_update");
+    let gus = &update["payload"]["participants"][1];
+    assert_eq!(
+        (gus["buffering"].as_bool(), gus["reported_latency"].as_u64()),
+        (Some(true), Some(42))
+    );
+    assert!(
+        guest.drain().iter().all(|m| m["type"] != "error"),
+        "no not_host for presence"
+    );
+
+    // The play waits while Gus buffers, and goes once he stops.
+    host.send(json!({"type": "player_event", "room": room,
+                     "payload": {"action": "play", "position": 5.0, "play_state": "playing"}}));
+    assert!(
+        guest.drain().iter().all(|m| m["type"] != "player_event"),
+        "held while buffering"
+    );
+    guest.send(json!({"type": "state_update", "room": room, "payload": {"play_state": "paused"}}));
+    let play = guest.recv_type("player_event");
+    assert_eq!(play["payload"]["action"], "play");
+
+    host.send(json!({"type": "force_resync", "room": room, "payload": {"target_position": 33.5}}));
+    for member in [&mut host, &mut guest] {
+        let resync = member.recv_type("force_resync");
+        assert_eq!(resync["payload"]["target_position"], 33.5);
+        assert!(resync["payload"]["target_server_ts"]
+            .as_u64()
+            .is_some_and(|t| t >= now_ms() - 5_000));
+    }
+    guest.send(json!({"type": "force_resync", "room": room, "payload": {"target_position": 1}}));
+    assert_error(
+        &guest.recv(),
+        "Only the host can control playback",
+        "not_host",
+    );
+
+    guest.send(json!({"type": "leave_room", "room": room}));
+    let left = host.recv_type("client_left");
+    assert_eq!(left["payload"]["name"], "Gus");
 }

@@ -118,6 +118,8 @@ impl Core {
             seat: seat_id,
             ready: true,
             away: false,
+            buffering: false,
+            latency_ms: None,
         };
         let key = self
             .rooms
@@ -222,6 +224,8 @@ impl Core {
             seat: seat_id,
             ready: false,
             away: false,
+            buffering: false,
+            latency_ms: None,
         });
         let count = room.members.len();
         let room_id = room.id;
@@ -229,10 +233,17 @@ impl Core {
         let Some(room) = self.rooms.get(key) else {
             return;
         };
+        let name = joined.name.clone();
         let index = out.event(Event::Participants {
             room: room_id,
             count,
             joined,
+            presence: self.presence(key),
+        });
+        let hello = out.event(Event::ClientJoined {
+            room: room_id,
+            seat: seat_id,
+            name,
         });
         let others: Vec<usize> = room
             .members
@@ -242,6 +253,7 @@ impl Core {
             .collect();
         for other in others {
             self.send_seat(other, index, out);
+            self.send_seat(other, hello, out);
         }
         self.send_room_state(key, seat, true, out);
         self.replay_in_flight(key, seat, out);
@@ -297,6 +309,7 @@ impl Core {
             seat: leaver.seat,
             count,
             user_id: leaver.user_id,
+            name: leaver.name,
         });
         for other in rest {
             self.send_seat(other, index, out);
@@ -824,6 +837,7 @@ impl Core {
             refresh,
             you: self.peer(seat),
             peers,
+            presence: self.presence(key),
         };
         Some((conn, event))
     }

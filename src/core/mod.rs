@@ -39,8 +39,8 @@ use membership::GONE_NOTIFIED_MAX;
 use room::{Member, Room};
 use sessions::{Budget, Seat, Session};
 use types::{
-    reason, Capabilities, Command, ControlMessage, CoreTimer, Credential, DecodeError, ErrorCode,
-    Event, Identity, Json, Outbox, Peer, ResumeKey, RoomSummary, SignalKind,
+    later, reason, Capabilities, Command, ControlMessage, CoreTimer, Credential, DecodeError,
+    ErrorCode, Event, Identity, Json, Outbox, Peer, ResumeKey, RoomSummary, SignalKind,
 };
 pub use types::{Listing, Outcome};
 
@@ -506,14 +506,29 @@ impl Core {
             }
             Command::Ready { room } => self.ready(conn, room.as_deref(), out),
             Command::Control { room, control } => {
+                let buffering = match control.action {
+                    types::ControlAction::Buffering => Some(true),
+                    types::ControlAction::Play | types::ControlAction::Pause => Some(false),
+                    _ => None,
+                };
+                if self.member_says(conn, room.as_deref(), buffering, None, out) {
+                    return;
+                }
                 if let Some(key) = self.host_room(conn, room.as_deref(), out) {
                     self.control(key, control, out);
                 }
             }
             Command::Report { room, report } => {
+                let buffering = report.play_state_text.as_deref().map(|s| s == "buffering");
+                if self.member_says(conn, room.as_deref(), buffering, report.latency_ms, out) {
+                    return;
+                }
                 if let Some(key) = self.host_room(conn, room.as_deref(), out) {
                     self.report(key, report, out);
                 }
+            }
+            Command::ForceResync { room, position } => {
+                self.force_resync(conn, room.as_deref(), position, out)
             }
             Command::Ping { room, echo } => {
                 let seat = self

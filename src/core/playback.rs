@@ -169,6 +169,7 @@ impl Core {
         let position = pending.position;
         for member in &mut room.members {
             member.ready = true;
+            member.buffering = false;
         }
         self.start_play(key, position, out);
     }

@@ -43,6 +43,7 @@ impl Core {
                 .insert(now.after(wait), CoreTimer::HostGrace { room: key, serial });
         }
         // Nobody waits for an absent member.
+        self.presence_changed(key, out);
         self.check_barrier(key, out);
         true
     }
@@ -272,5 +273,135 @@ impl Core {
         );
         self.send_room_state(key, target, !host, out);
         self.replay_chat(key, target, seen, out);
+        self.presence_changed_except(key, Some(target), out);
+    }
+}
+
+impl Core {
+    /// Room `key`'s members as it shows them, in join order.
+    pub(super) fn presence(&self, key: usize) -> Vec<types::Presence> {
+        let Some(room) = self.rooms.get(key) else {
+            return Vec::new();
+        };
+        room.members
+            .iter()
+            .map(|m| types::Presence {
+                seat: m.seat,
+                name: self
+                    .seats
+                    .get(m.key)
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default(),
+                host: m.key == room.host,
+                away: m.away,
+                buffering: m.buffering,
+                latency_ms: m.latency_ms,
+            })
+            .collect()
+    }
+
+    /// Tells every member of room `key` its members' presence (someone went away, came
+    /// back, started or stopped buffering).
+    pub(super) fn presence_changed(&mut self, key: usize, out: &mut Outbox) {
+        self.presence_changed_except(key, None, out);
+    }
+
+    /// `presence_changed`, not told to `except` (who was just told the room's state).
+    pub(super) fn presence_changed_except(
+        &mut self,
+        key: usize,
+        except: Option<usize>,
+        out: &mut Outbox,
+    ) {
+        let Some(room) = self.rooms.get(key) else {
+            return;
+        };
+        let (id, count) = (room.id, room.members.len());
+        let members: Vec<usize> = room.members.iter().map(|m| m.key).collect();
+        let index = out.event(Event::Presence {
+            room: id,
+            count,
+            presence: self.presence(key),
+        });
+        for member in members.into_iter().filter(|&m| Some(m) != except) {
+            self.send_seat(member, index, out);
+        }
+    }
+
+    /// What a member says about itself in a playback message (`play_state: buffering`, an
+    /// `action: buffering`, a play state that ends it, `reported_latency`), in the room
+    /// `name` it is a member of. A change of buffering is told to every member and may
+    /// release a pending play. True when the sender is not the host and said something about
+    /// itself (its message is then answered by nothing else).
+    pub(super) fn member_says(
+        &mut self,
+        conn: ConnId,
+        name: Option<&str>,
+        buffering: Option<bool>,
+        latency_ms: Option<u32>,
+        out: &mut Outbox,
+    ) -> bool {
+        let (Some(seat), Some(name)) = (self.seat_key(conn), name) else {
+            return false;
+        };
+        let Some(key) = RoomId::parse(name).and_then(|id| self.room_index.get(&id).copied()) else {
+            return false;
+        };
+        let Some(room) = self.rooms.get_mut(key) else {
+            return false;
+        };
+        let is_host = room.host == seat;
+        let Some(member) = room.members.iter_mut().find(|m| m.key == seat) else {
+            return false;
+        };
+        if let Some(latency) = latency_ms {
+            member.latency_ms = Some(latency);
+        }
+        // The host's buffering is the room's: it freezes the clock (playback), not a mark.
+        let buffering = buffering.filter(|_| !is_host);
+        let changed = buffering.is_some_and(|b| b != member.buffering);
+        if let Some(b) = buffering {
+            member.buffering = b;
+        }
+        if changed {
+            self.presence_changed(key, out);
+            self.check_barrier(key, out);
+        }
+        let said = latency_ms.is_some() || buffering == Some(true);
+        !is_host && said
+    }
+
+    /// The host's `force_resync {target_position}`: every member (host included) is told
+    /// to be at `position` at an instant `control_schedule_ms` ahead, and the room clock
+    /// jumps there then.
+    pub(super) fn force_resync(
+        &mut self,
+        conn: ConnId,
+        name: Option<&str>,
+        position: f64,
+        out: &mut Outbox,
+    ) {
+        let Some(key) = self.host_room(conn, name, out) else {
+            return;
+        };
+        let lead = self.config.control_schedule_ms;
+        let (at, target) = later(self.now, lead);
+        let now = self.now.mono;
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        room.clock
+            .apply_control(now, at, &types::ControlAction::Seek, Some(position), None);
+        let (id, host) = (room.id, room.host_seat());
+        let members: Vec<usize> = room.members.iter().map(|m| m.key).collect();
+        let index = out.event(Event::ForceResync {
+            room: id,
+            host,
+            position,
+            target,
+        });
+        for member in members {
+            self.send_seat(member, index, out);
+        }
     }
 }

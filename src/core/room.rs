@@ -175,6 +175,10 @@ pub struct Member {
     pub ready: bool,
     /// Its connection is gone and its seat waits in grace: shown away, never waited for.
     pub away: bool,
+    /// It said it is buffering: a pending play waits for it (up to the ready-wait).
+    pub buffering: bool,
+    /// The latency it last reported, in ms.
+    pub latency_ms: Option<u32>,
 }
 
 /// A play the host asked for while members were still loading.
@@ -395,9 +399,13 @@ impl Room {
             .map_or(SeatId(uuid::Uuid::nil()), |m| m.seat)
     }
 
-    /// Whether every member counts as ready (a room without media never waits).
+    /// Whether every member counts as ready: present members are not buffering and, in a
+    /// room with media, have loaded it (away members are never waited for).
     pub fn all_ready(&self) -> bool {
-        self.media_id.is_none() || self.members.iter().all(|m| m.ready || m.away)
+        let media = self.media_id.is_some();
+        self.members
+            .iter()
+            .all(|m| m.away || (!m.buffering && (m.ready || !media)))
     }
 
     /// The relay fields of a play the server makes itself.

@@ -246,6 +246,8 @@ impl Core {
             seat: host_id,
             ready: true,
             away: true,
+            buffering: false,
+            latency_ms: None,
         };
         let mut room = Room::new(id, snap.serial, name, host, media_id, position, now);
         room.content_id = snap
@@ -272,6 +274,8 @@ impl Core {
                 seat,
                 ready,
                 away: true,
+                buffering: false,
+                latency_ms: None,
             })
             .collect();
         let keep = self.config.chat_history_max;

@@ -821,10 +821,18 @@ fn host_drop_hands_over_after_host_grace() {
     h.join(second, &room);
     h.take(first);
     h.disconnect(host);
+    let told = h.take(first);
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0]["type"], "participants_update");
+    assert_eq!(
+        told[0]["payload"]["participants"][0]["away"], true,
+        "the host is away"
+    );
+    assert_eq!(told[0]["payload"]["participant_count"], 3);
     h.wait(29_999);
     assert!(
         h.take(first).is_empty(),
-        "nothing before the host grace ends"
+        "nothing more before the host grace ends"
     );
     h.wait(1);
     let first_id = h.gateway.core().seat(first).expect("seat").to_string();

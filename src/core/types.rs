@@ -154,6 +154,8 @@ pub struct Report {
     pub position: Option<f64>,
     /// `play_state` as a string, if it was one (for the relay filter).
     pub play_state_text: Option<String>,
+    /// `reported_latency` (ms), if it was a number in 0..=60 000.
+    pub latency_ms: Option<u32>,
     /// The fields to relay.
     pub relay: Relay,
 }
@@ -252,6 +254,13 @@ pub enum Command {
         credential: Option<Credential>,
         /// An invite presented with the request (`invite_token`).
         invite: Option<Pass>,
+    },
+    /// The host asks every member to jump to `position` (`force_resync`).
+    ForceResync {
+        /// The room named, if any.
+        room: Option<String>,
+        /// Where, in seconds (valid).
+        position: f64,
     },
     /// Take back a seat in grace (`resume {token}`).
     Resume {
@@ -508,6 +517,23 @@ pub struct Peer {
     pub name: String,
 }
 
+/// A member as its room shows it (`participants`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Presence {
+    /// Seat id (`client_id`).
+    pub seat: SeatId,
+    /// Display name.
+    pub name: String,
+    /// The host.
+    pub host: bool,
+    /// Its connection is gone; its seat waits in grace.
+    pub away: bool,
+    /// It said it is buffering.
+    pub buffering: bool,
+    /// The latency it last reported, in ms.
+    pub latency_ms: Option<u32>,
+}
+
 /// One entry of the room list.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RoomSummary {
@@ -588,6 +614,8 @@ pub enum Event {
         you: Peer,
         /// The other members, in join order.
         peers: Vec<Peer>,
+        /// Every member, in join order.
+        presence: Vec<Presence>,
     },
     /// Member count changed because someone joined.
     Participants {
@@ -595,6 +623,27 @@ pub enum Event {
         count: usize,
         /// Who joined.
         joined: Peer,
+        /// Every member, in join order.
+        presence: Vec<Presence>,
+    },
+    /// Someone joined (`client_joined {name}`, to the others).
+    ClientJoined {
+        room: RoomId,
+        seat: SeatId,
+        name: String,
+    },
+    /// A member's presence changed (away, back, buffering): every member, in join order.
+    Presence {
+        room: RoomId,
+        count: usize,
+        presence: Vec<Presence>,
+    },
+    /// The host asks every member to jump to a position at an instant.
+    ForceResync {
+        room: RoomId,
+        host: SeatId,
+        position: f64,
+        target: UnixMillis,
     },
     /// A playback command from the host (or the server, for a scheduled play).
     Control {
@@ -620,6 +669,8 @@ pub enum Event {
         count: usize,
         /// Its user id.
         user_id: String,
+        /// Its display name.
+        name: String,
     },
     /// The room is gone for you (`room` as the recipient named it).
     RoomClosed { room: String, reason: &'static str },

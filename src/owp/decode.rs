@@ -59,6 +59,10 @@ struct Fields<'a> {
     options: Option<&'a RawValue>,
     #[serde(borrow)]
     expires_in: Option<&'a RawValue>,
+    #[serde(borrow)]
+    reported_latency: Option<&'a RawValue>,
+    #[serde(borrow)]
+    target_position: Option<&'a RawValue>,
 }
 
 /// `create_room`'s `options`.
@@ -168,6 +172,12 @@ pub fn decode(text: &str) -> Result<Command, DecodeError> {
             credential: string(fields.auth_token).map(Credential::Token),
             invite: string(fields.invite_token).map(Pass::Token),
         },
+        "force_resync" => Command::ForceResync {
+            room,
+            position: number(fields.target_position)
+                .filter(|p| valid_position(*p))
+                .ok_or(DecodeError::Invalid)?,
+        },
         "resume" => Command::Resume {
             token: string(fields.token).ok_or(DecodeError::Invalid)?,
         },
@@ -228,6 +238,9 @@ fn report(fields: &Fields<'_>, has_payload: bool) -> Report {
         position: number(position_field(fields)).filter(|p| valid_position(*p)),
         // Only a play state a relay may carry counts: an unknown one is dropped everywhere.
         play_state_text: string(fields.play_state).filter(|s| known_play_state(s)),
+        latency_ms: number(fields.reported_latency)
+            .filter(|l| (0.0..=60_000.0).contains(l))
+            .map(|l| l as u32),
         relay: Relay {
             action: None,
             ..relay(fields)

@@ -72,6 +72,12 @@ impl IdText {
     }
 }
 
+impl Serialize for IdText {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 #[derive(Serialize)]
 struct RelayPayload<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -106,6 +112,33 @@ struct RoomStatePayload<'a> {
     state: StateShape<'a>,
     participant_count: usize,
     media_id: Option<&'a str>,
+    participants: Vec<Participant<'a>>,
+}
+
+/// A member in `participants` (seed 003's shape, with presence).
+#[derive(Serialize)]
+struct Participant<'a> {
+    client_id: IdText,
+    name: &'a str,
+    is_host: bool,
+    away: bool,
+    buffering: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reported_latency: Option<u32>,
+}
+
+fn participants(presence: &[crate::core::types::Presence]) -> Vec<Participant<'_>> {
+    presence
+        .iter()
+        .map(|p| Participant {
+            client_id: IdText::new(p.seat.0),
+            name: &p.name,
+            is_host: p.host,
+            away: p.away,
+            buffering: p.buffering,
+            reported_latency: p.latency_ms,
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -199,21 +232,56 @@ fn encode_notice(event: &Event, now: UnixMillis) -> Option<String> {
                 now,
             ))
         }
-        Event::Participants { room, count, .. } => one(render(
+        Event::Participants {
+            room,
+            count,
+            presence,
+            ..
+        }
+        | Event::Presence {
+            room,
+            count,
+            presence,
+        } => one(render(
             "participants_update",
             Some(IdText::new(room.0).as_str()),
             None,
-            Some(json!({ "participant_count": count })),
+            Some(json!({ "participant_count": count, "participants": participants(presence) })),
             now,
             now,
         )),
+        Event::ClientJoined { room, seat, name } => one(render(
+            "client_joined",
+            Some(IdText::new(room.0).as_str()),
+            Some(IdText::new(seat.0).as_str()),
+            Some(json!({ "name": name })),
+            now,
+            now,
+        )),
+        Event::ForceResync {
+            room,
+            host,
+            position,
+            target,
+        } => one(render(
+            "force_resync",
+            Some(IdText::new(room.0).as_str()),
+            Some(IdText::new(host.0).as_str()),
+            Some(json!({ "target_position": position, "target_server_ts": target.0 })),
+            now,
+            *target,
+        )),
         Event::ClientLeft {
-            room, seat, count, ..
+            room,
+            seat,
+            count,
+            name,
+            ..
         } => one(render(
             "client_left",
             Some(IdText::new(room.0).as_str()),
             Some(IdText::new(seat.0).as_str()),
-            Some(json!({ "participant_count": count })),
+            Some(json!({ "participant_count": count, "name": name })),
             now,
             now,
         )),
@@ -282,6 +350,7 @@ fn room_state(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> String {
         media_id,
         server_ts,
         joiner,
+        presence,
         ..
     } = event
     else {
@@ -302,6 +371,7 @@ fn room_state(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> String {
         },
         participant_count: *participants,
         media_id: media_id.as_deref(),
+        participants: self::participants(presence),
     };
     render(
         "room_state",
@@ -474,6 +544,11 @@ fn command_parts<'a>(
             ("join_room", Some(room.as_str()), without_nulls(payload))
         }
         Command::Resume { token } => ("resume", None, without_nulls(json!({ "token": token }))),
+        Command::ForceResync { room, position } => (
+            "force_resync",
+            room.as_deref(),
+            without_nulls(json!({ "target_position": position })),
+        ),
         Command::CreateInvite { room, expires_in } => (
             "create_invite",
             room.as_deref(),
@@ -493,7 +568,17 @@ fn command_parts<'a>(
             ("player_event", room.as_deref(), relay(&control.relay))
         }
         Command::Report { room, report } => {
-            let payload = report.has_payload.then(|| relay(&report.relay)).flatten();
+            let payload = report
+                .has_payload
+                .then(|| {
+                    let mut value =
+                        serde_json::to_value(relay_payload(&report.relay, None)).ok()?;
+                    if let (Some(latency), Some(map)) = (report.latency_ms, value.as_object_mut()) {
+                        map.insert("reported_latency".into(), json!(latency));
+                    }
+                    serde_json::value::to_raw_value(&value).ok()
+                })
+                .flatten();
             ("state_update", room.as_deref(), payload)
         }
         Command::Ping { room, echo } => {
@@ -584,6 +669,7 @@ mod tests {
             refresh: false,
             you: Default::default(),
             peers: Vec::new(),
+            presence: Vec::new(),
         };
         let encoded = encode(&event, UnixMillis(5_000), 300).expect("a message");
         let state = parse(&encoded);

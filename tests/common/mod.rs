@@ -40,6 +40,9 @@ pub fn start(config: Config) -> SocketAddr {
 pub struct Client {
     pub ws: WebSocket<TcpStream>,
     pub id: String,
+    /// Also return `client_joined` notices (most tests follow `participants_update`, which
+    /// comes with each of them, and skip these; tests/survive.rs reads them).
+    pub see_joins: bool,
 }
 
 impl Client {
@@ -76,6 +79,7 @@ impl Client {
         Client {
             ws,
             id: String::new(),
+            see_joins: false,
         }
     }
 
@@ -94,11 +98,18 @@ impl Client {
         self.ws.send(Message::text(text.to_string())).expect("send");
     }
 
-    /// The next text message as JSON (pings are answered by tungstenite).
+    /// The next text message as JSON (pings are answered by tungstenite; `client_joined`
+    /// is skipped unless `see_joins`).
     pub fn recv(&mut self) -> Value {
         loop {
             match self.ws.read().expect("a message within the wait") {
-                Message::Text(text) => return serde_json::from_str(text.as_str()).expect("JSON"),
+                Message::Text(text) => {
+                    let message: Value = serde_json::from_str(text.as_str()).expect("JSON");
+                    if message["type"] == "client_joined" && !self.see_joins {
+                        continue;
+                    }
+                    return message;
+                }
                 Message::Close(frame) => panic!("closed: {frame:?}"),
                 _ => continue,
             }

@@ -358,6 +358,10 @@ pub fn build_command(input: &mut Bytes<'_>, rooms: &[String]) -> Command {
                 invite: invite(input, rooms),
             }
         }
+        13 if input.flag() => Command::ForceResync {
+            room: room(input),
+            position: input.pick(&[0.0, 42.5]),
+        },
         13 => Command::SetContent {
             room: room(input).unwrap_or_default(),
             content_id: input.pick(&[MEDIA_ID.to_string(), "https://lan/x".to_string()]),
@@ -436,12 +440,13 @@ fn build_control(input: &mut Bytes<'_>) -> Control {
 
 fn build_report(input: &mut Bytes<'_>) -> Report {
     let position = input.pick(&POSITIONS);
-    let play_state = input.pick(&[None, Some("playing"), Some("paused")]);
+    let play_state = input.pick(&[None, Some("playing"), Some("paused"), Some("buffering")]);
     Report {
         has_payload: input.byte() < 230,
         position_number: position,
         position: position.filter(|p| tandem::core::room::valid_position(*p)),
         play_state_text: play_state.map(String::from),
+        latency_ms: input.pick(&[None, Some(0), Some(120)]),
         relay: Relay {
             host_ts: None,
             action: None,
