@@ -555,9 +555,16 @@ impl Gateway {
                 };
             }
             if let Some(text) = slot {
-                out.push(Output::Send {
-                    conn,
-                    text: text.clone(),
+                let text = text.clone();
+                out.push(match event {
+                    // A relayed host state supersedes the previous one still queued for a
+                    // lagging member (commands are never dropped).
+                    Event::State { room, .. } => Output::SendLatest {
+                        conn,
+                        text,
+                        key: (room.0.as_u128() as u64) | 1,
+                    },
+                    _ => Output::Send { conn, text },
                 });
             }
         }
@@ -840,7 +847,9 @@ mod fault_tests {
     fn texts(out: &mut Vec<Output>, conn: ConnId) -> Vec<String> {
         let mut mine = Vec::new();
         out.retain(|o| match o {
-            Output::Send { conn: c, text } if *c == conn => {
+            Output::Send { conn: c, text } | Output::SendLatest { conn: c, text, .. }
+                if *c == conn =>
+            {
                 mine.push(text.as_str().to_string());
                 false
             }

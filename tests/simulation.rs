@@ -300,6 +300,51 @@ fn slow_reader_is_evicted_and_others_are_unaffected() {
     assert_eq!(net.engine.websockets(), 2);
 }
 
+/// A member that lags (its socket takes almost nothing) is not owed a backlog of host
+/// states: each relayed `state_update` still unsent is superseded by the next one, while
+/// chat and commands all arrive, in order. When it catches up it gets the newest state.
+#[test]
+fn lagging_member_gets_the_latest_state_not_a_backlog() {
+    let mut net = sim_net();
+    let (mut host, mut members, room) = room_with(&mut net, 1);
+    let mut lagging = members.remove(0);
+    let knobs = net.server_end(lagging.id).knobs();
+    net.server_end(lagging.id).set_knobs(Knobs {
+        window: 200,
+        ..knobs
+    });
+    for i in 0..20u32 {
+        let state = if i % 2 == 0 { "playing" } else { "paused" };
+        let update = json!({"type": "state_update", "room": room,
+                            "payload": {"position": 100 + i, "play_state": state}});
+        host.send(&update.to_string());
+        if i % 5 == 0 {
+            host.send(&chat(&room, &format!("chat {i}")));
+        }
+        net.settle();
+        net.advance(600);
+    }
+    net.server_end(lagging.id).set_knobs(knobs);
+    net.settle();
+    lagging.pump();
+    let states = lagging.of_type("state_update");
+    assert!(
+        (1..=3).contains(&states.len()),
+        "{} state_updates: a backlog",
+        states.len()
+    );
+    assert_eq!(
+        states.last().map(|m| m["payload"]["position"].clone()),
+        Some(json!(119)),
+        "the newest state"
+    );
+    assert_eq!(
+        chat_texts(&lagging),
+        ["chat 0", "chat 5", "chat 10", "chat 15"],
+        "chat is never dropped"
+    );
+}
+
 /// A message of exactly 64 KiB is read (and refused by the protocol); 64 KiB + 1 closes the
 /// connection with 1009, and the other client is unaffected.
 #[test]
@@ -600,7 +645,7 @@ impl Bench {
 
     fn collect(&mut self, out: Vec<Output>) {
         for output in out {
-            if let Output::Send { conn, text } = output {
+            if let Output::Send { conn, text } | Output::SendLatest { conn, text, .. } = output {
                 self.received
                     .push((conn, serde_json::from_str(text.as_str()).expect("JSON")));
             }

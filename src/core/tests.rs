@@ -42,7 +42,7 @@ impl Harness {
     fn collect(&mut self, outputs: Vec<Output>) {
         for output in outputs {
             match output {
-                Output::Send { conn, text } => self
+                Output::Send { conn, text } | Output::SendLatest { conn, text, .. } => self
                     .inbox
                     .push((conn, serde_json::from_str(text.as_str()).expect("JSON"))),
                 Output::Stamped { conn, frame } => {

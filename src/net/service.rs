@@ -32,6 +32,17 @@ pub enum Output<D> {
         /// The frame's text, shared with other recipients.
         text: Utf8Bytes,
     },
+    /// Write this text frame to `conn`, superseding the last one sent with the same `key`
+    /// if that one has not started to leave (a newer state replaces an older one for a
+    /// client that lags).
+    SendLatest {
+        /// Recipient.
+        conn: ConnId,
+        /// The frame's text, shared with other recipients.
+        text: Utf8Bytes,
+        /// What it supersedes (non-zero).
+        key: u64,
+    },
     /// Write this binary frame to `conn`.
     SendBinary {
         /// Recipient.

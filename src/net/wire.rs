@@ -122,6 +122,9 @@ pub struct Wire<S> {
     pong: Option<u64>,
     /// Pongs queued and not yet written.
     pongs_waiting: usize,
+    /// The last frame queued with `push_latest`: its key and sequence number, while it may
+    /// still be in the queue.
+    latest: Option<(u64, u64)>,
     /// Bytes tungstenite may still read this turn.
     read_budget: usize,
     /// A read was refused because the budget was spent.
@@ -141,6 +144,7 @@ impl<S> Wire<S> {
             popped: 0,
             pong: None,
             pongs_waiting: 0,
+            latest: None,
             read_budget: usize::MAX,
             starved: false,
             inbound: Inbound::default(),
@@ -210,6 +214,32 @@ impl<S> Wire<S> {
     /// Queues a text frame whose payload is shared, not copied.
     pub fn push_text(&mut self, text: &Utf8Bytes) {
         self.push(OpCode::Data(Data::Text), Payload::Text(text.clone()));
+    }
+
+    /// Queues a text frame that supersedes the previous one queued with the same `key`, if
+    /// that one is still entirely unsent: it is removed, and this one goes to the back. A
+    /// client that lags gets the newest state, not a backlog of old ones.
+    pub fn push_latest(&mut self, text: &Utf8Bytes, key: u64) {
+        if let Some((last_key, seq)) = self.latest.take() {
+            let index = seq.wrapping_sub(self.popped);
+            let started = index == 0 && self.offset > 0;
+            let queued = seq >= self.popped && (index as usize) < self.queue.len();
+            if last_key == key && queued && !started {
+                if let Some(old) = self.queue.remove(index as usize) {
+                    self.queued = self.queued.saturating_sub(old.len());
+                    // Everything behind it moved up one place.
+                    if let Some(pong) = self.pong.as_mut().filter(|p| **p > seq) {
+                        *pong = pong.wrapping_sub(1);
+                    }
+                }
+            }
+        }
+        self.push_text(text);
+        let seq = self
+            .popped
+            .wrapping_add(self.queue.len() as u64)
+            .wrapping_sub(1);
+        self.latest = Some((key, seq));
     }
 
     /// Queues a binary frame whose payload is shared, not copied.
@@ -516,6 +546,49 @@ mod tests {
             Err(io::ErrorKind::WouldBlock)
         );
         assert_eq!(wire.queued(), 7);
+    }
+
+    /// `push_latest`: an unsent frame of the same key is superseded (the newer goes to the
+    /// back); one already partly written is not; pongs keep being tracked across the removal.
+    #[test]
+    fn latest_supersedes_unsent_only() {
+        let mut wire = Wire::new(Trickle {
+            taken: Vec::new(),
+            window: 3,
+            blocked: true,
+        });
+        let frame = |s: &str| Utf8Bytes::from(s.to_string());
+        wire.push_latest(&frame("s1"), 7);
+        wire.write_all(b"\x8a\x00").expect("pong queued");
+        wire.push_text(&frame("chat"));
+        wire.push_latest(&frame("s2"), 7);
+        assert_eq!(wire.queue.len(), 3, "s1 is gone");
+        assert_eq!(wire.queued(), 2 + 6 + 4);
+        // The pong is still the one tracked: replacing it works.
+        assert!(wire.replace_pong(b"\x8a\x01!"));
+        // Another key does not supersede.
+        wire.push_latest(&frame("t1"), 9);
+        assert_eq!(wire.queue.len(), 4);
+        // A frame whose first bytes left is never taken back.
+        let mut front = Wire::new(Trickle {
+            taken: Vec::new(),
+            window: 1,
+            blocked: true,
+        });
+        front.push_latest(&frame("a"), 5);
+        front.offset = 1;
+        front.push_latest(&frame("b"), 5);
+        assert_eq!(front.queue.len(), 2, "a partly written frame stays");
+        wire.get_mut().blocked = false;
+        wire.get_mut().window = 1 << 20;
+        wire.send().expect("sent");
+        let taken = String::from_utf8_lossy(&wire.get_mut().taken).into_owned();
+        let order: Vec<usize> = ["!", "chat", "s2", "t1"]
+            .iter()
+            .map(|m| taken.find(m).expect(m))
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{taken:?}");
+        assert!(!taken.contains("s1"));
     }
 }
 

@@ -601,7 +601,7 @@ impl Sim {
         let mut displaced = Vec::new();
         for output in std::mem::take(&mut self.outputs) {
             let (conn, text) = match output {
-                Output::Send { conn, text } => (conn, text),
+                Output::Send { conn, text } | Output::SendLatest { conn, text, .. } => (conn, text),
                 // A seat taken over: the engine would close the older connection.
                 Output::Close { conn, .. } => {
                     displaced.push(conn);
@@ -646,7 +646,7 @@ impl Sim {
             if self
                 .outputs
                 .iter()
-                .any(|o| matches!(o, Output::Send { .. }))
+                .any(|o| matches!(o, Output::Send { .. } | Output::SendLatest { .. }))
             {
                 return Err(format!("closing displaced {conn} told someone something"));
             }

@@ -9,6 +9,9 @@ impl<S: Stream, A: Service> Engine<S, A> {
         for output in outputs.drain(..) {
             match output {
                 Output::Send { conn, text } => self.write(conn, &text),
+                Output::SendLatest { conn, text, key } => {
+                    self.queue_frame(conn, |wire| wire.push_latest(&text, key))
+                }
                 Output::SendBinary { conn, data } => self.write_binary(conn, &data),
                 Output::Stamped { conn, frame } => {
                     let sent = self.clock.as_ref().map_or(now.wall, |c| c.now().wall);
