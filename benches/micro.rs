@@ -75,11 +75,121 @@ fn main() {
 
     let fanout = fanout_bench(if quick { 2_000 } else { 50_000 });
     let wheel = wheel_bench(if quick { 20_000 } else { 1_000_000 });
+    let snapshot = snapshot_bench(if quick { 100 } else { 1_000 });
     println!(
         "{{\"bench\":\"micro\",\"decode_player_event_ns\":{decode_player:.1},\"decode_ping_ns\":{decode_ping:.1},\
          \"encode_player_event_ns\":{encode_player:.1},\"encode_v1_playback_state_ns\":{encode_v1:.1},\"gateway_relay_per_recipient_ns\":{fanout:.1},\
-         \"timer_wheel_insert_fire_ns\":{wheel:.1}}}"
+         \"timer_wheel_insert_fire_ns\":{wheel:.1},{snapshot}}}"
     );
+}
+
+/// The state file for `rooms` rooms of 5 members, each with a full chat history (50
+/// messages of 100 characters): its size, and the time to serialize it, write it (temporary
+/// file, fsync, rename) and load it into a fresh gateway.
+fn snapshot_bench(rooms: u32) -> String {
+    let config = CoreConfig {
+        messages_per_second_max: u32::MAX,
+        rooms_max: 100_000,
+        ..CoreConfig::default()
+    };
+    let mut gateway = Gateway::new(config.clone(), 1);
+    gateway.keep_rooms(true);
+    let now = Now {
+        mono: Millis(1),
+        wall: UnixMillis(1_700_000_000_000),
+    };
+    let mut out: Vec<Output> = Vec::new();
+    let mut index = 0u32;
+    let mut conn = || {
+        index += 1;
+        ConnId {
+            index,
+            generation: 1,
+        }
+    };
+    let text = "x".repeat(100);
+    for _ in 0..rooms {
+        let host = conn();
+        gateway.open(now, host, Dialect::Owp, &mut out);
+        gateway.text(
+            now,
+            host,
+            r#"{"type":"create_room","payload":{"name":"Film"}}"#,
+            &mut out,
+        );
+        let room = gateway.core().room_of(host).expect("room").to_string();
+        for _ in 0..4 {
+            let guest = conn();
+            gateway.open(now, guest, Dialect::Owp, &mut out);
+            gateway.text(
+                now,
+                guest,
+                &format!(r#"{{"type":"join_room","room":"{room}"}}"#),
+                &mut out,
+            );
+        }
+        let chat =
+            format!(r#"{{"type":"chat_message","room":"{room}","payload":{{"text":"{text}"}}}}"#);
+        for _ in 0..50 {
+            gateway.text(now, host, &chat, &mut out);
+        }
+        out.clear();
+    }
+    let start = Instant::now();
+    let whole = gateway.snapshot_bytes(now);
+    let serialize_ms = start.elapsed().as_secs_f64() * 1_000.0;
+    // As the loop takes it while running: 256 KiB slices, then 1 MiB writes, then the
+    // fsync and rename; the longest of them is the longest the loop stalls.
+    use tandem::net::service::Service;
+    let mut bytes = Vec::new();
+    assert!(gateway.snapshot_start(now, &mut bytes));
+    let mut longest_slice_ms: f64 = 0.0;
+    loop {
+        let start = Instant::now();
+        let done = gateway.snapshot_next(now, &mut bytes, 256 << 10);
+        longest_slice_ms = longest_slice_ms.max(start.elapsed().as_secs_f64() * 1_000.0);
+        if done {
+            break;
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("tandem-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("state.json");
+    let start = Instant::now();
+    let mut file = tandem::net::state_file::open_temporary(&path).expect("open");
+    let mut longest_write_ms: f64 = 0.0;
+    for chunk in bytes.chunks(1 << 20) {
+        let start = Instant::now();
+        std::io::Write::write_all(&mut file, chunk).expect("write");
+        longest_write_ms = longest_write_ms.max(start.elapsed().as_secs_f64() * 1_000.0);
+    }
+    let sync = Instant::now();
+    tandem::net::state_file::commit(&path, file).expect("commit");
+    let sync_ms = sync.elapsed().as_secs_f64() * 1_000.0;
+    let write_ms = start.elapsed().as_secs_f64() * 1_000.0;
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&bytes).expect("sliced JSON"),
+        serde_json::from_slice::<serde_json::Value>(&whole).expect("whole JSON"),
+        "slices make the same file"
+    );
+    let mut fresh = Gateway::new(config, 2);
+    let start = Instant::now();
+    let restored = fresh.restore_bytes(&bytes, now).expect("restore");
+    let load_ms = start.elapsed().as_secs_f64() * 1_000.0;
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!(
+        "state file, {rooms} rooms       {} bytes; whole: serialize {serialize_ms:.1} ms, write+fsync {write_ms:.1} ms; \
+         in slices: longest serialize slice {longest_slice_ms:.2} ms, longest 1 MiB write {longest_write_ms:.2} ms, fsync+rename {sync_ms:.1} ms; \
+         load {load_ms:.1} ms ({} rooms, {} seats)",
+        bytes.len(),
+        restored.0,
+        restored.1
+    );
+    format!(
+        "\"state_rooms\":{rooms},\"state_bytes\":{},\"state_serialize_ms\":{serialize_ms:.1},\"state_write_ms\":{write_ms:.1},\
+         \"state_longest_slice_ms\":{longest_slice_ms:.2},\"state_longest_write_ms\":{longest_write_ms:.2},\"state_sync_ms\":{sync_ms:.1},\"state_load_ms\":{load_ms:.1}",
+        bytes.len()
+    )
 }
 
 /// A stock host relaying a player_event to 9 guests through the gateway (decode, core,

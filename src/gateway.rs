@@ -82,6 +82,19 @@ pub struct Gateway {
     /// Rooms outlive a shutdown (they are saved): clients are told to reconnect (1012),
     /// never that their room closed.
     keeps_rooms: bool,
+    /// A snapshot taken in slices.
+    snapshot: SliceState,
+}
+
+/// Where a snapshot taken in slices stands.
+#[derive(Debug, Default)]
+struct SliceState {
+    /// Rooms still to write, the next last.
+    pending: Vec<RoomId>,
+    /// No room written yet (no comma before the next).
+    first: bool,
+    /// The core's mutation count when the last snapshot began.
+    saved: Option<u64>,
 }
 
 impl Gateway {
@@ -115,6 +128,7 @@ impl Gateway {
             auth: Auth::new(auth, invite_key),
             minter: crate::auth::ResumeMinter::new(&invite_key),
             keeps_rooms: false,
+            snapshot: SliceState::default(),
         }
     }
 
@@ -161,6 +175,15 @@ impl Gateway {
     /// The state to keep, as JSON: the core's snapshot and the names v1 rooms were entered
     /// by.
     pub fn snapshot_bytes(&self, now: Now) -> Vec<u8> {
+        let state = SavedState {
+            core: self.core.snapshot(now),
+            aliases: self.saved_aliases(),
+        };
+        serde_json::to_vec(&state).unwrap_or_default()
+    }
+
+    /// The v1 names of rooms that exist, sorted.
+    fn saved_aliases(&self) -> Vec<(String, String)> {
         let mut aliases: Vec<(String, String)> = self
             .aliases
             .iter()
@@ -168,11 +191,7 @@ impl Gateway {
             .map(|(id, name)| (id.to_string(), name.clone()))
             .collect();
         aliases.sort();
-        let state = SavedState {
-            core: self.core.snapshot(now),
-            aliases,
-        };
-        serde_json::to_vec(&state).unwrap_or_default()
+        aliases
     }
 
     /// Brings saved state back into a fresh gateway. Refuses (and changes nothing) a file
@@ -787,6 +806,49 @@ impl Service for Gateway {
     }
     fn snapshot(&mut self, now: Now) -> Option<Vec<u8>> {
         self.keeps_rooms.then(|| self.snapshot_bytes(now))
+    }
+
+    fn snapshot_start(&mut self, now: Now, buf: &mut Vec<u8>) -> bool {
+        let mutations = self.core.mutations();
+        if !self.keeps_rooms || self.snapshot.saved == Some(mutations) {
+            return false;
+        }
+        self.snapshot.saved = Some(mutations);
+        let mut pending = self.core.snapshot_rooms();
+        pending.reverse();
+        self.snapshot.pending = pending;
+        self.snapshot.first = true;
+        buf.extend_from_slice(
+            format!(
+                r#"{{"core":{{"version":{},"saved_at":{},"serial":{},"rooms":["#,
+                crate::core::snapshot::SNAPSHOT_VERSION,
+                now.wall.0,
+                self.core.serial_now()
+            )
+            .as_bytes(),
+        );
+        true
+    }
+
+    fn snapshot_next(&mut self, now: Now, buf: &mut Vec<u8>, bytes: usize) -> bool {
+        let until = buf.len().saturating_add(bytes);
+        while buf.len() < until {
+            let Some(id) = self.snapshot.pending.pop() else {
+                buf.extend_from_slice(b"]},\"aliases\":");
+                let _ = serde_json::to_writer(&mut *buf, &self.saved_aliases());
+                buf.push(b'}');
+                return true;
+            };
+            // A room closed since the snapshot began is not in it.
+            let Some(room) = self.core.snapshot_room(id, now) else {
+                continue;
+            };
+            if !std::mem::take(&mut self.snapshot.first) {
+                buf.push(b',');
+            }
+            let _ = serde_json::to_writer(&mut *buf, &room);
+        }
+        false
     }
 
     fn compact(&mut self) {

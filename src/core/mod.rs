@@ -87,6 +87,8 @@ pub struct Core {
     list_recipients: Vec<ConnId>,
     /// What became of the command being handled.
     outcome: Outcome,
+    /// Calls that may have changed what a snapshot holds.
+    mutations: u64,
     /// A test broke an invariant on purpose: the debug self-checks stand down.
     #[cfg(test)]
     faulted: bool,
@@ -115,6 +117,7 @@ impl Core {
             list: ListState::default(),
             list_recipients: Vec::new(),
             outcome: Outcome::Accepted,
+            mutations: 0,
             #[cfg(test)]
             faulted: false,
             now: Now::default(),
@@ -398,6 +401,7 @@ impl Core {
 
     fn begin(&mut self, now: Now) {
         debug_assert!(self.list_recipients.is_empty());
+        self.mutations = self.mutations.wrapping_add(1);
         self.outcome = Outcome::Accepted;
         // Monotonic time never goes backwards, even if a caller's does.
         self.now = Now {

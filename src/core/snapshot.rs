@@ -32,6 +32,9 @@ pub struct Snapshot {
 /// A room.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RoomSnap {
+    /// Wall clock when this room was read (ms); 0: the snapshot's `saved_at`.
+    #[serde(default)]
+    pub saved_at: u64,
     pub id: String,
     pub serial: u64,
     pub name: String,
@@ -82,13 +85,48 @@ pub struct ChatSnap {
 impl Core {
     /// Every room as plain data, read at `now`.
     pub fn snapshot(&self, now: Now) -> Snapshot {
-        let mut rooms: Vec<&Room> = self.rooms.iter().map(|(_, room)| room).collect();
-        rooms.sort_by_key(|room| room.serial);
-        let rooms = rooms
+        let rooms = self
+            .snapshot_rooms()
             .into_iter()
-            .map(|room| {
+            .filter_map(|id| self.snapshot_room(id, now))
+            .collect();
+        Snapshot {
+            version: SNAPSHOT_VERSION,
+            saved_at: now.wall.0,
+            serial: self.serial,
+            rooms,
+        }
+    }
+
+    /// The rooms a snapshot holds, oldest first (a snapshot taken in slices reads each of
+    /// them later with `snapshot_room`; one closed meanwhile is skipped).
+    pub fn snapshot_rooms(&self) -> Vec<RoomId> {
+        let mut rooms: Vec<(u64, RoomId)> =
+            self.rooms.iter().map(|(_, r)| (r.serial, r.id)).collect();
+        rooms.sort_unstable();
+        rooms.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// The serial counter, for a snapshot's header.
+    pub fn serial_now(&self) -> u64 {
+        self.serial
+    }
+
+    /// Changes since the core was made (commands, connections, timers): a snapshot is
+    /// worth writing only when this moved.
+    pub fn mutations(&self) -> u64 {
+        self.mutations
+    }
+
+    /// One room as plain data, read at `now` (its `saved_at` is `now`, so a room read in a
+    /// later slice than another is read forward from its own instant).
+    pub fn snapshot_room(&self, id: RoomId, now: Now) -> Option<RoomSnap> {
+        let room = self.rooms.get(*self.room_index.get(&id)?)?;
+        {
+            {
                 let clock = room.clock.reading(now.mono);
-                RoomSnap {
+                Some(RoomSnap {
+                    saved_at: now.wall.0,
                     id: room.id.to_string(),
                     serial: room.serial,
                     name: room.name.clone(),
@@ -139,14 +177,8 @@ impl Core {
                         })
                         .collect(),
                     chat_seq: room.chat_seq,
-                }
-            })
-            .collect();
-        Snapshot {
-            version: SNAPSHOT_VERSION,
-            saved_at: now.wall.0,
-            serial: self.serial,
-            rooms,
+                })
+            }
         }
     }
 
@@ -157,12 +189,17 @@ impl Core {
     pub fn restore(&mut self, snapshot: &Snapshot, now: Now) -> (usize, usize) {
         self.begin(now);
         self.serial = self.serial.max(snapshot.serial);
-        let elapsed = now.wall.0.saturating_sub(snapshot.saved_at) as f64 / 1_000.0;
         let mut seats_restored = 0usize;
         for snap in &snapshot.rooms {
             if self.rooms.len() >= self.config.rooms_max {
                 break;
             }
+            let saved_at = if snap.saved_at > 0 {
+                snap.saved_at
+            } else {
+                snapshot.saved_at
+            };
+            let elapsed = now.wall.0.saturating_sub(saved_at) as f64 / 1_000.0;
             seats_restored = seats_restored.saturating_add(self.restore_room(snap, elapsed));
         }
         self.list_changed();

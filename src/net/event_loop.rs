@@ -84,6 +84,25 @@ struct StateFile {
     path: std::path::PathBuf,
     interval_ms: u64,
     next: Millis,
+    /// A snapshot being taken or written, a slice per turn.
+    job: Option<SaveJob>,
+}
+
+/// Bytes of snapshot serialized per turn, and written per turn: each slice costs about a
+/// millisecond, so a large state never stalls the loop for long.
+const SLICE_BYTES: usize = 256 << 10;
+const WRITE_BYTES_PER_TURN: usize = 1 << 20;
+
+/// A periodic snapshot in progress.
+struct SaveJob {
+    bytes: Vec<u8>,
+    /// Once serialized: the temporary file and how much of `bytes` it holds.
+    file: Option<(std::fs::File, usize)>,
+    began: Millis,
+    /// Time spent in slices, and the longest one.
+    busy_us: u128,
+    longest_us: u128,
+    turns: u32,
 }
 
 impl<A: Service> std::fmt::Debug for Server<A> {
@@ -150,17 +169,122 @@ impl<A: Service> Server<A> {
             path,
             interval_ms,
             next,
+            job: None,
         });
     }
 
-    /// Writes the snapshot now; logs what it cost.
+    /// One slice of the periodic snapshot, if one is due or under way: start it, serialize
+    /// the next rooms, or write the next megabyte; the last slice syncs and renames.
+    fn save_slice(&mut self, now: Now) {
+        use std::io::Write;
+        let Some(state) = self.state.as_mut() else {
+            return;
+        };
+        if state.job.is_none() {
+            if now.mono < state.next {
+                return;
+            }
+            state.next = if state.interval_ms > 0 {
+                now.mono.after(state.interval_ms)
+            } else {
+                Millis(u64::MAX)
+            };
+            let mut bytes = Vec::new();
+            if !self.engine.service_mut().snapshot_start(now, &mut bytes) {
+                return;
+            }
+            state.job = Some(SaveJob {
+                bytes,
+                file: None,
+                began: now.mono,
+                busy_us: 0,
+                longest_us: 0,
+                turns: 0,
+            });
+        }
+        let Some(job) = state.job.as_mut() else {
+            return;
+        };
+        #[allow(clippy::disallowed_methods)] // Measures the slice, as the log reports it.
+        let started = std::time::Instant::now();
+        let mut done = false;
+        let result: io::Result<()> = match job.file.as_mut() {
+            None => {
+                let service = self.engine.service_mut();
+                if service.snapshot_next(now, &mut job.bytes, SLICE_BYTES) {
+                    super::state_file::open_temporary(&state.path)
+                        .map(|file| job.file = Some((file, 0)))
+                } else {
+                    Ok(())
+                }
+            }
+            Some((file, written)) => {
+                let end = written
+                    .saturating_add(WRITE_BYTES_PER_TURN)
+                    .min(job.bytes.len());
+                let chunk = job.bytes.get(*written..end).unwrap_or_default();
+                let wrote = file.write_all(chunk);
+                *written = end;
+                done = end >= job.bytes.len();
+                wrote
+            }
+        };
+        let slice = started.elapsed().as_micros();
+        job.busy_us = job.busy_us.saturating_add(slice);
+        job.longest_us = job.longest_us.max(slice);
+        job.turns = job.turns.saturating_add(1);
+        if let Err(error) = result {
+            log!(
+                Error,
+                "event=state_save_failed path={} error={error}",
+                state.path.display()
+            );
+            state.job = None;
+            return;
+        }
+        if !done {
+            return;
+        }
+        let Some(job) = state.job.take() else {
+            return;
+        };
+        let Some((file, _)) = job.file else {
+            return;
+        };
+        #[allow(clippy::disallowed_methods)]
+        let syncing = std::time::Instant::now();
+        match super::state_file::commit(&state.path, file) {
+            Ok(()) => log!(
+                Debug,
+                "event=state_saved bytes={} turns={} busy_us={} longest_slice_us={} \
+                 sync_us={} elapsed_ms={}",
+                job.bytes.len(),
+                job.turns,
+                job.busy_us,
+                job.longest_us,
+                syncing.elapsed().as_micros(),
+                now.mono.since(job.began)
+            ),
+            Err(error) => log!(
+                Error,
+                "event=state_save_failed path={} error={error}",
+                state.path.display()
+            ),
+        }
+    }
+
+    /// Whether a snapshot is under way (the loop then does not wait for events).
+    fn saving(&self) -> bool {
+        self.state.as_ref().is_some_and(|s| s.job.is_some())
+    }
+
+    /// Writes the whole snapshot now (at shutdown: whatever periodic one was under way is
+    /// dropped); logs what it cost.
     fn save(&mut self, now: Now) {
         let Some(state) = self.state.as_mut() else {
             return;
         };
-        if state.interval_ms > 0 {
-            state.next = now.mono.after(state.interval_ms);
-        }
+        state.job = None;
         let Some(bytes) = self.engine.service_mut().snapshot(now) else {
             return;
         };
@@ -259,8 +383,8 @@ impl<A: Service> Server<A> {
                 let _ = self.poll.registry().deregister(&mut stream);
             }
             self.release_memory(now);
-            if stop_at.is_none() && self.state.as_ref().is_some_and(|s| now.mono >= s.next) {
-                self.save(now);
+            if stop_at.is_none() {
+                self.save_slice(now);
             }
             if let Some(stop_at) = stop_at {
                 if self.engine.is_empty() || now.mono >= stop_at {
@@ -274,7 +398,7 @@ impl<A: Service> Server<A> {
     fn timeout(&self, accept: &AcceptState, stop_at: Option<Millis>) -> Option<Duration> {
         let accept_now =
             accept.pending && accept.paused_until.is_none() && self.engine.can_accept();
-        if self.engine.has_carry_over() || accept_now {
+        if self.engine.has_carry_over() || accept_now || (stop_at.is_none() && self.saving()) {
             return Some(Duration::ZERO);
         }
         let deadlines = [

@@ -143,10 +143,21 @@ pub trait Service {
     fn stats(&self) -> ServiceStats;
     /// Releases capacity left over from connections that are gone.
     fn compact(&mut self) {}
-    /// What must outlive a restart, serialized (`None`: nothing is kept). Written to the
-    /// state file by the loop, periodically and at shutdown (before the connections close).
+    /// What must outlive a restart, serialized whole (`None`: nothing is kept). Written to
+    /// the state file at shutdown, before the connections close.
     fn snapshot(&mut self, _now: Now) -> Option<Vec<u8>> {
         None
+    }
+    /// Starts a snapshot taken in slices (the loop writes one every few turns while
+    /// running): its first bytes go to `buf`. False when there is nothing to write (nothing
+    /// is kept, or nothing changed since the last one).
+    fn snapshot_start(&mut self, _now: Now, _buf: &mut Vec<u8>) -> bool {
+        false
+    }
+    /// Appends the next slice (about `bytes` bytes, at least one item) to `buf`; true once
+    /// the snapshot is complete.
+    fn snapshot_next(&mut self, _now: Now, _buf: &mut Vec<u8>, _bytes: usize) -> bool {
+        true
     }
 }
 

@@ -8,19 +8,29 @@ use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to `path` atomically: readers see the old file or the new one, whole.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let temporary = sibling(path, "tmp");
+    let mut file = open_temporary(path)?;
+    file.write_all(bytes)?;
+    commit(path, file)
+}
+
+/// The temporary file a new state is written to (beside `path`, mode 0600, truncated).
+pub fn open_temporary(path: &Path) -> io::Result<fs::File> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
     {
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&temporary)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
     }
+    options.open(sibling(path, "tmp"))
+}
+
+/// Makes the temporary file written through `file` the state at `path`: fsync, rename,
+/// fsync of the directory.
+pub fn commit(path: &Path, file: fs::File) -> io::Result<()> {
+    file.sync_all()?;
+    drop(file);
+    let temporary = sibling(path, "tmp");
     fs::rename(&temporary, path)?;
     // The rename itself is durable once the directory is synced.
     if let Some(directory) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
