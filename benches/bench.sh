@@ -4,8 +4,14 @@
 # medians and writes every raw JSON summary line to target/bench/results.jsonl.
 #
 #   bash benches/bench.sh [row...]
-#     rows: rss idle rooms idle19k fanout burst slow logs size churn attack
-#     default: every row but churn (and size, with BENCH_QUICK=1)
+#     rows: rss idle rooms idle19k fanout burst slow logs size churn attack v1 idle-v1
+#     default: every row but churn (and size, with BENCH_QUICK=1; and v1, idle-v1 with
+#     BENCH_SERVER)
+#     v1: the fanout three ways per run, back to back, each against a fresh server (the
+#         order rotates from run to run): every member OpenWatchParty, every member
+#         StreamSync v1, and mixed rooms (5 + 5 members, hosts alternating between the
+#         dialects); the table gives each against the OpenWatchParty one
+#     idle-v1: the idle row with StreamSync v1 connections
 #   BENCH_QUICK=1        smoke run: hundreds of connections, seconds per scenario
 #   BENCH_RUNS=N         runs per row (default 3, or 1 with BENCH_QUICK=1)
 #   BENCH_SERVER=PATH    benchmark another server binary (it must honour PORT and listen on
@@ -38,14 +44,18 @@ if [[ $QUICK == 1 ]]; then
     SLOW=200 SLOW_ROOMS=5 SLOW_DUR=5 LOGS=200 FLOOR_CONNS=100 FLOOR_COUNT=20000
     CHURN_RATE=20 CHURN_DUR=3
     ATTACK_DUR=3 CANARY_DUR=2 HOG=500 ROOMLIST_HOSTS=300 SLOWLORIS=100
-    DEFAULT_ROWS="rss idle rooms idle19k fanout burst slow logs attack"
+    DEFAULT_ROWS="rss idle rooms idle19k fanout burst slow logs attack v1 idle-v1"
 else
     RUNS=${BENCH_RUNS:-3}
     IDLE=10000 IDLE_BIG=19000 IDLE_ROOMS=50 FAN_ROOMS=100 FAN_DUR=10 BURST=1000
     SLOW=2000 SLOW_ROOMS=50 SLOW_DUR=30 LOGS=1000 FLOOR_CONNS=1000 FLOOR_COUNT=200000
     CHURN_RATE=50 CHURN_DUR=10
     ATTACK_DUR=10 CANARY_DUR=8 HOG=2000 ROOMLIST_HOSTS=1000 SLOWLORIS=200
-    DEFAULT_ROWS="rss idle rooms idle19k fanout burst slow logs size attack"
+    DEFAULT_ROWS="rss idle rooms idle19k fanout burst slow logs size attack v1 idle-v1"
+fi
+# Another server need not speak StreamSync v1: with BENCH_SERVER its rows run only when named.
+if [[ -n ${BENCH_SERVER:-} ]]; then
+    DEFAULT_ROWS=${DEFAULT_ROWS/ v1 idle-v1/}
 fi
 ROWS=${*:-$DEFAULT_ROWS}
 
@@ -144,9 +154,11 @@ try_start_server() {
     [[ -n $port ]] || die "no free port found"
     SERVER_SEQ=$((SERVER_SEQ + 1))
     SERVER_LOG=$OUT/server-$SERVER_SEQ.log
+    # STATE_FILE empty: no state file, so a server neither restores the rooms and seats the
+    # previous one saved (each row and run starts empty) nor writes one during the runs.
     (
         if [[ -n $SERVER_VMEM_KIB ]]; then ulimit -v "$SERVER_VMEM_KIB"; fi
-        exec env PORT=$port LOG_LEVEL=$1 MAX_CONNECTIONS=20000 "${LIMIT_ENV[@]}" \
+        exec env PORT=$port LOG_LEVEL=$1 MAX_CONNECTIONS=20000 STATE_FILE= "${LIMIT_ENV[@]}" \
             ${BENCH_SERVER_ENV:-} "${PIN_SERVER[@]}" "$SERVER"
     ) >/dev/null 2>"$SERVER_LOG" &
     SERVER_PID=$!
@@ -247,6 +259,25 @@ row_fanout() {
         record floor "$run" "loopback write floor" "$line"
     done
     stop_server
+}
+
+# The v1 row: per run, the fanout in each dialect mix back to back, so the three CPU figures
+# of a run share the machine's state; the order rotates per run. Each gets a fresh server:
+# nothing a previous party left behind (seats kept for a reconnect, timers) runs in its window.
+row_v1() {
+    local run i mix
+    local mixes=(owp v1 mixed)
+    declare -A what=([owp]="every member OpenWatchParty" [v1]="every member v1"
+        [mixed]="mixed rooms, 5 OpenWatchParty + 5 v1")
+    for run in $(seq 1 "$RUNS"); do
+        for i in 0 1 2; do
+            mix=${mixes[$(((run - 1 + i) % 3))]}
+            start_server
+            gen "v1:$mix" "$run" "fanout ${FAN_ROOMS}x10 @10 Hz, ${what[$mix]}" --scenario fanout \
+                --dialect "$mix" --rooms "$FAN_ROOMS" --members 10 --hz 10 --duration "$FAN_DUR"
+            stop_server
+        done
+    done
 }
 
 row_logs() {
@@ -423,7 +454,9 @@ for row in $ROWS; do
     logs) row_logs ;;
     size) if [[ -z ${BENCH_SERVER:-} ]]; then row_size; fi ;;
     attack) row_attack ;;
-    *) die "unknown row $row (rows: rss idle rooms idle19k fanout burst slow logs size churn attack)" ;;
+    v1) row_v1 ;;
+    idle-v1) fresh_runs idle-v1 "idle $IDLE, v1" --scenario idle --conns "$IDLE" --dialect v1 ;;
+    *) die "unknown row $row (rows: rss idle rooms idle19k fanout burst slow logs size churn attack v1 idle-v1)" ;;
     esac
 done
 
@@ -462,21 +495,39 @@ def add(row, text):
         lines.append(f"| {label(row)} | {text}{note} | {len(rows[row])} |")
 
 add("rss", f"VmRSS {fmt(med('rss', 'rss_kib'))} KiB, RssAnon {fmt(med('rss', 'anon_kib'))} KiB")
-for row in ("idle", "rooms"):
+for row in ("idle", "rooms", "idle-v1"):
     add(row, f"{fmt(med(row, 'kib_per_conn_rss'), ' KiB/conn', 2)} (VmRSS), "
              f"{fmt(med(row, 'kib_per_conn_anon'), ' KiB/conn', 2)} (RssAnon); "
              f"held {fmt(med(row, 'held'))}")
 add("idle19k", f"held {fmt(med('idle19k', 'held'))}, ping answered within 1 s "
                f"{fmt(med('idle19k', 'ping_within_1s'))}, ping max {fmt(med('idle19k', 'ping_max_us'), ' µs')}")
-if "idle" in rows:
-    lines.append(f"| {label('idle')} disconnecting at once | busy {fmt(med('idle', 'close_busy_s'), ' s', 3)}, "
-                 f"server CPU {fmt(med('idle', 'close_cpu_s'), ' s', 3)} | {len(rows['idle'])} |")
+for row in ("idle", "idle-v1"):
+    if row in rows:
+        lines.append(f"| {label(row)} disconnecting at once | busy {fmt(med(row, 'close_busy_s'), ' s', 3)}, "
+                     f"server CPU {fmt(med(row, 'close_cpu_s'), ' s', 3)} | {len(rows[row])} |")
 cpu, floor = med("fanout", "server_cpu_us_per_delivery"), med("floor", "cpu_us_per_write_150")
 paced = med("floor", "cpu_us_per_write_paced_150")
 add("fanout", f"{fmt(cpu, ' µs', 2)} CPU/delivery, floor {fmt(floor, ' µs', 2)}/write (150 B), "
               f"ratio {ratio(cpu, floor)}; paced floor {fmt(paced, ' µs', 2)}/write, ratio {ratio(cpu, paced)}; "
               f"p99 {fmt(med('fanout', 'p99_us'), ' µs')}; "
               f"delivered {fmt(med('fanout', 'delivered'))}/{fmt(med('fanout', 'expected'))}")
+# The v1 row: each mix against the OpenWatchParty fanout of the same runs, as the ratio of the
+# medians and the median of the per-run ratios.
+def per_run(row, key):
+    return {d["run"]: d[key] for d in rows.get(row, []) if isinstance(d.get(key), (int, float))}
+
+owp_runs = per_run("v1:owp", "server_cpu_us_per_delivery")
+for mix in ("owp", "v1", "mixed"):
+    row = f"v1:{mix}"
+    cpu = med(row, "server_cpu_us_per_delivery")
+    text = f"{fmt(cpu, ' µs', 2)} CPU/delivery"
+    if mix != "owp":
+        runs = per_run(row, "server_cpu_us_per_delivery")
+        ratios = [runs[r] / owp_runs[r] for r in sorted(runs) if owp_runs.get(r)]
+        text += (f" ({ratio(cpu, med('v1:owp', 'server_cpu_us_per_delivery'), 2)} OpenWatchParty's; "
+                 f"per run {', '.join(f'{x:.2f}x' for x in ratios) or 'n/a'})")
+    add(row, f"{text}; p99 {fmt(med(row, 'p99_us'), ' µs')}; "
+             f"delivered {fmt(med(row, 'delivered'))}/{fmt(med(row, 'expected'))}")
 add("burst", f"max connect→hello {fmt(med('burst', 'max_us'), ' µs')}, p99 {fmt(med('burst', 'p99_us'), ' µs')}, "
              f"over 900 ms {fmt(med('burst', 'over_900ms'))}")
 add("slow", f"RSS start {fmt(med('slow', 'rss_start_kib'))} KiB, peak {fmt(med('slow', 'rss_peak_kib'))} KiB, "

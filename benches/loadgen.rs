@@ -1,4 +1,5 @@
-//! Load generator for the OpenWatchParty WebSocket dialect (driven by `benches/bench.sh`).
+//! Load generator for Tandem's two WebSocket dialects, OpenWatchParty and StreamSync v1
+//! (driven by `benches/bench.sh`).
 //!
 //! One process, one thread, one hand-written mio poll loop driving every client connection,
 //! so it can be pointed at any implementation of the protocol (`--url ws://127.0.0.1:3000/ws`).
@@ -7,12 +8,20 @@
 //! last on stdout. `--server-pid PID` enables the server-side figures (null without it).
 //!
 //! Scenarios (`--scenario NAME`):
-//!   idle   --conns N [--rooms K]          memory per idle connection, one ping each (answered
-//!                                         within 1 s?), then how long the server stays busy
-//!                                         after every connection closes at once
-//!   fanout --rooms R --members M --hz H --duration S
+//!   idle   --conns N [--rooms K] [--dialect owp|v1]
+//!                                         memory per idle connection, one ping each (answered
+//!                                         within 1 s?; OpenWatchParty only, v1 has no ping),
+//!                                         then how long the server stays busy after every
+//!                                         connection closes at once
+//!   fanout --rooms R --members M --hz H --duration S [--dialect owp|v1|mixed]
 //!                                         host player_event + chat at H Hz per room; delivery
-//!                                         latency and server CPU per delivered message
+//!                                         latency and server CPU per delivered message. With
+//!                                         v1 every member speaks StreamSync v1 and the host
+//!                                         sends watch/playback_state (playing flipped each
+//!                                         time, so each is a command) + chat/send; with mixed
+//!                                         each room has M/2 v1 members and the rest
+//!                                         OpenWatchParty, its host OpenWatchParty in even
+//!                                         rooms and v1 in odd ones
 //!   churn  --rate C --rooms R --members M --duration S [--hz H] [--dwell-ms D]
 //!                                         C clients/s connect, join a random busy room, leave,
 //!                                         disconnect; join latency and errors
@@ -45,6 +54,10 @@
 //! (handshakes outstanding at once while connecting, default 500), `--source-ip 127.0.0.X`
 //! (every client socket from that one loopback address; by default they are spread over
 //! 127.0.0.1-255, 8,000 per address).
+//!
+//! Dialects: OpenWatchParty clients upgrade on the `--url` path; StreamSync v1 clients on the
+//! same path offering the subprotocol `streamsync.v1` (Tandem routes `/ws` with it to v1), and
+//! a 101 that does not select it fails the client. Other scenarios speak OpenWatchParty only.
 //!
 //! File descriptors: without the libc crate this program cannot raise RLIMIT_NOFILE itself;
 //! run `ulimit -n 65536` (or the hard limit) first, as bench.sh does.
@@ -86,6 +99,10 @@ const SEC: u64 = 1_000_000_000;
 /// The OpenWatchParty server drops a connection's frames beyond 30 per second.
 const OWP_RATE_LIMIT: f64 = 30.0;
 
+/// The subprotocol a StreamSync v1 client offers (and Tandem selects) on the OpenWatchParty
+/// path.
+const V1_SUBPROTOCOL: &str = "streamsync.v1";
+
 type Summary = Map<String, Value>;
 
 /// Inserts `"key": json!(value)` pairs into a summary map.
@@ -125,6 +142,7 @@ const KNOWN_FLAGS: &[&str] = &[
     "attack",
     "attackers",
     "lobby",
+    "dialect",
 ];
 
 struct Args(HashMap<String, String>);
@@ -224,7 +242,8 @@ fn abort_run(reason: &str) -> ! {
     std::process::exit(3)
 }
 
-/// Small xorshift generator seeded from the OS: only picks rooms for churning clients.
+/// Small xorshift generator seeded from the OS: picks rooms for churning clients, names
+/// mixed rooms.
 struct Rng(u64);
 
 impl Rng {
@@ -233,11 +252,29 @@ impl Rng {
         Rng(getrandom::u64().unwrap_or(0x9e37_79b9_7f4a_7c15) | 1)
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
-        (self.0 % n.max(1) as u64) as usize
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    /// A random (version 4) UUID, hyphenated lower case.
+    fn uuid(&mut self) -> String {
+        let (a, b) = (self.next(), self.next());
+        let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000; // variant 10
+        format!(
+            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0x0fff,
+            b >> 48,
+            b & 0xffff_ffff_ffff
+        )
     }
 }
 
@@ -377,6 +414,18 @@ impl Lat {
 struct Target {
     addr: SocketAddr,
     request: Vec<u8>,
+    /// The same upgrade offering the StreamSync v1 subprotocol.
+    request_v1: Vec<u8>,
+}
+
+impl Target {
+    /// The upgrade request of `dialect`, and the subprotocol its 101 must select.
+    fn request(&self, dialect: Dialect) -> (&[u8], Option<&'static str>) {
+        match dialect {
+            Dialect::Owp => (&self.request, None),
+            Dialect::V1 => (&self.request_v1, Some(V1_SUBPROTOCOL)),
+        }
+    }
 }
 
 /// Parses `ws://HOST:PORT/PATH`; refuses anything that is not an IPv4 loopback address.
@@ -402,13 +451,17 @@ fn parse_target(url: &str) -> Target {
             "refusing non-loopback target {ip}: this tool only loads local servers"
         ));
     }
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
+    let request = |extra: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+        )
+        .into_bytes()
+    };
     Target {
         addr: SocketAddr::V4(SocketAddrV4::new(ip, port)),
-        request: request.into_bytes(),
+        request: request(""),
+        request_v1: request(&format!("Sec-WebSocket-Protocol: {V1_SUBPROTOCOL}\r\n")),
     }
 }
 
@@ -500,6 +553,88 @@ struct Cid {
     gen: u32,
 }
 
+/// Which dialect a client speaks.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Dialect {
+    /// OpenWatchParty: `{type, room?, payload, ts}`.
+    Owp,
+    /// StreamSync v1: `{v: 1, type, payload}`.
+    V1,
+}
+
+impl Dialect {
+    fn name(self) -> &'static str {
+        match self {
+            Dialect::Owp => "owp",
+            Dialect::V1 => "v1",
+        }
+    }
+}
+
+/// Which dialect each member of a busy room speaks (`--dialect`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mix {
+    Owp,
+    V1,
+    /// `members / 2` v1 members per room, the rest OpenWatchParty; the host speaks
+    /// OpenWatchParty in even rooms and v1 in odd ones.
+    Mixed,
+}
+
+impl Mix {
+    fn from_args(args: &Args, allowed: &[&str]) -> Mix {
+        let name: String = args.get("dialect", "owp".to_string());
+        let mix = match name.as_str() {
+            "owp" => Mix::Owp,
+            "v1" => Mix::V1,
+            "mixed" => Mix::Mixed,
+            _ => die(&format!("bad value for --dialect: {name:?}")),
+        };
+        if !allowed.contains(&name.as_str()) {
+            die(&format!(
+                "--dialect {name}: this scenario takes {allowed:?}"
+            ));
+        }
+        mix
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Mix::Owp => "owp",
+            Mix::V1 => "v1",
+            Mix::Mixed => "mixed",
+        }
+    }
+
+    fn host(self, room: usize) -> Dialect {
+        match self {
+            Mix::Owp => Dialect::Owp,
+            Mix::V1 => Dialect::V1,
+            Mix::Mixed if room % 2 == 0 => Dialect::Owp,
+            Mix::Mixed => Dialect::V1,
+        }
+    }
+
+    /// Guest `guest` of `guests` in room `room`: in a mixed room, the first guests fill the
+    /// v1 half (less the host when it speaks v1).
+    fn guest(self, room: usize, guest: usize, guests: usize) -> Dialect {
+        match self {
+            Mix::Owp => Dialect::Owp,
+            Mix::V1 => Dialect::V1,
+            Mix::Mixed => {
+                let v1_hosts = usize::from(self.host(room) == Dialect::V1);
+                let members = guests + 1;
+                let v1_guests = (members / 2).saturating_sub(v1_hosts);
+                if guest < v1_guests {
+                    Dialect::V1
+                } else {
+                    Dialect::Owp
+                }
+            }
+        }
+    }
+}
+
 /// What a connection is for; the index is the scenario's own (room or client number).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Part {
@@ -546,6 +681,25 @@ struct PositionPayload {
     position: Option<f64>,
 }
 
+/// v1 `watch/playback_state`: `{roomId, state: {playing, positionSec?}, …}`.
+#[derive(Deserialize)]
+struct V1PlaybackPayload {
+    state: Option<V1State>,
+}
+
+#[derive(Deserialize)]
+struct V1State {
+    #[serde(rename = "positionSec")]
+    position_sec: Option<f64>,
+}
+
+/// v1 `room/joined`: `{roomId, you, peers}`.
+#[derive(Deserialize)]
+struct V1JoinedPayload {
+    #[serde(rename = "roomId")]
+    room_id: String,
+}
+
 #[derive(Deserialize)]
 struct ChatPayload<'a> {
     #[serde(borrow)]
@@ -579,26 +733,39 @@ fn quick_type(text: &str) -> Option<&str> {
     None
 }
 
+/// Either dialect's messages (their type names do not overlap, but for `error`, which both
+/// shape alike).
 fn classify(text: &str) -> Option<Msg> {
-    if let Some("room_list" | "participants_update" | "client_left" | "state_update") =
-        quick_type(text)
+    if let Some(
+        "room_list"
+        | "participants_update"
+        | "client_left"
+        | "state_update"
+        | "room/peer_joined"
+        | "room/peer_left"
+        | "ack",
+    ) = quick_type(text)
     {
         return Some(Msg::Other);
     }
     let env: Envelope = serde_json::from_str(text).ok()?;
     let raw = env.payload.map_or("null", RawValue::get);
     Some(match env.kind.as_ref() {
-        "client_hello" => Msg::Hello,
+        "client_hello" | "server/hello" => Msg::Hello,
         "room_state" => Msg::RoomState(env.room?.into_owned()),
+        "room/joined" => {
+            let p: V1JoinedPayload = serde_json::from_str(raw).ok()?;
+            Msg::RoomState(p.room_id)
+        }
         "player_event" => {
             let p: PositionPayload = serde_json::from_str(raw).ok()?;
-            Msg::Delivery(
-                p.position
-                    .filter(|s| *s >= 0.0)
-                    .map(|s| (s * 1e9).round() as u64),
-            )
+            Msg::Delivery(sent_at(p.position))
         }
-        "chat_message" => {
+        "watch/playback_state" => {
+            let p: V1PlaybackPayload = serde_json::from_str(raw).ok()?;
+            Msg::Delivery(sent_at(p.state.and_then(|s| s.position_sec)))
+        }
+        "chat_message" | "chat/message" => {
             let p: ChatPayload = serde_json::from_str(raw).ok()?;
             Msg::Delivery(p.text.and_then(|t| chat_sent_ns(&t)))
         }
@@ -611,6 +778,13 @@ fn classify(text: &str) -> Option<Msg> {
     })
 }
 
+/// Playback positions sent by our hosts are their send time in seconds.
+fn sent_at(position: Option<f64>) -> Option<u64> {
+    position
+        .filter(|s| *s >= 0.0)
+        .map(|s| (s * 1e9).round() as u64)
+}
+
 /// Chat texts are `t<send ns>` optionally followed by a space and padding.
 fn chat_sent_ns(text: &str) -> Option<u64> {
     text.strip_prefix('t')?.split(' ').next()?.parse().ok()
@@ -619,6 +793,19 @@ fn chat_sent_ns(text: &str) -> Option<u64> {
 /// A client→server message. The envelope's `ts` must be an integer (wall-clock ms).
 fn envelope(kind: &str, room: &str, payload: Value) -> String {
     json!({ "type": kind, "room": room, "payload": payload, "ts": unix_ms() }).to_string()
+}
+
+/// A StreamSync v1 client→server message, without a `requestId`: the server then answers
+/// only a refusal, so a host's playback states and chats cost what an OpenWatchParty host's
+/// do (no `ack` back).
+fn v1_message(kind: &str, payload: Value) -> String {
+    json!({ "v": 1, "type": kind, "payload": payload }).to_string()
+}
+
+/// A v1 `room/join` for `user` (its userId and display name).
+fn v1_join(room: &str, user: &str) -> String {
+    let client = json!({ "userId": user, "displayName": user });
+    v1_message("room/join", json!({ "roomId": room, "client": client }))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -640,6 +827,7 @@ struct Conn {
     io: Io,
     gen: u32,
     part: Part,
+    dialect: Dialect,
     /// False for clients that deliberately stopped reading (the slow scenario).
     reading: bool,
 }
@@ -668,8 +856,9 @@ fn would_block(e: &tungstenite::Error) -> bool {
     matches!(e, tungstenite::Error::Io(io) if io.kind() == io::ErrorKind::WouldBlock)
 }
 
-/// Parses the upgrade response; `Some(head length)` once it is complete and valid.
-fn parse_101(buf: &[u8]) -> Result<Option<usize>, &'static str> {
+/// Parses the upgrade response; `Some(head length)` once it is complete and valid (and, when
+/// `protocol` is given, selects that subprotocol).
+fn parse_101(buf: &[u8], protocol: Option<&str>) -> Result<Option<usize>, &'static str> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut resp = httparse::Response::new(&mut headers);
     match resp.parse(buf) {
@@ -685,6 +874,15 @@ fn parse_101(buf: &[u8]) -> Result<Option<usize>, &'static str> {
             if accept.map(|h| h.value) != Some(WS_ACCEPT.as_bytes()) {
                 return Err("bad Sec-WebSocket-Accept");
             }
+            if let Some(protocol) = protocol {
+                let selected = resp
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-protocol"));
+                if selected.map(|h| h.value) != Some(protocol.as_bytes()) {
+                    return Err("subprotocol not selected");
+                }
+            }
             Ok(Some(len))
         }
         Err(_) => Err("malformed upgrade response"),
@@ -696,7 +894,7 @@ fn upgrade_io(
     stream: &mut TcpStream,
     sent: &mut usize,
     resp: &mut Vec<u8>,
-    request: &[u8],
+    (request, protocol): (&[u8], Option<&str>),
 ) -> Result<Option<usize>, &'static str> {
     if *sent < request.len() {
         if let Ok(Some(_)) | Err(_) = stream.take_error() {
@@ -723,7 +921,7 @@ fn upgrade_io(
             Ok(0) => return Err("closed during upgrade"),
             Ok(n) => {
                 resp.extend_from_slice(&buf[..n]);
-                if let Some(len) = parse_101(resp)? {
+                if let Some(len) = parse_101(resp, protocol)? {
                     return Ok(Some(len));
                 }
                 if resp.len() > 16 * 1024 {
@@ -756,7 +954,7 @@ impl Net {
     }
 
     /// Starts a non-blocking connect from the next source address.
-    fn dial(&mut self, part: Part, rcvbuf: Option<usize>) -> io::Result<Cid> {
+    fn dial(&mut self, part: Part, dialect: Dialect, rcvbuf: Option<usize>) -> io::Result<Cid> {
         let mut stream = self.src.connect(self.target.addr, rcvbuf)?;
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -774,6 +972,7 @@ impl Net {
             io,
             gen: self.next_gen,
             part,
+            dialect,
             reading: true,
         });
         Ok(Cid {
@@ -818,10 +1017,11 @@ impl Net {
 
     fn advance_upgrade(&mut self, key: usize) -> Result<(), &'static str> {
         let conn = &mut self.conns[key];
+        let request = self.target.request(conn.dialect);
         let Io::Upgrading { stream, sent, resp } = &mut conn.io else {
             return Ok(());
         };
-        let Some(head_len) = upgrade_io(stream, sent, resp, &self.target.request)? else {
+        let Some(head_len) = upgrade_io(stream, sent, resp, request)? else {
             return Ok(());
         };
         let Io::Upgrading { stream, resp, .. } = std::mem::replace(&mut conn.io, Io::Moving) else {
@@ -975,6 +1175,9 @@ impl Net {
 
 struct Room {
     host: Cid,
+    /// The host's dialect, which its ticks are sent in.
+    dialect: Dialect,
+    /// The id every member joins by (a UUID, or the v1 name of a v1-only room).
     id: String,
     /// Members including the host, as joined during setup.
     members: u32,
@@ -1046,27 +1249,44 @@ impl Load {
     fn send_tick(&mut self, net: &mut Net, i: usize, chat: bool) {
         let room = &self.rooms[i];
         let t = now_ns();
-        let (kind, payload) = if chat {
+        let text = if chat {
             let text = if self.chat_pad.is_empty() {
                 format!("t{t}")
             } else {
                 format!("t{t} {}", self.chat_pad)
             };
-            ("chat_message", json!({ "text": text }))
+            match room.dialect {
+                Dialect::Owp => envelope("chat_message", &room.id, json!({ "text": text })),
+                Dialect::V1 => v1_message("chat/send", json!({ "roomId": &room.id, "text": text })),
+            }
         } else {
             self.playing[i] = !self.playing[i];
-            let (action, state) = if self.playing[i] {
-                ("play", "playing")
-            } else {
-                ("pause", "paused")
-            };
+            let playing = self.playing[i];
             // The server relays only action/position/play_state, so the send time rides in
-            // `position` (seconds; f64 keeps sub-µs precision over hours).
-            let payload =
-                json!({ "action": action, "position": t as f64 / 1e9, "play_state": state });
-            ("player_event", payload)
+            // the position (seconds; f64 keeps sub-µs precision over hours).
+            let position = t as f64 / 1e9;
+            match room.dialect {
+                Dialect::Owp => {
+                    let (action, state) = if playing {
+                        ("play", "playing")
+                    } else {
+                        ("pause", "paused")
+                    };
+                    let payload =
+                        json!({ "action": action, "position": position, "play_state": state });
+                    envelope("player_event", &room.id, payload)
+                }
+                // The same fact in v1: play and pause alternate, so every state disagrees
+                // with the room clock and is a command (relayed at once), never a report
+                // (rate-limited to one per STATE_UPDATE_INTERVAL_MS).
+                Dialect::V1 => {
+                    let state = json!({ "playing": playing, "positionSec": position });
+                    let payload = json!({ "roomId": &room.id, "state": state });
+                    v1_message("watch/playback_state", payload)
+                }
+            }
         };
-        if !net.send(room.host, envelope(kind, &room.id, payload)) {
+        if !net.send(room.host, text) {
             return; // host gone: the server closed its room too
         }
         if (self.window.0..self.window.1).contains(&t) {
@@ -1186,12 +1406,13 @@ impl Bench {
         30 * SEC + n as u64 * 5 * MS
     }
 
-    /// Opens `n` clients, at most `in_flight` without a `client_hello` yet, and waits for
-    /// every hello. Clients that fail or time out are `None` (and closed).
+    /// Opens `n` clients, at most `in_flight` without a hello (`client_hello`,
+    /// `server/hello`) yet, and waits for every hello. Clients that fail or time out are `None` (and closed).
     fn open_clients(
         &mut self,
         n: usize,
         part: impl Fn(usize) -> Part,
+        dialect: impl Fn(usize) -> Dialect,
         rcvbuf: Option<usize>,
         in_flight: usize,
     ) -> Vec<Option<Opened>> {
@@ -1203,7 +1424,7 @@ impl Bench {
         while settled < n && now_ns() < deadline {
             while next < n && pending.len() < in_flight {
                 let t = now_ns();
-                match self.net.dial(part(next), rcvbuf) {
+                match self.net.dial(part(next), dialect(next), rcvbuf) {
                     Ok(cid) => drop(pending.insert(cid, (next, t))),
                     Err(e) => {
                         self.net.dial_failed(&e);
@@ -1297,51 +1518,90 @@ impl Bench {
         out
     }
 
-    /// Creates `rooms` rooms with one host and `guests` joined guests each. Rooms whose host
-    /// could not connect or create are left out; missing guests lower `members`.
-    fn build_rooms(&mut self, rooms: usize, guests: usize) -> Vec<Room> {
+    /// Creates `rooms` rooms with one host and `guests` joined guests each, speaking the
+    /// dialects `mix` gives them. Rooms whose host could not connect or create are left out;
+    /// missing guests lower `members`.
+    ///
+    /// An OpenWatchParty host creates its room (`create_room`) and gets its UUID. A v1 host
+    /// is the first to `room/join` it, which creates it: in a v1-only room by a name unique
+    /// to this process (`b<pid>-<i>`, as v1 clients name rooms), in a mixed room by a fresh
+    /// UUID, the one name both dialects can join by.
+    fn build_rooms(&mut self, rooms: usize, guests: usize, mix: Mix) -> Vec<Room> {
         log(&format!(
-            "setting up {rooms} rooms x {} members",
-            guests + 1
+            "setting up {rooms} rooms x {} members ({})",
+            guests + 1,
+            mix.name()
         ));
-        let hosts = self.open_clients(rooms, |i| Part::Host(i as u32), None, self.max_in_flight);
-        let hosts: Vec<Cid> = hosts.into_iter().flatten().map(|o| o.cid).collect();
-        let reqs = hosts.iter().enumerate().map(|(i, &cid)| {
-            let payload = json!({ "start_pos": 0, "user_name": format!("h{i}") });
-            (cid, envelope("create_room", "", payload))
+        let hosts = self.open_clients(
+            rooms,
+            |i| Part::Host(i as u32),
+            |i| mix.host(i),
+            None,
+            self.max_in_flight,
+        );
+        let hosts: Vec<(usize, Cid)> = hosts
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, o)| Some((i, o?.cid)))
+            .collect();
+        let mut rng = Rng::new();
+        let reqs = hosts.iter().map(|&(i, cid)| {
+            let text = match (mix, mix.host(i)) {
+                (_, Dialect::Owp) => {
+                    let payload = json!({ "start_pos": 0, "user_name": format!("h{i}") });
+                    envelope("create_room", "", payload)
+                }
+                (Mix::Mixed, Dialect::V1) => v1_join(&rng.uuid(), &format!("h{i}")),
+                (_, Dialect::V1) => {
+                    let name = format!("b{}-{i}", std::process::id());
+                    v1_join(&name, &format!("h{i}"))
+                }
+            };
+            (cid, text)
         });
         let is_state = |m: &Msg| matches!(m, Msg::RoomState(_));
-        let replies = self.request_all(reqs.collect(), is_state, self.max_in_flight, 30 * SEC);
-        let mut out: Vec<Room> = Vec::new();
-        for (host, reply) in hosts.into_iter().zip(replies) {
+        let reqs: Vec<(Cid, String)> = reqs.collect();
+        let replies = self.request_all(reqs, is_state, self.max_in_flight, 30 * SEC);
+        // Room index as the mix sees it (hosts that failed leave gaps), and the room.
+        let mut out: Vec<(usize, Room)> = Vec::new();
+        for ((i, host), reply) in hosts.into_iter().zip(replies) {
             match reply {
-                Some((_, Msg::RoomState(id))) => out.push(Room {
-                    host,
-                    id,
-                    members: 1,
-                }),
+                Some((_, Msg::RoomState(id))) => out.push((
+                    i,
+                    Room {
+                        host,
+                        dialect: mix.host(i),
+                        id,
+                        members: 1,
+                    },
+                )),
                 _ => self.net.close(host),
             }
         }
         if guests == 0 || out.is_empty() {
-            return out;
+            return out.into_iter().map(|(_, room)| room).collect();
         }
         let part = |j: usize| Part::Guest((j / guests) as u32);
-        let opened = self.open_clients(out.len() * guests, part, None, self.max_in_flight);
+        let dialect = |j: usize| mix.guest(out[j / guests].0, j % guests, guests);
+        let opened = self.open_clients(out.len() * guests, part, dialect, None, self.max_in_flight);
         let (mut reqs, mut room_of) = (Vec::new(), Vec::new());
         for (j, o) in opened.iter().enumerate() {
             let Some(o) = o else { continue };
-            let payload = json!({ "user_name": format!("g{j}") });
-            reqs.push((o.cid, envelope("join_room", &out[j / guests].id, payload)));
+            let id = &out[j / guests].1.id;
+            let text = match dialect(j) {
+                Dialect::Owp => envelope("join_room", id, json!({ "user_name": format!("g{j}") })),
+                Dialect::V1 => v1_join(id, &format!("g{j}")),
+            };
+            reqs.push((o.cid, text));
             room_of.push(j / guests);
         }
         let replies = self.request_all(reqs, is_state, self.max_in_flight, 30 * SEC);
         for (room, reply) in room_of.into_iter().zip(replies) {
             if reply.is_some() {
-                out[room].members += 1;
+                out[room].1.members += 1;
             }
         }
-        out
+        out.into_iter().map(|(_, room)| room).collect()
     }
 
     /// Sends one `ping` to each client at once; latency is timed from each client's own send.
@@ -1437,16 +1697,28 @@ fn kib_per(after: Option<u64>, before: Option<u64>, n: usize) -> Option<f64> {
 fn scenario_idle(args: &Args) -> Summary {
     let n: usize = args.get("conns", 1000);
     let rooms: usize = args.get::<usize>("rooms", 0).min(n);
+    let mix = Mix::from_args(args, &["owp", "v1"]);
+    let dialect = mix.host(0);
     let mut b = Bench::new(args, 0, n);
     let mem0 = read_mem(b.pid);
     let t0 = now_ns();
     let hosts = if rooms > 0 {
-        b.build_rooms(rooms, 0)
+        b.build_rooms(rooms, 0, mix)
     } else {
         Vec::new()
     };
-    log(&format!("opening {} idle clients", n - rooms));
-    let opened = b.open_clients(n - rooms, |i| Part::Client(i as u32), None, b.max_in_flight);
+    log(&format!(
+        "opening {} idle clients ({})",
+        n - rooms,
+        dialect.name()
+    ));
+    let opened = b.open_clients(
+        n - rooms,
+        |i| Part::Client(i as u32),
+        |_| dialect,
+        None,
+        b.max_in_flight,
+    );
     let connect_s = secs(now_ns() - t0);
     let cids: Vec<Cid> = hosts
         .iter()
@@ -1458,6 +1730,7 @@ fn scenario_idle(args: &Args) -> Summary {
     let mem1 = read_mem(b.pid);
     let mut out = b.base_summary("idle");
     put!(out,
+        "dialect" => dialect.name(),
         "conns" => n,
         "rooms" => hosts.len(),
         "held" => cids.len(),
@@ -1469,7 +1742,10 @@ fn scenario_idle(args: &Args) -> Summary {
         "kib_per_conn_rss" => kib_per(mem1.map(|m| m.rss_kib), mem0.map(|m| m.rss_kib), cids.len()),
         "kib_per_conn_anon" => kib_per(mem1.map(|m| m.anon_kib), mem0.map(|m| m.anon_kib), cids.len()),
     );
-    b.ping_sweep(&cids, &mut out);
+    // v1 has no application-level ping: its idle clients are only held and closed.
+    if dialect == Dialect::Owp {
+        b.ping_sweep(&cids, &mut out);
+    }
     b.net.report(&mut out);
     log(&format!("closing {} clients at once", cids.len()));
     b.close_all_timed(&mut out);
@@ -1526,14 +1802,19 @@ fn scenario_fanout(args: &Args) -> Summary {
     let members: usize = args.get::<usize>("members", 10).max(2);
     let hz: f64 = args.get("hz", 10.0);
     let dur_ns = (args.get("duration", 10.0) * 1e9) as u64;
+    let mix = Mix::from_args(args, &["owp", "v1", "mixed"]);
     check_rate(hz);
     let mut b = Bench::new(args, dur_ns + 3 * SEC, rooms * members);
-    b.load.rooms = b.build_rooms(rooms, members - 1);
+    b.load.rooms = b.build_rooms(rooms, members - 1, mix);
     b.load.start(hz);
     let (server_cpu, own_cpu) = measure_rooms(&mut b, dur_ns);
     let mut out = b.base_summary("fanout");
+    let v1_hosts = b.load.rooms.iter().filter(|r| r.dialect == Dialect::V1);
     put!(out,
+        "dialect" => mix.name(),
         "rooms" => b.load.rooms.len(),
+        "v1_hosts" => v1_hosts.count(),
+        "v1_members" => b.net.conns.iter().filter(|(_, c)| c.dialect == Dialect::V1).count(),
         "members" => members,
         "hz" => hz,
         "duration_s" => secs(dur_ns),
@@ -1634,7 +1915,10 @@ fn run_churn(b: &mut Bench, churn: &mut Churn, rate: f64, end_ns: u64) {
         while next_spawn <= now_ns() && next_spawn < end_ns {
             next_spawn += period;
             churn.started += 1;
-            match b.net.dial(Part::Client(churn.started as u32), None) {
+            match b
+                .net
+                .dial(Part::Client(churn.started as u32), Dialect::Owp, None)
+            {
                 Ok(cid) => {
                     let c = Churner {
                         stage: Stage::Connecting,
@@ -1673,7 +1957,7 @@ fn scenario_churn(args: &Args) -> Summary {
     }
     check_rate(hz);
     let mut b = Bench::new(args, dur_ns + 10 * SEC, rooms * members);
-    b.load.rooms = b.build_rooms(rooms, members - 1);
+    b.load.rooms = b.build_rooms(rooms, members - 1, Mix::Owp);
     if b.load.rooms.is_empty() {
         die("no room could be set up");
     }
@@ -1713,7 +1997,7 @@ fn scenario_burst(args: &Args) -> Summary {
     let mut b = Bench::new(args, 0, n);
     log(&format!("issuing {n} connects at once"));
     let t0 = now_ns();
-    let opened = b.open_clients(n, |i| Part::Client(i as u32), None, n);
+    let opened = b.open_clients(n, |i| Part::Client(i as u32), |_| Dialect::Owp, None, n);
     let ok: Vec<&Opened> = opened.iter().flatten().collect();
     let last_hello = ok.iter().map(|o| o.hello_at_ns).max();
     let mut lat = Lat(ok.iter().map(|o| o.connect_ns).collect());
@@ -1880,7 +2164,13 @@ impl SlowTrack {
 /// stops reading them. Returns the ones that joined, with their local addresses.
 fn open_non_readers(b: &mut Bench, n: usize, rcvbuf: usize) -> HashMap<Cid, (SocketAddrV4, u8)> {
     log(&format!("opening {n} non-reading clients"));
-    let opened = b.open_clients(n, |i| Part::Client(i as u32), Some(rcvbuf), b.max_in_flight);
+    let opened = b.open_clients(
+        n,
+        |i| Part::Client(i as u32),
+        |_| Dialect::Owp,
+        Some(rcvbuf),
+        b.max_in_flight,
+    );
     let rooms = &b.load.rooms;
     let reqs: Vec<(Cid, String)> = opened
         .iter()
@@ -1916,7 +2206,7 @@ fn start_slow_rooms(b: &mut Bench, args: &Args, n: usize, readers: usize, hz: f6
     let per_room = cap.saturating_sub(1 + readers).max(1);
     // Rooms hold at most `cap` members (20 in OpenWatchParty): add rooms rather than fail joins.
     let rooms = args.get::<usize>("rooms", 50).max(n.div_ceil(per_room));
-    b.load.rooms = b.build_rooms(rooms, readers);
+    b.load.rooms = b.build_rooms(rooms, readers, Mix::Owp);
     if b.load.rooms.is_empty() {
         die("no room could be set up");
     }
@@ -3101,6 +3391,9 @@ fn main() {
     let args = Args::from_env();
     let scenario: String = args.get("scenario", String::new());
     SCENARIO.get_or_init(|| scenario.clone());
+    if args.0.contains_key("dialect") && !["idle", "fanout"].contains(&scenario.as_str()) {
+        die("--dialect applies to the idle and fanout scenarios only");
+    }
     let summary = match scenario.as_str() {
         "idle" => scenario_idle(&args),
         "fanout" => scenario_fanout(&args),

@@ -125,7 +125,8 @@ impl Core {
 
     pub(super) fn list_changed(&mut self) {
         self.list.version = self.list.version.saturating_add(1);
-        if self.list.flush_scheduled {
+        // Nobody to push to (a connection that opens later gets the list at once).
+        if self.list.flush_scheduled || self.session_count == 0 {
             return;
         }
         let spacing = self.config.room_list_interval_ms.max(self.list.spacing_ms);
