@@ -246,7 +246,11 @@ impl Harness {
         }
         // Seats wait in grace for their connections; once every grace is over, nothing is
         // left.
-        assert_eq!(self.core.stats().sessions, 0, "a session outlived its connection");
+        assert_eq!(
+            self.core.stats().sessions,
+            0,
+            "a session outlived its connection"
+        );
         self.advance(400_000_000);
         let stats = self.core.stats();
         assert_eq!(
