@@ -823,3 +823,88 @@ fn reserved_subjects_refused() {
     assert_auth_failed(&mut client, &token("anonymous", "A"));
     assert_auth_failed(&mut client, &token("guest:bob", "B"));
 }
+
+/// Tokens and secrets never reach the log, even at trace level: a valid token, a refused
+/// one, an invite, a resume token and the secrets themselves are absent from everything the
+/// server wrote.
+#[test]
+fn no_tokens_or_secrets_in_logs() {
+    use std::io::Read;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .env("PORT", "0")
+        .env("HOST", "127.0.0.1")
+        .env("ALLOWED_ORIGINS", "*")
+        .env("LOG_LEVEL", "trace")
+        .env("STATE_FILE", "")
+        .env("JWT_SECRET", SECRET)
+        .env("INVITE_SECRET", INVITE_SECRET)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn tandem");
+    let mut stderr = child.stderr.take().expect("stderr");
+    // The address is on the first lines; read byte by byte until it is known.
+    let mut early = Vec::new();
+    let addr = loop {
+        let mut byte = [0u8; 1];
+        assert_eq!(stderr.read(&mut byte).expect("log"), 1, "log ended");
+        early.push(byte[0]);
+        if byte[0] == b'\n' {
+            let text = String::from_utf8_lossy(&early).into_owned();
+            if let Some(addr) = text
+                .split_whitespace()
+                .find_map(|kv| kv.strip_prefix("addr="))
+            {
+                break addr.parse::<std::net::SocketAddr>().expect("address");
+            }
+        }
+    };
+    let good = token("u1", "Alice");
+    let mut bad = token("u2", "Bob");
+    bad.push('x');
+    let mut client = Client::connect_raw(addr, "/ws", &[]);
+    let hello = client.recv();
+    let resume_token = hello["payload"]["resume_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    client.recv();
+    assert_eq!(authenticate(&mut client, &good)["type"], "auth_success");
+    assert_auth_failed(&mut client, &bad);
+    let room = create(&mut client, json!({}))["room"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (invite_token, _) = invite(&mut client, &room, None);
+    let mut other = Client::connect(addr);
+    join_with(
+        &mut other,
+        &room,
+        json!({"invite_token": "forged-invite-token"}),
+    );
+    other.send(json!({"type": "resume", "payload": {"token": resume_token}}));
+    other.drain();
+    drop(client);
+    drop(other);
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let mut log = String::from_utf8_lossy(&early).into_owned();
+    let _ = stderr.read_to_string(&mut log);
+    let _ = child.wait();
+    assert!(log.contains("event=auth_failed"), "the refusal is logged");
+    for secret in [
+        good.as_str(),
+        bad.as_str(),
+        invite_token.as_str(),
+        resume_token.as_str(),
+        "forged-invite-token",
+        SECRET,
+        INVITE_SECRET,
+    ] {
+        assert!(!log.contains(secret), "{secret} in the log");
+    }
+    // Not even a token's signature alone.
+    let signature = good.rsplit('.').next().unwrap();
+    assert!(!log.contains(signature));
+}
