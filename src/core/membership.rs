@@ -751,7 +751,8 @@ impl Core {
         let Some(seat) = taken else {
             return false;
         };
-        let old = self.conn_of(seat);
+        // The older connection goes first, so nothing said below reaches it.
+        self.displace(seat, out);
         // Leave whatever room this connection was in, drop its own fresh seat, and hold
         // the member's instead.
         self.leave_seat(mine, out);
@@ -764,15 +765,6 @@ impl Core {
             holder.conn = Some(conn);
         }
         self.rename(seat, user_name);
-        if let Some(old) = old {
-            if let Some(slot) = self.sessions.get_mut(old.index as usize) {
-                if slot.as_ref().is_some_and(|s| s.conn == old) {
-                    *slot = None;
-                    self.session_count = self.session_count.saturating_sub(1);
-                }
-            }
-            out.unicast(old, Event::Displaced);
-        }
         let joiner = self.rooms.get(key).is_some_and(|r| r.host != seat);
         self.send_room_state(key, seat, joiner, out);
         true

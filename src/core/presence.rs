@@ -154,6 +154,24 @@ impl Core {
 }
 
 impl Core {
+    /// The connection holding seat `key`, if any, loses it: its session is dropped and it is
+    /// told to close (`Displaced`); the seat is left without a connection for a moment.
+    pub(super) fn displace(&mut self, key: usize, out: &mut Outbox) {
+        let Some(old) = self.conn_of(key) else {
+            return;
+        };
+        if let Some(slot) = self.sessions.get_mut(old.index as usize) {
+            if slot.as_ref().is_some_and(|s| s.conn == old) {
+                *slot = None;
+                self.session_count = self.session_count.saturating_sub(1);
+            }
+        }
+        if let Some(seat) = self.seats.get_mut(key) {
+            seat.conn = None;
+        }
+        out.unicast(old, Event::Displaced);
+    }
+
     /// Removes seat `key` and its resume digest.
     pub(super) fn remove_seat(&mut self, key: usize) {
         if let Some(seat) = self.seats.try_remove(key) {
@@ -229,18 +247,11 @@ impl Core {
         let Some(mine) = self.seat_key(conn) else {
             return;
         };
+        // The older connection goes first, so nothing said below reaches it.
+        self.displace(target, out);
         self.leave_seat(mine, out);
         let fresh = self.seats.get_mut(mine).and_then(|s| s.resume.take());
         self.remove_seat(mine);
-        if let Some(old) = self.conn_of(target) {
-            if let Some(slot) = self.sessions.get_mut(old.index as usize) {
-                if slot.as_ref().is_some_and(|s| s.conn == old) {
-                    *slot = None;
-                    self.session_count = self.session_count.saturating_sub(1);
-                }
-            }
-            out.unicast(old, Event::Displaced);
-        }
         if let Some(digest) = fresh {
             self.index_resume(target, digest);
         }
