@@ -139,11 +139,24 @@ impl Core {
         let Some(room) = self.rooms.get(key) else {
             return false;
         };
-        let allowed = !room.private
-            && self.authenticated(conn)
-            && room.members.len() < self.config.room_members_max;
-        if !allowed {
+        if room.private || !self.authenticated(conn) {
             return false;
+        }
+        if room.members.len() >= self.config.room_members_max {
+            // A full room whose members are partly away (after a restart, all are): the
+            // first away seat (never the host's) yields its place; the client naming the room is
+            // most likely its owner, back without a resume token.
+            let host = room.host;
+            let Some(away) = room
+                .members
+                .iter()
+                .find(|m| m.away && m.key != host)
+                .map(|m| m.key)
+            else {
+                return false;
+            };
+            self.leave_seat(away, out);
+            self.remove_seat(away);
         }
         if let Some(session) = self.session_mut(conn) {
             session.gone_notified.clear();

@@ -956,3 +956,31 @@ fn serials_differ_between_processes() {
     let (a, b) = (first(1), first(2));
     assert!(a.abs_diff(b) >= 1 << 32, "{a} {b}");
 }
+
+/// A full room whose members are partly away still lets a reconnected stock client back
+/// in: an away seat (never the host's) yields its place.
+#[test]
+fn full_room_readmission_takes_an_away_seat() {
+    let mut h = Harness::with(CoreConfig {
+        room_members_max: 3,
+        ..CoreConfig::default()
+    });
+    let host = h.connect();
+    let room = h.create(host, json!({}));
+    let (a, b) = (h.connect(), h.connect());
+    h.join(a, &room);
+    h.join(b, &room);
+    h.disconnect(b);
+    h.take(host);
+    let back = h.connect();
+    h.send(
+        back,
+        json!({"type": "ping", "room": room, "payload": {"client_ts": 1}}),
+    );
+    let got = h.types(back);
+    assert!(got.contains(&"room_state".to_string()), "{got:?}");
+    let told = h.types(host);
+    assert!(told.contains(&"client_left".to_string()), "{told:?}");
+    let id = crate::id::RoomId::parse(&room).expect("id");
+    assert_eq!(h.gateway.core().members(id).len(), 3);
+}
