@@ -568,17 +568,24 @@ fn command_parts<'a>(
             ("player_event", room.as_deref(), relay(&control.relay))
         }
         Command::Report { room, report } => {
+            // The relayed fields verbatim (their text is what the property compares), then
+            // the latency, spliced in.
             let payload = report
                 .has_payload
-                .then(|| {
-                    let mut value =
-                        serde_json::to_value(relay_payload(&report.relay, None)).ok()?;
-                    if let (Some(latency), Some(map)) = (report.latency_ms, value.as_object_mut()) {
-                        map.insert("reported_latency".into(), json!(latency));
+                .then(|| relay(&report.relay))
+                .flatten()
+                .map(|raw| match report.latency_ms {
+                    None => raw,
+                    Some(latency) => {
+                        let text = raw.get();
+                        let body = text.strip_suffix('}').unwrap_or(text);
+                        let comma = if body.len() > 1 { "," } else { "" };
+                        RawValue::from_string(format!(
+                            "{body}{comma}\"reported_latency\":{latency}}}"
+                        ))
+                        .unwrap_or(raw)
                     }
-                    serde_json::value::to_raw_value(&value).ok()
-                })
-                .flatten();
+                });
             ("state_update", room.as_deref(), payload)
         }
         Command::Ping { room, echo } => {
