@@ -722,7 +722,9 @@ pub fn flag_name(env: &str) -> String {
 pub fn help() -> String {
     let mut text = format!(
         "tandem {}: a watch-party session server (OpenWatchParty compatible)\n\n\
-         Usage: tandem [--flag value]...\n\n\
+         Usage: tandem [--flag value]...\n\
+         \x20      tandem healthcheck [--flag value]...   probe /health of the server these\n\
+         \x20      settings describe (its PORT, on loopback); exit 0 if healthy, 1 if not\n\n\
          Every setting is an environment variable or the matching flag (flags win).\n\n",
         env!("CARGO_PKG_VERSION")
     );

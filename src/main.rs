@@ -25,7 +25,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let healthcheck = args.first().is_some_and(|a| a == "healthcheck");
+    if healthcheck {
+        args.remove(0);
+    }
     let env = |name: &str| std::env::var(name).ok();
     let config = match Config::from_env_and_args(&env, &args, descriptor_limit()) {
         Ok(Invocation::Run(config)) => config,
@@ -42,6 +46,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if healthcheck {
+        return probe_health(&config);
+    }
     log::set_level(config.log_level);
     // The core's ids come from this seed; it is the one place randomness enters. Without it
     // room ids (and later resume tokens and invite keys) would be predictable: refuse to run.
@@ -175,6 +182,46 @@ fn auth_warnings(auth: &tandem::auth::AuthConfig) {
                  Anyone who reaches this port can list, create and join rooms under any \
                  name. Set JWT_SECRET (the Jellyfin plugin's secret) before exposing it\"",
             );
+        }
+    }
+}
+
+/// `tandem healthcheck`: asks the server configured by the same settings (its `PORT`, on
+/// loopback when it binds every address) for `/health`; exits 0 when it answers 200 with
+/// `"status":"ok"`, 1 otherwise. For container health checks: no shell or curl needed.
+fn probe_health(config: &Config) -> ExitCode {
+    use std::io::{Read, Write};
+    use std::net::{IpAddr, SocketAddr, TcpStream};
+    use std::time::Duration;
+    let host = match config.host {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        other => other,
+    };
+    let address = SocketAddr::new(host, config.port);
+    let timeout = Duration::from_secs(2);
+    let answer = (|| -> std::io::Result<String> {
+        let mut stream = TcpStream::connect_timeout(&address, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+        let mut answer = Vec::new();
+        stream.take(64 << 10).read_to_end(&mut answer)?;
+        Ok(String::from_utf8_lossy(&answer).into_owned())
+    })();
+    match answer {
+        Ok(text) if text.starts_with("HTTP/1.1 200") && text.contains("\"status\":\"ok\"") => {
+            ExitCode::SUCCESS
+        }
+        Ok(text) => {
+            let line = text.lines().next().unwrap_or_default();
+            eprintln!("tandem healthcheck: {address}: {line}");
+            ExitCode::from(1)
+        }
+        Err(error) => {
+            eprintln!("tandem healthcheck: {address}: {error}");
+            ExitCode::from(1)
         }
     }
 }
