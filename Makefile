@@ -3,13 +3,27 @@ CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := upgrade_request decode_owp decode_v1 conn_bytes core_ops tokens
 
-.PHONY: run build release test lint fmt bench fuzz fuzz-smoke conformance clean
+.PHONY: run build release static test-static test lint fmt bench fuzz fuzz-smoke conformance clean
 
 run:
 	$(CARGO) run --release --bin tandem
 
 build:
 	$(CARGO) build --release
+
+# A fully static x86_64 Linux binary (glibc, +crt-static, stable toolchain), profile `min`:
+# opt-level s, fat LTO, one codegen unit, panic = abort (a panic ends the process: the
+# service manager restarts it), stripped. Printed path: target/x86_64-unknown-linux-gnu/min/tandem
+STATIC_BIN := target/x86_64-unknown-linux-gnu/min/tandem
+static:
+	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --profile min --bin tandem \
+	  --target x86_64-unknown-linux-gnu
+	@ls -l $(STATIC_BIN)
+
+# The static binary is static and serves a WebSocket session from an empty directory with an
+# empty environment.
+test-static: static
+	bash tests/static/run.sh $(STATIC_BIN)
 
 test:
 	$(CARGO) test --all-targets
