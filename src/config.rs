@@ -71,6 +71,8 @@ pub struct NetConfig {
     /// Connection memory freed (queued bytes plus a per-connection estimate) after which the
     /// server compacts its tables and hands free memory back to the OS; 0 never does.
     pub memory_release_after_bytes: u64,
+    /// `/metrics` answers only `Authorization: Bearer <this>` when set.
+    pub metrics_token: Option<crate::auth::Secret>,
 }
 
 /// Rules the core enforces.
@@ -139,6 +141,7 @@ impl Default for NetConfig {
             accepts_per_turn_max: 256,
             accept_retry_ms: 100,
             memory_release_after_bytes: 256 << 10,
+            metrics_token: None,
         }
     }
 }
@@ -473,6 +476,16 @@ pub const SETTINGS: &[Setting] = &[
         help: "chat messages a room keeps, replayed to joiners and to members coming back",
         default: "50",
         apply: number!(core.chat_history_max),
+    },
+    Setting {
+        env: "METRICS_TOKEN",
+        help: "if set, GET /metrics needs Authorization: Bearer <token> (else 401)",
+        default: "unset: /metrics is open",
+        apply: |c, t| {
+            c.net.metrics_token =
+                Some(crate::auth::Secret(t.as_bytes().to_vec())).filter(|s| !s.0.is_empty());
+            Ok(())
+        },
     },
     Setting {
         env: "IDLE_TIMEOUT_MS",

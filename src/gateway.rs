@@ -84,6 +84,9 @@ pub struct Gateway {
     keeps_rooms: bool,
     /// A snapshot taken in slices.
     snapshot: SliceState,
+    /// Frames sent, by `Event::NAMES`, and errors sent, by `ErrorCode::ALL` (both dialects).
+    sent: [u64; 23],
+    errors_sent: [u64; 20],
 }
 
 /// Where a snapshot taken in slices stands.
@@ -129,6 +132,8 @@ impl Gateway {
             minter: crate::auth::ResumeMinter::new(&invite_key),
             keeps_rooms: false,
             snapshot: SliceState::default(),
+            sent: [0; 23],
+            errors_sent: [0; 20],
         }
     }
 
@@ -288,11 +293,14 @@ impl Gateway {
                 "Internal error",
             )),
             Outcome::Accepted => request_id.as_deref().map(v1::ack),
-            Outcome::Refused(code) => Some(v1::error(
-                request_id.as_deref(),
-                v1::error_code(code),
-                reason.unwrap_or(owp::error_message(code)),
-            )),
+            Outcome::Refused(code) => {
+                crate::core::bump(&mut self.errors_sent, code.index());
+                Some(v1::error(
+                    request_id.as_deref(),
+                    v1::error_code(code),
+                    reason.unwrap_or(owp::error_message(code)),
+                ))
+            }
         };
         if let Some(reply) = reply {
             out.push(Output::Send {
@@ -574,6 +582,10 @@ impl Gateway {
                 };
             }
             if let Some(text) = slot {
+                crate::core::bump(&mut self.sent, event.index());
+                if let Event::Error { code, .. } = event {
+                    crate::core::bump(&mut self.errors_sent, code.index());
+                }
                 let text = text.clone();
                 out.push(match event {
                     // A relayed host state supersedes the previous one still queued for a
@@ -806,6 +818,121 @@ impl Service for Gateway {
     }
     fn snapshot(&mut self, now: Now) -> Option<Vec<u8>> {
         self.keeps_rooms.then(|| self.snapshot_bytes(now))
+    }
+
+    fn metrics(&self, out: &mut String) {
+        use crate::net::service::family;
+        let stats = self.core.stats();
+        let (members, away) = self.core.members_and_away();
+        family(
+            out,
+            "tandem_rooms",
+            "gauge",
+            "Rooms open.",
+            &[("", stats.rooms as u64)],
+        );
+        family(
+            out,
+            "tandem_members",
+            "gauge",
+            "Seats in rooms.",
+            &[("", members as u64)],
+        );
+        family(
+            out,
+            "tandem_members_away",
+            "gauge",
+            "Seats in rooms waiting in grace for their connection.",
+            &[("", away as u64)],
+        );
+        let counters = self.core.counters();
+        let labelled = |names: &[&str], counts: &[u64], label: &str| -> Vec<(String, u64)> {
+            names
+                .iter()
+                .zip(counts)
+                .map(|(name, count)| (format!("{label}=\"{name}\""), *count))
+                .collect()
+        };
+        let commands = labelled(&Command::NAMES, &counters.commands, "type");
+        let commands: Vec<(&str, u64)> = commands.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        family(
+            out,
+            "tandem_messages_in_total",
+            "counter",
+            "Client messages handled (after the rate limit), by command.",
+            &commands,
+        );
+        let sent = labelled(&Event::NAMES, &self.sent, "type");
+        let sent: Vec<(&str, u64)> = sent.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        family(
+            out,
+            "tandem_messages_out_total",
+            "counter",
+            "Frames sent to clients, by event.",
+            &sent,
+        );
+        let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.code()).collect();
+        let errors = labelled(&codes, &self.errors_sent, "code");
+        let errors: Vec<(&str, u64)> = errors.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        family(
+            out,
+            "tandem_errors_sent_total",
+            "counter",
+            "Errors sent to clients, by code.",
+            &errors,
+        );
+        family(
+            out,
+            "tandem_resumes_total",
+            "counter",
+            "Seats taken back with a resume token.",
+            &[("", counters.resumes)],
+        );
+        family(
+            out,
+            "tandem_reclaims_total",
+            "counter",
+            "Seats taken back by authenticating as their user.",
+            &[("", counters.reclaims)],
+        );
+        family(
+            out,
+            "tandem_readmissions_total",
+            "counter",
+            "Reconnected clients let back into the room they named.",
+            &[("", counters.readmissions)],
+        );
+        family(
+            out,
+            "tandem_host_handovers_total",
+            "counter",
+            "Host handovers.",
+            &[("", counters.handovers)],
+        );
+        family(
+            out,
+            "tandem_pending_plays_released_total",
+            "counter",
+            "Scheduled plays released, by why.",
+            &[
+                ("by=\"ready\"", counters.plays_released_ready),
+                ("by=\"deadline\"", counters.plays_released_deadline),
+            ],
+        );
+        family(
+            out,
+            "tandem_invites_total",
+            "counter",
+            "Invites made.",
+            &[("", counters.invites)],
+        );
+        family(
+            out,
+            "tandem_internal_errors_total",
+            "counter",
+            "Connections closed because the state around them was found broken.",
+            &[("", self.internal_errors)],
+        );
     }
 
     fn snapshot_start(&mut self, now: Now, buf: &mut Vec<u8>) -> bool {

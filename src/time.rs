@@ -101,6 +101,12 @@ impl Clock {
         }
     }
 
+    /// Microseconds since the clock started (turn durations for metrics).
+    #[allow(clippy::disallowed_methods)] // The one sanctioned clock read.
+    pub fn micros(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+
     /// The `Instant` of a monotonic deadline, so the poll timeout can be computed precisely.
     pub fn instant_of(&self, at: Millis) -> std::time::Instant {
         self.start

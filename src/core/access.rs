@@ -216,6 +216,7 @@ impl Core {
         let expires_at = (self.now.wall.0 / 1_000)
             .saturating_add(ttl)
             .saturating_mul(1_000);
+        self.counters.invites = self.counters.invites.saturating_add(1);
         let event = Event::Invite {
             room: room.id,
             serial: room.serial,

@@ -89,6 +89,8 @@ pub struct Core {
     outcome: Outcome,
     /// Calls that may have changed what a snapshot holds.
     mutations: u64,
+    /// What metrics show.
+    pub(crate) counters: types::Counters,
     /// A test broke an invariant on purpose: the debug self-checks stand down.
     #[cfg(test)]
     faulted: bool,
@@ -118,6 +120,7 @@ impl Core {
             list_recipients: Vec::new(),
             outcome: Outcome::Accepted,
             mutations: 0,
+            counters: types::Counters::default(),
             #[cfg(test)]
             faulted: false,
             now: Now::default(),
@@ -231,8 +234,12 @@ impl Core {
             self.refuse(ErrorCode::NotInRoom);
         } else {
             match message {
-                Ok(command) => self.dispatch(conn, command, out),
+                Ok(command) => {
+                    bump(&mut self.counters.commands, command.index());
+                    self.dispatch(conn, command, out)
+                }
                 Err(error) => {
+                    bump(&mut self.counters.commands, Command::INVALID);
                     let code = match error {
                         DecodeError::Invalid => ErrorCode::InvalidMessage,
                         DecodeError::UnknownType => ErrorCode::UnknownType,
@@ -387,6 +394,24 @@ impl Core {
     pub fn host(&self, room: RoomId) -> Option<ConnId> {
         let room = self.rooms.get(*self.room_index.get(&room)?)?;
         self.conn_of(room.host)
+    }
+
+    /// What metrics show.
+    pub fn counters(&self) -> &types::Counters {
+        &self.counters
+    }
+
+    /// Seats in rooms (members), and of them those waiting in grace.
+    pub fn members_and_away(&self) -> (usize, usize) {
+        self.rooms
+            .iter()
+            .fold((0, 0), |(members, away), (_, room)| {
+                let gone = room.members.iter().filter(|m| m.away).count();
+                (
+                    members.saturating_add(room.members.len()),
+                    away.saturating_add(gone),
+                )
+            })
     }
 
     /// Counters.
@@ -576,6 +601,13 @@ impl Core {
     // ----- membership checks -----
 
     // ----- the room list -----
+}
+
+/// Adds one to `counts[index]`.
+pub(crate) fn bump(counts: &mut [u64], index: usize) {
+    if let Some(count) = counts.get_mut(index) {
+        *count = count.saturating_add(1);
+    }
 }
 
 #[cfg(test)]

@@ -152,6 +152,8 @@ impl Core {
         if let Some(pending) = &room.pending_play {
             if room.all_ready() {
                 let position = pending.position;
+                self.counters.plays_released_ready =
+                    self.counters.plays_released_ready.saturating_add(1);
                 self.start_play(key, position, out);
             }
         }
@@ -171,6 +173,8 @@ impl Core {
             member.ready = true;
             member.buffering = false;
         }
+        self.counters.plays_released_deadline =
+            self.counters.plays_released_deadline.saturating_add(1);
         self.start_play(key, position, out);
     }
 

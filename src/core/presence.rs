@@ -104,6 +104,7 @@ impl Core {
             return;
         };
         room.host = next;
+        self.counters.handovers = self.counters.handovers.saturating_add(1);
         // A play waiting for members was the old host's: it stands, the new host can
         // change it. Commands held for stock members stay on their way.
         let (id, members): (RoomId, Vec<usize>) =
@@ -161,6 +162,7 @@ impl Core {
         if let Some(session) = self.session_mut(conn) {
             session.gone_notified.clear();
         }
+        self.counters.readmissions = self.counters.readmissions.saturating_add(1);
         self.seat_joins(seat, key, out);
         true
     }
@@ -223,6 +225,7 @@ impl Core {
             self.error(conn, None, ErrorCode::ResumeFailed, out);
             return;
         };
+        self.counters.resumes = self.counters.resumes.saturating_add(1);
         self.attach(conn, target, out);
     }
 
@@ -248,6 +251,7 @@ impl Core {
                 && matches!(&s.identity, Identity::Verified { subject: sub, .. } if *sub == subject)
         });
         if let Some((target, _)) = waiting {
+            self.counters.reclaims = self.counters.reclaims.saturating_add(1);
             self.attach(conn, target, out);
         }
     }

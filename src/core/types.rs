@@ -352,6 +352,56 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Every command's name, in `index` order (for metrics).
+    pub const NAMES: [&'static str; 18] = [
+        "identify",
+        "list_rooms",
+        "create_room",
+        "join_room",
+        "leave_room",
+        "create_invite",
+        "enter",
+        "ready",
+        "control",
+        "report",
+        "ping",
+        "chat",
+        "client_log",
+        "set_content",
+        "signal",
+        "resume",
+        "force_resync",
+        "invalid",
+    ];
+
+    /// The place in `NAMES` of messages that did not decode.
+    pub const INVALID: usize = 17;
+
+    /// Its place in `NAMES`.
+    pub fn index(&self) -> usize {
+        match self {
+            Command::Identify { .. } => 0,
+            Command::ListRooms => 1,
+            Command::CreateRoom { .. } => 2,
+            Command::JoinRoom { .. } => 3,
+            Command::LeaveRoom => 4,
+            Command::CreateInvite { .. } => 5,
+            Command::Enter { .. } => 6,
+            Command::Ready { .. } => 7,
+            Command::Control { .. } => 8,
+            Command::Report { .. } => 9,
+            Command::Ping { .. } => 10,
+            Command::Chat { .. } => 11,
+            Command::ClientLog { .. } => 12,
+            Command::SetContent { .. } => 13,
+            Command::Signal { .. } => 14,
+            Command::Resume { .. } => 15,
+            Command::ForceResync { .. } => 16,
+        }
+    }
+}
+
 /// Which WebRTC signal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SignalKind {
@@ -734,6 +784,90 @@ pub enum Event {
     },
     /// A client debug line for the server log (not sent to anyone).
     ClientLog { category: String, message: String },
+}
+
+impl Event {
+    /// Every event's name, in `index` order (for metrics).
+    pub const NAMES: [&'static str; 23] = [
+        "hello",
+        "room_list",
+        "room_state",
+        "participants",
+        "client_joined",
+        "presence",
+        "force_resync",
+        "control",
+        "state",
+        "client_left",
+        "room_closed",
+        "chat",
+        "error",
+        "auth_success",
+        "invite",
+        "pong",
+        "displaced",
+        "host_change",
+        "restart",
+        "content",
+        "signal",
+        "client_log",
+        "other",
+    ];
+
+    /// Its place in `NAMES`.
+    pub fn index(&self) -> usize {
+        match self {
+            Event::Hello { .. } => 0,
+            Event::RoomList { .. } => 1,
+            Event::RoomState { .. } => 2,
+            Event::Participants { .. } => 3,
+            Event::ClientJoined { .. } => 4,
+            Event::Presence { .. } => 5,
+            Event::ForceResync { .. } => 6,
+            Event::Control { .. } => 7,
+            Event::State { .. } => 8,
+            Event::ClientLeft { .. } => 9,
+            Event::RoomClosed { .. } => 10,
+            Event::Chat { .. } => 11,
+            Event::Error { .. } => 12,
+            Event::AuthSuccess { .. } => 13,
+            Event::Invite { .. } => 14,
+            Event::Pong { .. } => 15,
+            Event::Displaced => 16,
+            Event::HostChange { .. } => 17,
+            Event::Restart => 18,
+            Event::Content { .. } => 19,
+            Event::Signal { .. } => 20,
+            Event::ClientLog { .. } => 21,
+        }
+    }
+}
+
+impl ErrorCode {
+    /// Its place in `ALL`.
+    pub fn index(self) -> usize {
+        ErrorCode::ALL.iter().position(|c| *c == self).unwrap_or(0)
+    }
+}
+
+/// What the core counts, for metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Commands handled, by `Command::NAMES`.
+    pub commands: [u64; 18],
+    /// Seats taken back with a resume token.
+    pub resumes: u64,
+    /// Seats taken back by authenticating as their subject.
+    pub reclaims: u64,
+    /// Stock clients let back into the room they named.
+    pub readmissions: u64,
+    /// Host handovers.
+    pub handovers: u64,
+    /// Pending plays released because everyone was ready, and at the ready-wait deadline.
+    pub plays_released_ready: u64,
+    pub plays_released_deadline: u64,
+    /// Invites made.
+    pub invites: u64,
 }
 
 /// What became of one command.

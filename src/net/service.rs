@@ -143,6 +143,8 @@ pub trait Service {
     fn stats(&self) -> ServiceStats;
     /// Releases capacity left over from connections that are gone.
     fn compact(&mut self) {}
+    /// Appends the service's own metrics (Prometheus text) to `out`.
+    fn metrics(&self, _out: &mut String) {}
     /// What must outlive a restart, serialized whole (`None`: nothing is kept). Written to
     /// the state file at shutdown, before the connections close.
     fn snapshot(&mut self, _now: Now) -> Option<Vec<u8>> {
@@ -168,5 +170,19 @@ pub enum NoDeferred {}
 impl Deferred for NoDeferred {
     fn render(&self, _sent: UnixMillis) -> Utf8Bytes {
         match *self {}
+    }
+}
+
+/// Writes one Prometheus metric family: its help, type and samples (`labels` without
+/// braces; empty for none).
+pub fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {value}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
     }
 }

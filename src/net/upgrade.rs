@@ -38,6 +38,15 @@ pub enum Route {
         /// The client address a proxy named (`X-Forwarded-For`, last entry), if any.
         forwarded_for: Option<IpAddr>,
     },
+    /// `GET /metrics` (or `HEAD`): Prometheus text.
+    Metrics {
+        /// `HEAD`: the headers only.
+        head: bool,
+        /// The `Authorization: Bearer` token presented, if any.
+        bearer: Option<String>,
+        /// The client address a proxy named (`X-Forwarded-For`, last entry), if any.
+        forwarded_for: Option<IpAddr>,
+    },
     /// Refused with this status.
     Refuse(Status),
 }
@@ -47,6 +56,8 @@ pub enum Route {
 pub enum Status {
     /// 400: malformed request or upgrade.
     BadRequest,
+    /// 401: `/metrics` without the token it needs.
+    Unauthorized,
     /// 403: Origin not allowed.
     Forbidden,
     /// 404: unknown path.
@@ -66,10 +77,30 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status, in `index` order.
+    pub const ALL: [Status; 10] = [
+        Status::BadRequest,
+        Status::Unauthorized,
+        Status::Forbidden,
+        Status::NotFound,
+        Status::MethodNotAllowed,
+        Status::RequestTimeout,
+        Status::UpgradeRequired,
+        Status::TooManyRequests,
+        Status::HeadersTooLarge,
+        Status::Unavailable,
+    ];
+
+    /// Its place in `ALL`.
+    pub fn index(self) -> usize {
+        Status::ALL.iter().position(|s| *s == self).unwrap_or(0)
+    }
+
     /// Code and reason phrase.
     pub fn line(self) -> (u16, &'static str) {
         match self {
             Status::BadRequest => (400, "Bad Request"),
+            Status::Unauthorized => (401, "Unauthorized"),
             Status::Forbidden => (403, "Forbidden"),
             Status::NotFound => (404, "Not Found"),
             Status::MethodNotAllowed => (405, "Method Not Allowed"),
@@ -207,6 +238,19 @@ fn route(
             forwarded_for: forwarded_for(request),
         };
     }
+    if on("/metrics") {
+        if request.method != Some("GET") && request.method != Some("HEAD") {
+            return Route::Refuse(Status::MethodNotAllowed);
+        }
+        let bearer = header("Authorization")
+            .and_then(|v| v.trim().strip_prefix("Bearer "))
+            .map(|t| t.trim().to_string());
+        return Route::Metrics {
+            head: request.method == Some("HEAD"),
+            bearer,
+            forwarded_for: forwarded_for(request),
+        };
+    }
     if !serves(path) {
         return Route::Refuse(Status::NotFound);
     }
@@ -290,11 +334,27 @@ pub fn refusal(status: Status) -> Vec<u8> {
     if status == Status::UpgradeRequired {
         response.push_str("Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n");
     }
+    if status == Status::Unauthorized {
+        response.push_str("WWW-Authenticate: Bearer\r\n");
+    }
     if status == Status::TooManyRequests || status == Status::Unavailable {
         response.push_str("Retry-After: 1\r\n");
     }
     response.push_str("\r\n");
     response.push_str(&body);
+    response.into_bytes()
+}
+
+/// `/metrics`: Prometheus text format 0.0.4; `head`: the same headers, no body.
+pub fn metrics(body: &str, head: bool) -> Vec<u8> {
+    let mut response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+         Content-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if !head {
+        response.push_str(body);
+    }
     response.into_bytes()
 }
 

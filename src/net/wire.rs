@@ -131,6 +131,9 @@ pub struct Wire<S> {
     starved: bool,
     /// Frame boundaries of what tungstenite has read.
     inbound: Inbound,
+    /// Bytes read from and written to the socket, for metrics.
+    pub read_total: u64,
+    pub written_total: u64,
 }
 
 impl<S> Wire<S> {
@@ -148,6 +151,8 @@ impl<S> Wire<S> {
             read_budget: usize::MAX,
             starved: false,
             inbound: Inbound::default(),
+            read_total: 0,
+            written_total: 0,
         }
     }
 
@@ -305,6 +310,7 @@ impl<S: Write> Wire<S> {
     }
 
     fn consume(&mut self, mut written: usize) {
+        self.written_total = self.written_total.saturating_add(written as u64);
         self.queued = self.queued.saturating_sub(written);
         while written > 0 {
             let Some(front) = self.queue.front() else {
@@ -341,6 +347,7 @@ impl<S: Read> Read for Wire<S> {
         let window = buf.get_mut(..room).unwrap_or_default();
         let n = self.stream.read(window)?;
         self.read_budget = self.read_budget.saturating_sub(n);
+        self.read_total = self.read_total.saturating_add(n as u64);
         self.inbound.feed(window.get(..n).unwrap_or_default());
         Ok(n)
     }

@@ -127,6 +127,9 @@ fn check_route(head: &[u8], route: &Route, head_max: usize, allowed: Option<&[St
                 "echoed an origin not on the list: {origin:?}"
             );
         }
+        Route::Metrics { bearer, .. } => {
+            assert!(bearer.as_ref().is_none_or(|b| !b.contains(['\r', '\n'])));
+        }
         Route::Health { origin: None, .. } | Route::Refuse(_) => {}
     }
 }

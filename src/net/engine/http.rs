@@ -80,8 +80,22 @@ impl<S: Stream, A: Service> Engine<S, A> {
                 );
                 (body, AfterResponse::Close)
             }
+            // Answered whatever the limits too, with the token it may need.
+            Route::Metrics { head, bearer, .. } => {
+                let expected = self.config.net.metrics_token.as_ref();
+                let allowed = expected.is_none_or(|token| {
+                    bearer.as_deref().map(str::as_bytes) == Some(token.0.as_slice())
+                });
+                if !allowed {
+                    self.count_refusal(Status::Unauthorized);
+                    return (upgrade::refusal(Status::Unauthorized), AfterResponse::Close);
+                }
+                let body = self.metrics_text();
+                (upgrade::metrics(&body, head), AfterResponse::Close)
+            }
             _ if refusal.is_some() => {
                 let status = refusal.unwrap_or(Status::Unavailable);
+                self.count_refusal(status);
                 (upgrade::refusal(status), AfterResponse::Close)
             }
             Route::WebSocket {
@@ -106,9 +120,13 @@ impl<S: Stream, A: Service> Engine<S, A> {
                     };
                     (upgrade::switching_protocols(&key, protocol), upgrade)
                 }
-                Err(status) => (upgrade::refusal(status), AfterResponse::Close),
+                Err(status) => {
+                    self.count_refusal(status);
+                    (upgrade::refusal(status), AfterResponse::Close)
+                }
             },
             Route::Refuse(status) => {
+                self.count_refusal(status);
                 log!(
                     Debug,
                     "event=http_refused conn={id} status={}",
@@ -122,9 +140,9 @@ impl<S: Stream, A: Service> Engine<S, A> {
     /// A trusted proxy's connection is counted under the client its request names.
     pub(super) fn attribute(&mut self, now: Now, id: ConnId, route: &Route) {
         let forwarded = match route {
-            Route::WebSocket { forwarded_for, .. } | Route::Health { forwarded_for, .. } => {
-                *forwarded_for
-            }
+            Route::WebSocket { forwarded_for, .. }
+            | Route::Health { forwarded_for, .. }
+            | Route::Metrics { forwarded_for, .. } => *forwarded_for,
             Route::Refuse(_) => None,
         };
         let Some(conn) = self.conns.get_mut(id.index as usize) else {

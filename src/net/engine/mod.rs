@@ -37,6 +37,7 @@ use deadlines::ShellTimer;
 
 mod deadlines;
 mod http;
+mod metrics;
 mod pumps;
 mod writes;
 
@@ -86,7 +87,20 @@ pub struct EngineStats {
     pub address_refusals: u64,
     /// Times a connection was paused for sending past its rate.
     pub paused: u64,
+    /// HTTP requests refused, by status (`Status::ALL` order).
+    pub refused: [u64; 10],
+    /// Socket bytes read and written by connections that are gone.
+    pub bytes_in_closed: u64,
+    pub bytes_out_closed: u64,
+    /// Loop turns by duration (`TURN_BUCKETS_US`, then +Inf), and their sum.
+    pub turns: [u64; 13],
+    pub turn_us_sum: u64,
 }
+
+/// Upper bounds of the turn-duration histogram, in microseconds.
+pub const TURN_BUCKETS_US: [u64; 12] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000,
+];
 
 /// The transport of every connection, and the service behind it.
 #[derive(Debug)]
@@ -102,6 +116,8 @@ pub struct Engine<S, A: Service> {
     carry: Vec<ConnId>,
     /// Turns begun: a connection's read budget is per turn, however often it is driven.
     turn: u64,
+    /// When the current turn began (µs on the clock), for the turn histogram.
+    turn_began_us: u64,
     /// Connections driven, flushed or timed this turn: the only ones that can have died, so
     /// reaping never scans the whole slab.
     touched: Vec<ConnId>,
@@ -136,6 +152,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
             dirty: Vec::new(),
             carry: Vec::new(),
             turn: 0,
+            turn_began_us: 0,
             touched: Vec::new(),
             clock,
             addresses: Addresses::new(address_limits),
@@ -163,6 +180,17 @@ impl<S: Stream, A: Service> Engine<S, A> {
     /// Counters.
     pub fn stats(&self) -> EngineStats {
         self.stats
+    }
+
+    /// Socket bytes (read, written) so far, gone connections included.
+    pub fn bytes(&self) -> (u64, u64) {
+        self.conns.iter().fold(
+            (self.stats.bytes_in_closed, self.stats.bytes_out_closed),
+            |(r, w), (_, conn)| {
+                let (read, written) = wire_totals(conn);
+                (r.saturating_add(read), w.saturating_add(written))
+            },
+        )
     }
 
     /// Connection slots in use (any phase).
@@ -272,6 +300,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
     /// Fires due timers and re-drives connections carried over from the last turn.
     pub fn begin_turn(&mut self, now: Now) {
         self.turn = self.turn.wrapping_add(1);
+        self.turn_began_us = self.clock.as_ref().map_or(0, Clock::micros);
         self.addresses.sweep(now.mono);
         self.gateway.advance(now, &mut self.outputs);
         self.apply_outputs(now);
@@ -303,6 +332,9 @@ impl<S: Stream, A: Service> Engine<S, A> {
                     continue;
                 }
                 let mut conn = self.conns.remove(id.index as usize);
+                let (read, written) = wire_totals(&conn);
+                self.stats.bytes_in_closed = self.stats.bytes_in_closed.saturating_add(read);
+                self.stats.bytes_out_closed = self.stats.bytes_out_closed.saturating_add(written);
                 self.stats.freed_bytes = self
                     .stats
                     .freed_bytes
@@ -324,6 +356,17 @@ impl<S: Stream, A: Service> Engine<S, A> {
             self.apply_outputs(now);
         }
         self.touched.clear();
+        if let Some(clock) = &self.clock {
+            let took = clock.micros().saturating_sub(self.turn_began_us);
+            let bucket = TURN_BUCKETS_US
+                .iter()
+                .position(|&b| took <= b)
+                .unwrap_or(TURN_BUCKETS_US.len());
+            if let Some(count) = self.stats.turns.get_mut(bucket) {
+                *count = count.saturating_add(1);
+            }
+            self.stats.turn_us_sum = self.stats.turn_us_sum.saturating_add(took);
+        }
         // A burst (a mass broadcast, a mass disconnect) must not pin its peak memory.
         trim(&mut self.outputs);
         trim(&mut self.dirty);
@@ -454,4 +497,15 @@ impl<S: Stream, A: Service> Engine<S, A> {
     // ----- timers -----
 
     // ----- the write path -----
+}
+
+/// A connection's socket byte counts (0 before its WebSocket exists).
+fn wire_totals<S>(conn: &Conn<S>) -> (u64, u64) {
+    match &conn.phase {
+        Phase::Open { ws } | Phase::Closing { ws, .. } => {
+            let wire = ws.get_ref();
+            (wire.read_total, wire.written_total)
+        }
+        _ => (0, 0),
+    }
 }
