@@ -16,6 +16,8 @@ pub struct Config {
     pub allowed_origins: Option<Vec<String>>,
     /// Log level.
     pub log_level: crate::log::Level,
+    /// One JSON object per log line instead of `key=value` text.
+    pub log_json: bool,
     /// Open connections allowed at once; more get 503.
     pub connections_max: usize,
     /// Connections one client address may hold (IPv6: one /64); more get 429. 0: no limit.
@@ -185,6 +187,7 @@ impl Default for Config {
                 "https://localhost:8096".to_string(),
             ]),
             log_level: crate::log::Level::Info,
+            log_json: false,
             connections_max: 10_000,
             connections_per_ip_max: 64,
             handshakes_per_ip_per_sec: 20,
@@ -254,6 +257,19 @@ pub const SETTINGS: &[Setting] = &[
         apply: |c, t| {
             c.log_level =
                 crate::log::Level::parse(t).ok_or_else(|| format!("unknown log level: {t:?}"))?;
+            Ok(())
+        },
+    },
+    Setting {
+        env: "LOG_FORMAT",
+        help: "text (key=value) or json (one object per line)",
+        default: "text",
+        apply: |c, t| {
+            c.log_json = match t.trim() {
+                "json" => true,
+                "text" | "" => false,
+                _ => return Err(format!("not text or json: {t:?}")),
+            };
             Ok(())
         },
     },

@@ -50,6 +50,7 @@ fn main() -> ExitCode {
         return probe_health(&config);
     }
     log::set_level(config.log_level);
+    log::set_json(config.log_json);
     // The core's ids come from this seed; it is the one place randomness enters. Without it
     // room ids (and later resume tokens and invite keys) would be predictable: refuse to run.
     #[allow(clippy::disallowed_methods)]

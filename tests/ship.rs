@@ -126,3 +126,37 @@ fn metrics_token() {
     assert_eq!(code, 200);
     assert!(samples.contains_key("tandem_rooms"));
 }
+
+/// LOG_FORMAT=json: every line the binary writes is one JSON object.
+#[test]
+fn json_log_lines() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .env_clear()
+        .env("PORT", "0")
+        .env("HOST", "127.0.0.1")
+        .env("STATE_FILE", "")
+        .env("LOG_FORMAT", "json")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn tandem");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref().map_while(Result::ok) {
+        let value: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let listening = value["event"] == "listening";
+        seen.push(value);
+        if listening {
+            break;
+        }
+    }
+    let listening = seen.last().expect("a line");
+    assert_eq!(listening["level"], "info");
+    assert!(listening["addr"]
+        .as_str()
+        .is_some_and(|a| a.starts_with("127.0.0.1:")));
+    let _ = child.kill();
+    let _ = child.wait();
+}
