@@ -31,6 +31,8 @@ pub struct Config {
     pub state_file: String,
     /// How often the state file is written while running (0: only at shutdown).
     pub snapshot_interval_ms: u64,
+    /// A state file larger than this is not read (set aside instead).
+    pub state_file_bytes_max: u64,
     /// Transport limits and deadlines (the shell).
     pub net: NetConfig,
     /// Protocol and room rules (the core).
@@ -124,6 +126,11 @@ pub struct CoreConfig {
     pub room_close_on_host_leave: bool,
     /// Chat messages a room keeps for joiners and members coming back.
     pub chat_history_max: usize,
+    /// Least spacing of presence updates (`participants_update` for away, back, buffering)
+    /// per room; changes in between are told together.
+    pub presence_interval_ms: u64,
+    /// Bytes of chat (text and names) a room keeps at most; older messages go first.
+    pub chat_history_bytes_max: usize,
 }
 
 impl Default for NetConfig {
@@ -173,6 +180,8 @@ impl Default for CoreConfig {
             host_grace_ms: 30_000,
             room_close_on_host_leave: false,
             chat_history_max: 50,
+            presence_interval_ms: 500,
+            chat_history_bytes_max: 16 << 10,
         }
     }
 }
@@ -194,6 +203,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             state_file: "tandem-state.json".to_string(),
             snapshot_interval_ms: 10_000,
+            state_file_bytes_max: 256 << 20,
             net: NetConfig::default(),
             core: CoreConfig::default(),
             auth: crate::auth::AuthConfig::default(),
@@ -315,6 +325,12 @@ pub const SETTINGS: &[Setting] = &[
         help: "how often the state file is written while running; 0 = only at shutdown",
         default: "10000",
         apply: number!(snapshot_interval_ms),
+    },
+    Setting {
+        env: "STATE_FILE_BYTES_MAX",
+        help: "a larger state file is not read at start (set aside instead)",
+        default: "268435456",
+        apply: number!(state_file_bytes_max),
     },
     Setting {
         env: "ROOMS_MAX",
@@ -492,6 +508,18 @@ pub const SETTINGS: &[Setting] = &[
         help: "chat messages a room keeps, replayed to joiners and to members coming back",
         default: "50",
         apply: number!(core.chat_history_max),
+    },
+    Setting {
+        env: "PRESENCE_INTERVAL_MS",
+        help: "least spacing of presence updates per room (changes in between go together)",
+        default: "500",
+        apply: number!(core.presence_interval_ms),
+    },
+    Setting {
+        env: "CHAT_HISTORY_BYTES_MAX",
+        help: "bytes of chat a room keeps at most (older messages go first)",
+        default: "16384",
+        apply: number!(core.chat_history_bytes_max),
     },
     Setting {
         env: "METRICS_TOKEN",

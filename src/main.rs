@@ -86,7 +86,7 @@ fn main() -> ExitCode {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     server.on_memory_release(glibc::trim);
     if !config.state_file.is_empty() {
-        restore_state(&mut server, &config.state_file);
+        restore_state(&mut server, &config.state_file, config.state_file_bytes_max);
         server.service_mut().keep_rooms(true);
         server.with_state_file(
             config.state_file.clone().into(),
@@ -125,11 +125,23 @@ fn main() -> ExitCode {
 /// Loads the state file, if there is one. One that cannot be used (unreadable, truncated,
 /// corrupt, of a later version) never stops the server: it is set aside under another name
 /// (the evidence is kept) and the server starts empty.
-fn restore_state(server: &mut tandem::net::event_loop::Server<Gateway>, file: &str) {
+fn restore_state(
+    server: &mut tandem::net::event_loop::Server<Gateway>,
+    file: &str,
+    bytes_max: u64,
+) {
     use tandem::net::state_file;
     let path = std::path::Path::new(file);
     let now = server.now();
-    let problem = match state_file::read(path) {
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let read = if size > bytes_max {
+        Err(std::io::Error::other(format!(
+            "{size} bytes, over STATE_FILE_BYTES_MAX ({bytes_max})"
+        )))
+    } else {
+        state_file::read(path)
+    };
+    let problem = match read {
         Ok(None) => {
             log!(Info, "event=state_absent path={file}");
             return;

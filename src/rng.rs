@@ -38,6 +38,49 @@ impl Rng {
     }
 }
 
+/// Ids nobody can work out from other ids: SipHash-2-4, a keyed pseudo-random function,
+/// over a counter, keyed from the seed. (`Rng`'s SplitMix64 runs backwards: one id it made
+/// would give away every id before and after it.) Deterministic for a given seed, so the
+/// simulation still replays.
+#[derive(Clone, Debug)]
+pub struct IdSource {
+    k0: u64,
+    k1: u64,
+    count: u64,
+}
+
+impl IdSource {
+    /// Keys drawn from `seed`.
+    pub fn new(seed: u64) -> IdSource {
+        let mut keys = Rng::new(seed);
+        IdSource {
+            k0: keys.next_u64(),
+            k1: keys.next_u64(),
+            count: 0,
+        }
+    }
+
+    /// The next 64 bits.
+    pub fn next_u64(&mut self) -> u64 {
+        use std::hash::Hasher;
+        self.count = self.count.wrapping_add(1);
+        // SipHash-2-4 is deprecated as a `Hasher` for maps (std prefers a faster one); as a
+        // keyed PRF it is exactly what is wanted here.
+        #[allow(deprecated)]
+        let mut hasher = std::hash::SipHasher::new_with_keys(self.k0, self.k1);
+        hasher.write_u64(self.count);
+        hasher.finish()
+    }
+
+    /// A random version-4 UUID.
+    pub fn uuid(&mut self) -> uuid::Uuid {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.next_u64().to_le_bytes());
+        bytes[8..].copy_from_slice(&self.next_u64().to_le_bytes());
+        uuid::Builder::from_random_bytes(bytes).into_uuid()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

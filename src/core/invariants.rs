@@ -273,8 +273,11 @@ impl Core {
                 session.conn
             );
         }
-        let room_max =
-            Room::heap_bytes_max(self.config.room_members_max, self.config.chat_history_max);
+        let room_max = Room::heap_bytes_max(
+            self.config.room_members_max,
+            self.config.chat_history_max,
+            self.config.chat_history_bytes_max,
+        );
         for (_, room) in self.rooms.iter() {
             let bytes = room.heap_bytes();
             assert!(bytes <= room_max, "room {} holds {bytes} bytes", room.id);

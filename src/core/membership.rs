@@ -85,7 +85,7 @@ impl Core {
             .and_then(|key| self.rooms.get(key))
             .is_some_and(|room| room.host == seat);
         let others = self.rooms.len().saturating_sub(usize::from(hosts_current));
-        if others >= self.config.rooms_max {
+        if others >= self.config.rooms_max && !self.make_way_for_a_room(out) {
             // Refused before anything changes: the sender keeps its room.
             self.error(conn, None, ErrorCode::RoomsLimit, out);
             return;
@@ -108,7 +108,24 @@ impl Core {
             .and_then(text::room_name)
             .unwrap_or_else(|| format!("Room de {}", holder.name));
         let serial = self.next_serial();
-        let id = id.unwrap_or_else(|| RoomId(self.rng.uuid()));
+        let id = match id {
+            Some(id) => id,
+            // Ids are unpredictable and 122 bits wide; one in use (a named v1 room's, say)
+            // is still never taken: draw again.
+            None => {
+                let mut id = RoomId(self.rng.uuid());
+                while self.room_index.contains_key(&id) {
+                    id = RoomId(self.rng.uuid());
+                }
+                id
+            }
+        };
+        if self.room_index.contains_key(&id) {
+            // A named room that exists is joined, never made twice (callers check; this
+            // keeps the index whole whatever they do).
+            self.refuse(ErrorCode::RoomsLimit);
+            return;
+        }
         let now = self.now.mono;
         let start = Some(start_position)
             .filter(|p| room::valid_position(*p))
@@ -172,12 +189,17 @@ impl Core {
         if !self.may_join(conn, key, invite, out) {
             return;
         }
+        // Joined again on purpose: naming it later is fine.
+        if let Some(session) = self.session_mut(conn) {
+            let hash = name_hash(name);
+            session.left.retain(|&h| h != hash);
+        }
         self.rename(seat, user_name.as_deref());
         let Some(room) = self.rooms.get(key) else {
             return;
         };
-        if room.members.len() >= self.config.room_members_max {
-            let id = room.id;
+        let id = room.id;
+        if !self.make_room(key, out) {
             self.error(conn, Some(id), ErrorCode::RoomFull, out);
             self.notify_gone(conn, name, reason::FULL, out);
             return;
@@ -332,7 +354,10 @@ impl Core {
         let Some(room) = self.rooms.try_remove(key) else {
             return;
         };
-        self.room_index.remove(&room.id);
+        // Only this room's entry (ids are unique, but the index must never lose another).
+        if self.room_index.get(&room.id) == Some(&key) {
+            self.room_index.remove(&room.id);
+        }
         let index = out.event(Event::RoomClosed {
             room: room.id.to_string(),
             reason: why,
@@ -383,7 +408,13 @@ impl Core {
             self.error(conn, None, ErrorCode::RoomRequired, out);
             return;
         };
-        let text = raw.trim();
+        // Control characters (but newlines) and format characters (bidi overrides,
+        // zero-width) are not chat: they go, as from names.
+        let cleaned: String = raw
+            .chars()
+            .filter(|&c| (!c.is_control() || c == '\n') && !text::is_format(c))
+            .collect();
+        let text = cleaned.trim();
         if text.is_empty() {
             self.error(conn, None, ErrorCode::ChatEmpty, out);
             return;
@@ -410,15 +441,13 @@ impl Core {
         for member in &room.members {
             self.send_seat(member.key, index, out);
         }
-        let keep = self.config.chat_history_max;
+        let (keep, bytes) = (
+            self.config.chat_history_max,
+            self.config.chat_history_bytes_max,
+        );
         if let Some(room) = self.rooms.get_mut(key) {
             room.chat_seq = entry.seq;
-            if keep > 0 {
-                if room.chat.len() >= keep {
-                    room.chat.pop_front();
-                }
-                room.chat.push_back(entry);
-            }
+            room.keep_chat(entry, keep, bytes);
         }
     }
 
@@ -443,10 +472,11 @@ impl Core {
     ) -> Option<usize> {
         let key = RoomId::parse(name).and_then(|id| self.room_index.get(&id).copied());
         let seat = self.seat_key(conn);
+        let hash = name_hash(name);
         let rejoins = self.seat_of(conn).is_some_and(|s| s.caps.rejoins_by_naming)
             && self
                 .session(conn)
-                .is_some_and(|s| !s.gone_notified.contains(&name_hash(name)));
+                .is_some_and(|s| !s.gone_notified.contains(&hash) && !s.left.contains(&hash));
         match key {
             Some(key) if seat.is_some_and(|s| self.rooms.get(key).is_some_and(|r| r.has(s))) => {
                 Some(key)
@@ -754,9 +784,14 @@ impl Core {
         // The older connection goes first, so nothing said below reaches it.
         self.displace(seat, out);
         // Leave whatever room this connection was in, drop its own fresh seat, and hold
-        // the member's instead.
+        // the member's instead, with this connection's resume token (the older one's no
+        // longer resumes it).
         self.leave_seat(mine, out);
+        let fresh = self.seats.get_mut(mine).and_then(|s| s.resume.take());
         self.remove_seat(mine);
+        if let Some(digest) = fresh {
+            self.index_resume(seat, digest);
+        }
         if let Some(session) = self.session_mut(conn) {
             session.seat = seat;
             session.gone_notified.clear();

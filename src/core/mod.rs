@@ -29,7 +29,7 @@ use slab::Slab;
 
 use crate::config::CoreConfig;
 use crate::id::{ConnId, RoomId, SeatId};
-use crate::rng::Rng;
+use crate::rng::IdSource;
 use crate::text;
 use crate::time::{Millis, Now};
 use crate::timer_wheel::TimerWheel;
@@ -69,7 +69,8 @@ pub struct Stats {
 #[derive(Debug)]
 pub struct Core {
     config: CoreConfig,
-    rng: Rng,
+    /// Seat and room ids (a keyed PRF: unpredictable from other ids).
+    rng: IdSource,
     /// Indexed by `ConnId::index`; the stored `conn` carries the generation.
     sessions: Vec<Option<Session>>,
     /// Every seat, held by a connection or not.
@@ -100,7 +101,7 @@ pub struct Core {
 impl Core {
     /// A core with no rooms. `seed` drives every id it makes.
     pub fn new(config: CoreConfig, seed: u64) -> Core {
-        let mut rng = Rng::new(seed);
+        let mut rng = IdSource::new(seed);
         // Serials start at a random point, 2^32 apart at least: an invite names its room's
         // serial, and a room made again under the same id by a later process (a v1 name
         // always maps to the same id) must not take invites meant for the old one.
@@ -174,6 +175,7 @@ impl Core {
                 list_seen: 0,
                 list_sent_at: None,
                 gone_notified: Vec::new(),
+                left: Vec::new(),
                 messages: Budget::default(),
                 client_logs: Budget::default(),
             });
@@ -318,6 +320,7 @@ impl Core {
                 CoreTimer::HeldDue { room, serial } => self.deliver_held(room, serial, out),
                 CoreTimer::SeatGrace { seat, serial } => self.seat_grace_ends(seat, serial, out),
                 CoreTimer::HostGrace { room, serial } => self.host_grace_ends(room, serial, out),
+                CoreTimer::PresenceDue { room, serial } => self.presence_due(room, serial, out),
             }
         }
     }
@@ -530,6 +533,10 @@ impl Core {
                 // Left on purpose: a message still naming the room does not bring it back.
                 if let (Some(name), Some(session)) = (left, self.session_mut(conn)) {
                     membership::remember_gone(session, &name);
+                    if session.left.len() >= GONE_NOTIFIED_MAX {
+                        session.left.remove(0);
+                    }
+                    session.left.push(membership::name_hash(&name));
                 }
                 self.send_room_list(conn, out);
             }

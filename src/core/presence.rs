@@ -143,21 +143,11 @@ impl Core {
         if room.private || !self.authenticated(conn) {
             return false;
         }
-        if room.members.len() >= self.config.room_members_max {
-            // A full room whose members are partly away (after a restart, all are): the
-            // first away seat (never the host's) yields its place; the client naming the room is
-            // most likely its owner, back without a resume token.
-            let host = room.host;
-            let Some(away) = room
-                .members
-                .iter()
-                .find(|m| m.away && m.key != host)
-                .map(|m| m.key)
-            else {
-                return false;
-            };
-            self.leave_seat(away, out);
-            self.remove_seat(away);
+        // A full room whose members are partly away (after a restart, all are): an away seat
+        // gives way; the client naming the room is most likely its owner, back without a
+        // resume token.
+        if !self.make_room(key, out) {
+            return false;
         }
         if let Some(session) = self.session_mut(conn) {
             session.gone_notified.clear();
@@ -264,7 +254,9 @@ impl Core {
         let Some(mine) = self.seat_key(conn) else {
             return;
         };
-        // The older connection goes first, so nothing said below reaches it.
+        // The older connection goes first, so nothing said below reaches it; a seat that was
+        // still held has seen all the chat.
+        let held = self.conn_of(target).is_some();
         self.displace(target, out);
         self.leave_seat(mine, out);
         let fresh = self.seats.get_mut(mine).and_then(|s| s.resume.take());
@@ -284,6 +276,11 @@ impl Core {
         let (id, key, seen) = (seat.id, seat.room, seat.chat_seen);
         let Some(key) = key else {
             return;
+        };
+        let seen = if held {
+            self.rooms.get(key).map_or(seen, |r| r.chat_seq)
+        } else {
+            seen
         };
         let mut host = false;
         if let Some(room) = self.rooms.get_mut(key) {
@@ -334,13 +331,32 @@ impl Core {
         self.presence_changed_except(key, None, out);
     }
 
-    /// `presence_changed`, not told to `except` (who was just told the room's state).
+    /// `presence_changed`, not told to `except` (who was just told the room's state). At
+    /// most one update per `presence_interval_ms` per room: a change sooner is told when
+    /// the interval is over, with whatever else changed meanwhile.
     pub(super) fn presence_changed_except(
         &mut self,
         key: usize,
         except: Option<usize>,
         out: &mut Outbox,
     ) {
+        let (now, interval) = (self.now.mono, self.config.presence_interval_ms);
+        let serial = self.rooms.get(key).map_or(0, |r| r.serial);
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        if let Some(at) = room.presence_at.filter(|at| now.since(*at) < interval) {
+            if !room.presence_pending {
+                room.presence_pending = true;
+                self.timers.insert(
+                    at.after(interval),
+                    CoreTimer::PresenceDue { room: key, serial },
+                );
+            }
+            return;
+        }
+        room.presence_at = Some(now);
+        room.presence_pending = false;
         let Some(room) = self.rooms.get(key) else {
             return;
         };
@@ -354,6 +370,18 @@ impl Core {
         for member in members.into_iter().filter(|&m| Some(m) != except) {
             self.send_seat(member, index, out);
         }
+    }
+
+    /// A room's delayed presence update is due (if the room is still the one it was for).
+    pub(super) fn presence_due(&mut self, key: usize, serial: u64, out: &mut Outbox) {
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        if room.serial != serial || !room.presence_pending {
+            return;
+        }
+        room.presence_at = None;
+        self.presence_changed(key, out);
     }
 
     /// What a member says about itself in a playback message (`play_state: buffering`, an
@@ -431,5 +459,56 @@ impl Core {
         for member in members {
             self.send_seat(member, index, out);
         }
+    }
+}
+
+impl Core {
+    /// Whether room `key` has a place for one more member; a full room makes one by letting
+    /// its first away seat other than the host's go (seats waiting in grace must not keep
+    /// the living out).
+    pub(super) fn make_room(&mut self, key: usize, out: &mut Outbox) -> bool {
+        let Some(room) = self.rooms.get(key) else {
+            return false;
+        };
+        if room.members.len() < self.config.room_members_max {
+            return true;
+        }
+        let host = room.host;
+        let Some(away) = room
+            .members
+            .iter()
+            .find(|m| m.away && m.key != host)
+            .map(|m| m.key)
+        else {
+            return false;
+        };
+        self.leave_seat(away, out);
+        self.remove_seat(away);
+        true
+    }
+
+    /// At `rooms_max`, a room whose members are all away (nobody is connected to it) is
+    /// closed to make way for a new one, the longest-standing first. False if there is none.
+    pub(super) fn make_way_for_a_room(&mut self, out: &mut Outbox) -> bool {
+        let idle = self
+            .rooms
+            .iter()
+            .filter(|(_, room)| room.members.iter().all(|m| m.away))
+            .min_by_key(|(_, room)| room.serial)
+            .map(|(key, _)| key);
+        let Some(key) = idle else {
+            return false;
+        };
+        self.close_room(key, reason::HOST_LEFT, None, out);
+        let seats: Vec<usize> = self
+            .seats
+            .iter()
+            .filter(|(_, s)| s.conn.is_none() && s.room.is_none())
+            .map(|(k, _)| k)
+            .collect();
+        for seat in seats {
+            self.remove_seat(seat);
+        }
+        true
     }
 }

@@ -248,6 +248,11 @@ pub struct Room {
     pub chat: VecDeque<ChatEntry>,
     /// Chat messages ever sent in the room (the last one's `seq`).
     pub chat_seq: u64,
+    /// Heap bytes of `chat`'s texts and names.
+    pub chat_bytes: usize,
+    /// When presence was last told to the members, and whether a change waits to be.
+    pub presence_at: Option<Millis>,
+    pub presence_pending: bool,
 }
 
 /// A chat message as kept by its room.
@@ -321,6 +326,9 @@ impl Room {
             owner: None,
             chat: VecDeque::new(),
             chat_seq: 0,
+            chat_bytes: 0,
+            presence_at: None,
+            presence_pending: false,
         }
     }
 
@@ -359,7 +367,7 @@ impl Room {
     /// The bound `heap_bytes` stays within, for rooms of at most `members_max` members.
     // Small constants times a member limit that itself bounds an allocation.
     #[allow(clippy::arithmetic_side_effects)]
-    pub fn heap_bytes_max(members_max: usize, chat_max: usize) -> usize {
+    pub fn heap_bytes_max(members_max: usize, chat_max: usize, chat_bytes_max: usize) -> usize {
         use std::mem::size_of;
         let held = super::playback::HELD_MAX;
         let in_flight = super::playback::IN_FLIGHT_MAX;
@@ -372,7 +380,29 @@ impl Room {
             + 2 * in_flight
                 * (size_of::<(Millis, ControlMessage, ControlAction)>() + RELAY_BYTES_MAX)
             + 2 * chat_max * size_of::<ChatEntry>()
-            + chat_max * CHAT_ENTRY_BYTES_MAX
+            + chat_bytes_max.min(chat_max * CHAT_ENTRY_BYTES_MAX)
+            + CHAT_ENTRY_BYTES_MAX
+    }
+
+    /// Keeps `entry` as the newest chat message: older ones go until at most `keep`
+    /// messages and `bytes_max` bytes remain (one message alone is always kept).
+    pub fn keep_chat(&mut self, entry: ChatEntry, keep: usize, bytes_max: usize) {
+        let size = |c: &ChatEntry| {
+            c.text
+                .capacity()
+                .saturating_add(c.username.capacity())
+                .saturating_add(c.user_id.capacity())
+        };
+        if keep == 0 {
+            return;
+        }
+        self.chat_bytes = self.chat_bytes.saturating_add(size(&entry));
+        self.chat.push_back(entry);
+        while self.chat.len() > keep || (self.chat_bytes > bytes_max && self.chat.len() > 1) {
+            if let Some(old) = self.chat.pop_front() {
+                self.chat_bytes = self.chat_bytes.saturating_sub(size(&old));
+            }
+        }
     }
 
     /// Releases capacity left by members and commands that are gone.

@@ -80,6 +80,9 @@ pub(super) struct Session {
     /// Room names already answered with `room_closed` (most recent last, bounded), so each
     /// is answered once.
     pub(super) gone_notified: Vec<u64>,
+    /// Rooms it left on purpose (most recent last, bounded): a late message naming one does
+    /// not bring it back, whatever it joined since.
+    pub(super) left: Vec<u64>,
     pub(super) messages: Budget,
     pub(super) client_logs: Budget,
 }

@@ -190,6 +190,9 @@ impl Core {
         self.begin(now);
         self.serial = self.serial.max(snapshot.serial);
         let mut seats_restored = 0usize;
+        // Seat ids already in use (restore runs on a fresh core: none, but stay sure).
+        let mut taken: std::collections::BTreeSet<SeatId> =
+            self.seats.iter().map(|(_, s)| s.id).collect();
         for snap in &snapshot.rooms {
             if self.rooms.len() >= self.config.rooms_max {
                 break;
@@ -200,7 +203,8 @@ impl Core {
                 snapshot.saved_at
             };
             let elapsed = now.wall.0.saturating_sub(saved_at) as f64 / 1_000.0;
-            seats_restored = seats_restored.saturating_add(self.restore_room(snap, elapsed));
+            seats_restored =
+                seats_restored.saturating_add(self.restore_room(snap, elapsed, &mut taken));
         }
         self.list_changed();
         let mut out = Outbox::default();
@@ -208,7 +212,12 @@ impl Core {
         (self.rooms.len(), seats_restored)
     }
 
-    fn restore_room(&mut self, snap: &RoomSnap, elapsed: f64) -> usize {
+    fn restore_room(
+        &mut self,
+        snap: &RoomSnap,
+        elapsed: f64,
+        taken: &mut std::collections::BTreeSet<SeatId>,
+    ) -> usize {
         let Some(id) = RoomId::parse(&snap.id) else {
             return 0;
         };
@@ -221,17 +230,18 @@ impl Core {
             .iter()
             .map(|m| uuid::Uuid::try_parse(&m.id).ok().map(SeatId))
             .collect();
-        let taken = |s: &SeatId| self.seats.iter().any(|(_, seat)| seat.id == *s);
         let Some(seat_ids) = seat_ids else {
             return 0;
         };
         if self.room_index.contains_key(&id)
             || hosts != 1
             || ids.len() != snap.members.len()
-            || seat_ids.iter().any(taken)
+            || snap.members.len() > self.config.room_members_max
+            || seat_ids.iter().any(|s| taken.contains(s))
         {
             return 0;
         }
+        taken.extend(seat_ids.iter().copied());
         let now = self.now.mono;
         let position = Some(snap.position)
             .filter(|p| room::valid_position(*p))
@@ -317,7 +327,7 @@ impl Core {
             .collect();
         let keep = self.config.chat_history_max;
         let skip = snap.chat.len().saturating_sub(keep);
-        room.chat = snap
+        let entries: Vec<ChatEntry> = snap
             .chat
             .iter()
             .skip(skip)
@@ -332,6 +342,9 @@ impl Core {
                 })
             })
             .collect();
+        for entry in entries {
+            room.keep_chat(entry, keep, self.config.chat_history_bytes_max);
+        }
         room.chat_seq = snap.chat_seq;
         let key = self.rooms.insert(room);
         self.room_index.insert(id, key);

@@ -984,3 +984,121 @@ fn full_room_readmission_takes_an_away_seat() {
     let id = crate::id::RoomId::parse(&room).expect("id");
     assert_eq!(h.gateway.core().members(id).len(), 3);
 }
+
+/// Found by an attack run: rooms nobody is connected to make way for new ones at
+/// ROOMS_MAX, and seats in grace make way for joiners in a full room.
+#[test]
+fn away_rooms_and_seats_make_way() {
+    let mut h = Harness::with(CoreConfig {
+        rooms_max: 2,
+        room_members_max: 2,
+        ..CoreConfig::default()
+    });
+    let (a, b) = (h.connect(), h.connect());
+    let room_a = h.create(a, json!({}));
+    h.create(b, json!({}));
+    h.disconnect(a);
+    h.disconnect(b);
+    let c = h.connect();
+    let created = h.create(c, json!({}));
+    assert_ne!(created, room_a);
+    let old = crate::id::RoomId::parse(&room_a).expect("id");
+    assert_eq!(
+        h.gateway.core().clock_of(old),
+        None,
+        "the oldest idle room made way"
+    );
+    // A full room (host + one away guest) takes a new member in the away one's place.
+    let guest = h.connect();
+    h.join(guest, &created);
+    h.disconnect(guest);
+    let late = h.connect();
+    let got = h.join(late, &created);
+    assert!(got.iter().any(|m| m["type"] == "room_state"), "{got:?}");
+}
+
+/// Found by an attack run: presence updates are spaced per room, so a member toggling its
+/// buffering state cannot make every member receive a message per toggle.
+#[test]
+fn presence_updates_are_spaced() {
+    let mut h = Harness::new();
+    let host = h.connect();
+    let room = h.create(host, json!({}));
+    let guest = h.connect();
+    h.join(guest, &room);
+    h.take(host);
+    for i in 0..20 {
+        let state = if i % 2 == 0 { "buffering" } else { "paused" };
+        h.send(
+            guest,
+            json!({"type": "state_update", "room": room, "payload": {"play_state": state}}),
+        );
+    }
+    let updates = |h: &mut Harness| {
+        h.take(host)
+            .into_iter()
+            .filter(|m| m["type"] == "participants_update")
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(updates(&mut h).len(), 1, "one at once");
+    h.wait(500);
+    let later = updates(&mut h);
+    assert_eq!(later.len(), 1, "the rest together, one interval later");
+    assert_eq!(
+        later[0]["payload"]["participants"][1]["buffering"], false,
+        "the latest state"
+    );
+}
+
+/// Found by an attack run: a room's chat history is bounded in bytes too, and chat text
+/// loses control and format characters (but not newlines).
+#[test]
+fn chat_history_bytes_and_cleaning() {
+    let mut h = Harness::with(CoreConfig {
+        chat_history_bytes_max: 4_096,
+        ..CoreConfig::default()
+    });
+    let host = h.connect();
+    let room = h.create(host, json!({}));
+    for _ in 0..20 {
+        h.send(
+            host,
+            json!({"type": "chat_message", "room": room, "payload": {"text": "é".repeat(500)}}),
+        );
+    }
+    h.send(
+        host,
+        json!({"type": "chat_message", "room": room,
+                        "payload": {"text": "a\u{0}b\u{1b}c\u{202e}d\nе"}}),
+    );
+    let guest = h.connect();
+    let got = h.join(guest, &room);
+    let chats: Vec<&Value> = got.iter().filter(|m| m["type"] == "chat_message").collect();
+    assert!(chats.len() < 5, "{} kept", chats.len());
+    assert_eq!(chats.last().unwrap()["payload"]["text"], "abcd\nе");
+}
+
+/// Found by an attack run: a room left on purpose stays left through later joins: a late
+/// message naming it does not bring the client back.
+#[test]
+fn left_on_purpose_stays_left() {
+    let mut h = Harness::new();
+    let (a, b) = (h.connect(), h.connect());
+    let room_a = h.create(a, json!({}));
+    let room_b = h.create(b, json!({}));
+    let client = h.connect();
+    h.join(client, &room_a);
+    h.send(client, json!({"type": "leave_room"}));
+    h.join(client, &room_b);
+    h.send(client, json!({"type": "leave_room"}));
+    h.take(client);
+    h.send(
+        client,
+        json!({"type": "ping", "room": room_a, "payload": {"client_ts": 1}}),
+    );
+    assert_eq!(h.types(client), ["pong"]);
+    // Joining it again on purpose is fine, and so is naming it after.
+    h.join(client, &room_a);
+    let id = crate::id::RoomId::parse(&room_a).expect("id");
+    assert_eq!(h.gateway.core().room_of(client), Some(id));
+}

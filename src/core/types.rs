@@ -933,6 +933,8 @@ pub enum CoreTimer {
     SeatGrace { seat: usize, serial: u64 },
     /// A room's host has been away for `host_grace_ms`: another member becomes host.
     HostGrace { room: usize, serial: u64 },
+    /// A room's presence change waited for its interval: tell it now.
+    PresenceDue { room: usize, serial: u64 },
 }
 
 /// Helper for code that wants an instant as both clocks.

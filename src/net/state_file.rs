@@ -13,16 +13,30 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     commit(path, file)
 }
 
-/// The temporary file a new state is written to (beside `path`, mode 0600, truncated).
+/// The temporary file a new state is written to (beside `path`, mode 0600): whatever is at
+/// its name is removed first (a symbolic link included, never followed), and it is created
+/// new (`O_EXCL`), so it can neither write through a link nor inherit a looser mode.
 pub fn open_temporary(path: &Path) -> io::Result<fs::File> {
+    let temporary = sibling(path, "tmp");
+    match fs::remove_file(&temporary) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
     let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    options.open(sibling(path, "tmp"))
+    let file = options.open(&temporary)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(file)
 }
 
 /// Makes the temporary file written through `file` the state at `path`: fsync, rename,
@@ -55,7 +69,14 @@ pub fn read(path: &Path) -> io::Result<Option<Vec<u8>>> {
 /// Moves a file that could not be used out of the way (`<path>.bad-<unix seconds>`), so the
 /// next snapshot does not overwrite the evidence. Returns where it went.
 pub fn set_aside(path: &Path, unix_seconds: u64) -> io::Result<PathBuf> {
-    let aside = sibling(path, &format!("bad-{unix_seconds}"));
+    let mut aside = sibling(path, &format!("bad-{unix_seconds}"));
+    // Never over an earlier one set aside in the same second.
+    for n in 1..1_000u32 {
+        if fs::symlink_metadata(&aside).is_err() {
+            break;
+        }
+        aside = sibling(path, &format!("bad-{unix_seconds}-{n}"));
+    }
     fs::rename(path, &aside)?;
     Ok(aside)
 }
@@ -93,6 +114,22 @@ mod tests {
         let aside = set_aside(&path, 7).expect("aside");
         assert!(aside.ends_with("state.json.bad-7"));
         assert_eq!(read(&path).expect("read"), None);
+        write_atomic(&path, b"{}").expect("write");
+        let again = set_aside(&path, 7).expect("aside");
+        assert!(again.ends_with("state.json.bad-7-1"), "{again:?}");
+        // A link planted at the temporary name is replaced, never written through.
+        #[cfg(unix)]
+        {
+            let precious = dir.join("precious");
+            fs::write(&precious, b"keep").expect("write");
+            std::os::unix::fs::symlink(&precious, dir.join("state.json.tmp")).expect("link");
+            write_atomic(&path, b"{\"b\":1}").expect("write");
+            assert_eq!(fs::read(&precious).expect("read"), b"keep");
+            assert_eq!(
+                read(&path).expect("read").as_deref(),
+                Some(&b"{\"b\":1}"[..])
+            );
+        }
         fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

@@ -237,6 +237,8 @@ opened=$(grep -c 'event=opened' "$tmp/tandem.log" || true)
 stop "$nginx_pid"
 nginx_pid=""
 kill -TERM "$tandem_pid"
+exited() { ! alive "$tandem_pid"; }
+wait_for "tandem to exit after SIGTERM" exited
 status=0
 wait "$tandem_pid" || status=$?
 tandem_pid=""
