@@ -3,7 +3,7 @@ CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := upgrade_request decode_owp decode_v1 conn_bytes core_ops tokens
 
-.PHONY: run build release static test-static test lint fmt bench fuzz fuzz-smoke conformance clean
+.PHONY: run build release static test-static test-proxy cross test lint fmt bench fuzz fuzz-smoke conformance clean
 
 run:
 	$(CARGO) run --release --bin tandem
@@ -15,15 +15,34 @@ build:
 # opt-level s, fat LTO, one codegen unit, panic = abort (a panic ends the process: the
 # service manager restarts it), stripped. Printed path: target/x86_64-unknown-linux-gnu/min/tandem
 STATIC_BIN := target/x86_64-unknown-linux-gnu/min/tandem
+# getrandom is told to call the getrandom(2) system call itself: a static glibc binary
+# cannot find glibc's wrapper and would otherwise need /dev/urandom (absent in a bare root).
 static:
-	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --profile min --bin tandem \
-	  --target x86_64-unknown-linux-gnu
+	RUSTFLAGS='-C target-feature=+crt-static --cfg getrandom_backend="linux_getrandom"' \
+	  $(CARGO) build --profile min --bin tandem --target x86_64-unknown-linux-gnu
 	@ls -l $(STATIC_BIN)
 
 # The static binary is static and serves a WebSocket session from an empty directory with an
 # empty environment.
 test-static: static
 	bash tests/static/run.sh $(STATIC_BIN)
+
+# nginx with TLS in front of a release build: a wss:// session through it, /health, and
+# X-Forwarded-For attribution (docs/deploy.md). Installs nginx with apt-get if missing.
+test-proxy:
+	$(CARGO) build --release --bin tandem
+	bash tests/proxy/run.sh
+
+# Cross-build a static release binary for another machine (docs/install.md):
+#   make cross TARGET=aarch64-unknown-linux-musl LINKER=rust-lld
+# Needs `rustup target add $(TARGET)`. LINKER names the target's linker (rust-lld for the
+# -musl targets, aarch64-linux-gnu-gcc and the like for -gnu); without it Cargo's own choice
+# applies (target.<triple>.linker, CARGO_TARGET_<TRIPLE>_LINKER, else cc).
+cross:
+	@test -n "$(TARGET)" || { echo "usage: make cross TARGET=<target triple> [LINKER=<linker>]" >&2; exit 2; }
+	RUSTFLAGS='-C target-feature=+crt-static$(if $(findstring -gnu,$(TARGET)), --cfg getrandom_backend="linux_getrandom")' \
+	  $(CARGO) build --release --locked --bin tandem --target $(TARGET)$(if $(LINKER), --config 'target.$(TARGET).linker="$(LINKER)"')
+	@echo "cross: $${CARGO_TARGET_DIR:-target}/$(TARGET)/release/tandem"
 
 test:
 	$(CARGO) test --all-targets
