@@ -503,8 +503,8 @@ impl Core {
         }
     }
 
-    /// The room `conn` hosts and names; a member who is not the host gets `not_host`.
-    pub(super) fn host_room(
+    /// The room `conn` names and is a member of (`room_required` without a name).
+    pub(super) fn named_room(
         &mut self,
         conn: ConnId,
         name: Option<&str>,
@@ -514,7 +514,22 @@ impl Core {
             self.refuse(ErrorCode::RoomRequired);
             return None;
         };
-        let key = self.member_room(conn, name, out)?;
+        self.member_room(conn, name, out)
+    }
+
+    /// The room `conn` hosts and names; a member who is not the host gets `not_host`.
+    pub(super) fn host_room(
+        &mut self,
+        conn: ConnId,
+        name: Option<&str>,
+        out: &mut Outbox,
+    ) -> Option<usize> {
+        let key = self.named_room(conn, name, out)?;
+        self.hosted(conn, key, out)
+    }
+
+    /// Room `key` if `conn` hosts it (it is a member); otherwise `not_host`.
+    pub(super) fn hosted(&mut self, conn: ConnId, key: usize, out: &mut Outbox) -> Option<usize> {
         let room = self.rooms.get(key)?;
         if Some(room.host) != self.seat_key(conn) {
             let id = room.id;

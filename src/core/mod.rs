@@ -547,19 +547,27 @@ impl Core {
                     types::ControlAction::Play | types::ControlAction::Pause => Some(false),
                     _ => None,
                 };
-                if self.member_says(conn, room.as_deref(), buffering, None, out) {
+                // One lookup of the room for both what the member says of itself and what
+                // the host commands.
+                let Some(key) = self.named_room(conn, room.as_deref(), out) else {
+                    return;
+                };
+                if self.member_says(conn, key, buffering, None, out) {
                     return;
                 }
-                if let Some(key) = self.host_room(conn, room.as_deref(), out) {
+                if let Some(key) = self.hosted(conn, key, out) {
                     self.control(key, control, out);
                 }
             }
             Command::Report { room, report } => {
                 let buffering = report.play_state_text.as_deref().map(|s| s == "buffering");
-                if self.member_says(conn, room.as_deref(), buffering, report.latency_ms, out) {
+                let Some(key) = self.named_room(conn, room.as_deref(), out) else {
+                    return;
+                };
+                if self.member_says(conn, key, buffering, report.latency_ms, out) {
                     return;
                 }
-                if let Some(key) = self.host_room(conn, room.as_deref(), out) {
+                if let Some(key) = self.hosted(conn, key, out) {
                     self.report(key, report, out);
                 }
             }

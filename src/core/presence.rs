@@ -392,15 +392,12 @@ impl Core {
     pub(super) fn member_says(
         &mut self,
         conn: ConnId,
-        name: Option<&str>,
+        key: usize,
         buffering: Option<bool>,
         latency_ms: Option<u32>,
         out: &mut Outbox,
     ) -> bool {
-        let (Some(seat), Some(name)) = (self.seat_key(conn), name) else {
-            return false;
-        };
-        let Some(key) = RoomId::parse(name).and_then(|id| self.room_index.get(&id).copied()) else {
+        let Some(seat) = self.seat_key(conn) else {
             return false;
         };
         let Some(room) = self.rooms.get_mut(key) else {
