@@ -632,9 +632,12 @@ impl Gateway {
     /// The edge's auth step: every credential and invite a command carries is checked here,
     /// before the core sees it, and replaced by what it proves (or a refusal). A refusal's
     /// reason is logged; the token never is.
-    fn authenticate(&self, now: Now, conn: ConnId, command: Command) -> Command {
-        let user = |credential: Option<Credential>| match credential {
-            Some(Credential::Token(token)) => Some(match self.auth.verify_user(&token, now.wall) {
+    fn authenticate(&self, now: Now, conn: ConnId, mut command: Command) -> Command {
+        let user = |credential: &mut Option<Credential>| {
+            let Some(Credential::Token(token)) = credential else {
+                return;
+            };
+            *credential = Some(match self.auth.verify_user(token, now.wall) {
                 Ok(identity) => Credential::Accepted(identity),
                 Err(why) => {
                     // Debug, not info: a client can send 30 bad tokens a second.
@@ -646,72 +649,37 @@ impl Gateway {
                     );
                     Credential::Refused
                 }
-            }),
-            other => other,
+            });
         };
-        let invite = |pass: Option<Pass>| match pass {
-            Some(Pass::Token(token)) => Some(self.auth.verify_invite(&token, now.wall)),
-            other => other,
+        let invite = |pass: &mut Option<Pass>| {
+            if let Some(Pass::Token(token)) = pass {
+                *pass = Some(self.auth.verify_invite(token, now.wall));
+            }
         };
-        match command {
-            Command::Identify {
-                user_name,
-                user_id,
-                follows_schedule,
-                credential,
-            } => Command::Identify {
-                user_name,
-                user_id,
-                follows_schedule,
-                credential: user(credential),
-            },
-            Command::CreateRoom {
-                name,
-                user_name,
-                start_position,
-                media_id,
-                private,
-                credential,
-            } => Command::CreateRoom {
-                name,
-                user_name,
-                start_position,
-                media_id,
-                private,
-                credential: user(credential),
-            },
+        match &mut command {
+            Command::Identify { credential, .. } | Command::CreateRoom { credential, .. } => {
+                user(credential)
+            }
             Command::JoinRoom {
-                room,
-                user_name,
                 credential,
                 invite: pass,
-            } => Command::JoinRoom {
-                room,
-                user_name,
-                credential: user(credential),
-                invite: invite(pass),
-            },
-            Command::Enter {
-                room,
-                alias,
-                user_id,
-                user_name,
+                ..
+            }
+            | Command::Enter {
                 credential,
                 invite: pass,
-            } => Command::Enter {
-                room,
-                alias,
-                user_id,
-                user_name,
-                credential: user(credential),
-                invite: invite(pass),
-            },
-            Command::Resume { token } => Command::Resume {
+                ..
+            } => {
+                user(credential);
+                invite(pass);
+            }
+            Command::Resume { token } => {
                 // No digest (empty or oversize): a digest no seat has.
-                token: crate::auth::resume_digest(&token).unwrap_or_default(),
-            },
-            other => other,
+                *token = crate::auth::resume_digest(token).unwrap_or_default();
+            }
+            _ => {}
         }
+        command
     }
 }
 
