@@ -77,6 +77,8 @@ pub struct NetConfig {
     pub memory_release_after_bytes: u64,
     /// `/metrics` answers only `Authorization: Bearer <this>` when set.
     pub metrics_token: Option<crate::auth::Secret>,
+    /// `GET /` serves the built-in party page (else 404).
+    pub party_page: bool,
 }
 
 /// Rules the core enforces.
@@ -151,6 +153,7 @@ impl Default for NetConfig {
             accept_retry_ms: 100,
             memory_release_after_bytes: 256 << 10,
             metrics_token: None,
+            party_page: true,
         }
     }
 }
@@ -520,6 +523,19 @@ pub const SETTINGS: &[Setting] = &[
         help: "bytes of chat a room keeps at most (older messages go first)",
         default: "16384",
         apply: number!(core.chat_history_bytes_max),
+    },
+    Setting {
+        env: "PARTY_PAGE",
+        help: "true: GET / serves the built-in party page; false: 404",
+        default: "true",
+        apply: |c, t| {
+            c.net.party_page = match t.trim() {
+                "true" | "1" | "yes" | "" => true,
+                "false" | "0" | "no" => false,
+                _ => return Err(format!("not true or false: {t:?}")),
+            };
+            Ok(())
+        },
     },
     Setting {
         env: "METRICS_TOKEN",

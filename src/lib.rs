@@ -50,6 +50,7 @@ pub mod id;
 pub mod log;
 pub mod net;
 pub mod owp;
+pub mod page;
 pub mod rng;
 pub mod scratch;
 pub mod text;

@@ -59,10 +59,10 @@ impl Core {
         name: Option<String>,
         user_name: Option<String>,
         start_position: f64,
-        media_id: Option<String>,
+        media: (Option<String>, Option<String>),
         out: &mut Outbox,
     ) {
-        self.create_room_as(conn, None, name, user_name, start_position, media_id, out);
+        self.create_room_as(conn, None, name, user_name, start_position, media, out);
     }
 
     /// Creates a room hosted by `conn`'s seat, with `id` if given (else a random one).
@@ -74,7 +74,7 @@ impl Core {
         name: Option<String>,
         user_name: Option<String>,
         start_position: f64,
-        media_id: Option<String>,
+        (media_id, content): (Option<String>, Option<String>),
         out: &mut Outbox,
     ) {
         let Some(seat) = self.seat_key(conn) else {
@@ -144,6 +144,9 @@ impl Core {
         let owner = self.subject(seat).map(str::to_string);
         if let Some(room) = self.rooms.get_mut(key) {
             room.owner = owner;
+            if let Some(content) = content.filter(|c| room::valid_content(c)) {
+                room.content_id = Some(content);
+            }
         }
         self.room_index.insert(id, key);
         if let Some(holder) = self.seats.get_mut(seat) {
@@ -567,6 +570,61 @@ impl Core {
         );
     }
 
+    /// The host hands the room to another member of it, by seat id (`transfer_host`).
+    pub(super) fn transfer_host(
+        &mut self,
+        conn: ConnId,
+        name: Option<&str>,
+        to: &str,
+        out: &mut Outbox,
+    ) {
+        let Some(key) = self.host_room(conn, name, out) else {
+            return;
+        };
+        let Some(room) = self.rooms.get(key) else {
+            return;
+        };
+        let target = room.members.iter().map(|m| m.key).find(|&k| {
+            k != room.host
+                && self
+                    .seats
+                    .get(k)
+                    .is_some_and(|s| s.id.to_string().eq_ignore_ascii_case(to))
+        });
+        match target {
+            Some(next) => self.hand_over(key, next, out),
+            None => self.error(conn, Some(room.id), ErrorCode::PeerNotFound, out),
+        }
+    }
+
+    /// A member takes the host role while the host's connection is gone (`claim_host`),
+    /// rather than waiting for the host's grace to end. Refused `host_present` while the
+    /// host is connected; the host's own claim changes nothing.
+    pub(super) fn claim_host(&mut self, conn: ConnId, name: Option<&str>, out: &mut Outbox) {
+        let Some(key) = self.named_room(conn, name, out) else {
+            return;
+        };
+        let (Some(seat), Some(room)) = (self.seat_key(conn), self.rooms.get(key)) else {
+            return;
+        };
+        if room.host == seat {
+            return;
+        }
+        // With authentication on, a guest admitted by invite does not take over from
+        // members who have an identity (the handover's own order).
+        let guest_behind_members = self.config.auth_enabled
+            && self.subject(seat).is_none()
+            && room.members.iter().any(|m| {
+                m.key != seat && m.key != room.host && !m.away && self.subject(m.key).is_some()
+            });
+        if self.conn_of(room.host).is_some() || guest_behind_members {
+            let id = room.id;
+            self.error(conn, Some(id), ErrorCode::HostPresent, out);
+            return;
+        }
+        self.hand_over(key, seat, out);
+    }
+
     /// The host sets what the room watches: every member is told (v1: `watch/content`;
     /// OpenWatchParty members get a fresh `room_state`, whose `media_id` is the content id
     /// when it is 32 hex digits, else null).
@@ -728,7 +786,7 @@ impl Core {
             }
             self.join_room(conn, &room.to_string(), user_name, invite, out);
         } else if self.may_create(conn, out) {
-            self.create_room_as(conn, Some(room), Some(alias), user_name, 0.0, None, out);
+            self.create_room_as(conn, Some(room), Some(alias), user_name, 0.0, (None, None), out);
         }
         if self.outcome != Outcome::Accepted {
             self.restore_user_id(mine, previous);
@@ -874,8 +932,14 @@ impl Core {
             clock: room.clock.reading(self.now.mono),
             participants: room.members.len(),
             media_id: room.media_id.clone(),
+            content: room
+                .content_id
+                .clone()
+                .filter(|c| room.media_id.as_ref() != Some(c)),
             server_ts: self.now.wall,
-            joiner,
+            // A client that executes schedules is told the exact clock; the stock client
+            // adds its own lead, so its position has it taken off.
+            joiner: joiner && !holder.caps.follows_schedule,
             refresh,
             you: self.peer(seat),
             peers,

@@ -489,11 +489,13 @@ impl Core {
                 user_name,
                 start_position,
                 media_id,
+                content,
                 private,
                 credential,
             } => {
                 if self.present(conn, credential, out) && self.may_create(conn, out) {
-                    self.create_room(conn, name, user_name, start_position, media_id, out);
+                    let media = (media_id, content);
+                    self.create_room(conn, name, user_name, start_position, media, out);
                     self.set_private(conn, private);
                 }
             }
@@ -594,6 +596,10 @@ impl Core {
                 }
             }
             Command::Chat { room, text } => self.chat(conn, room.as_deref(), &text, out),
+            Command::TransferHost { room, to } => {
+                self.transfer_host(conn, room.as_deref(), &to, out)
+            }
+            Command::ClaimHost { room } => self.claim_host(conn, room.as_deref(), out),
             Command::SetContent { room, content_id } => {
                 self.set_content(conn, &room, content_id, out)
             }

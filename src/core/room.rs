@@ -289,6 +289,13 @@ fn relay_bytes(relay: &Relay) -> usize {
 /// Longest content id kept.
 pub const CONTENT_ID_BYTES_MAX: usize = 512;
 
+/// A content id a room may hold: 1 to `CONTENT_ID_BYTES_MAX` bytes, no control characters.
+pub fn valid_content(content: &str) -> bool {
+    !content.is_empty()
+        && content.len() <= CONTENT_ID_BYTES_MAX
+        && !content.chars().any(char::is_control)
+}
+
 /// The most heap a relayed field set holds: three type-checked values (see `owp::decode`).
 pub const RELAY_BYTES_MAX: usize = 3 * 40;
 

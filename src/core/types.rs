@@ -239,6 +239,9 @@ pub enum Command {
         start_position: f64,
         /// 32 hex digits, if valid.
         media_id: Option<String>,
+        /// What is watched, free-form (`media_url`: a URL, or a local file's name and size),
+        /// at most `CONTENT_ID_BYTES_MAX` bytes; the media id stands for it when absent.
+        content: Option<String>,
         /// Absent from the room list; joined only by invite.
         private: bool,
         /// A user token presented with the request (`auth_token`).
@@ -339,6 +342,18 @@ pub enum Command {
         /// What is watched: an id or a URL, as the client gives it.
         content_id: String,
     },
+    /// The host hands its role to another member (`transfer_host`).
+    TransferHost {
+        /// The room named, if any.
+        room: Option<String>,
+        /// The member, by seat id (`client_id`).
+        to: String,
+    },
+    /// A member takes the host role while the host's seat is away (`claim_host`).
+    ClaimHost {
+        /// The room named, if any.
+        room: Option<String>,
+    },
     /// A WebRTC signalling message for one other member, relayed as it is.
     Signal {
         /// The room named.
@@ -354,7 +369,7 @@ pub enum Command {
 
 impl Command {
     /// Every command's name, in `index` order (for metrics).
-    pub const NAMES: [&'static str; 18] = [
+    pub const NAMES: [&'static str; 20] = [
         "identify",
         "list_rooms",
         "create_room",
@@ -372,11 +387,13 @@ impl Command {
         "signal",
         "resume",
         "force_resync",
+        "transfer_host",
+        "claim_host",
         "invalid",
     ];
 
     /// The place in `NAMES` of messages that did not decode.
-    pub const INVALID: usize = 17;
+    pub const INVALID: usize = 19;
 
     /// Its place in `NAMES`.
     pub fn index(&self) -> usize {
@@ -398,6 +415,8 @@ impl Command {
             Command::Signal { .. } => 14,
             Command::Resume { .. } => 15,
             Command::ForceResync { .. } => 16,
+            Command::TransferHost { .. } => 17,
+            Command::ClaimHost { .. } => 18,
         }
     }
 }
@@ -468,6 +487,8 @@ pub enum ErrorCode {
     InviteRoomMismatch,
     /// A resume token that names no seat waiting in grace.
     ResumeFailed,
+    /// A claim of the host role while the host is connected.
+    HostPresent,
 }
 
 impl ErrorCode {
@@ -494,11 +515,12 @@ impl ErrorCode {
             ErrorCode::InviteExpired => "invite_expired",
             ErrorCode::InviteRoomMismatch => "invite_room_mismatch",
             ErrorCode::ResumeFailed => "resume_failed",
+            ErrorCode::HostPresent => "host_present",
         }
     }
 
     /// Every code, for documentation tests.
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::RateLimited,
         ErrorCode::InvalidMessage,
         ErrorCode::UnknownType,
@@ -519,6 +541,7 @@ impl ErrorCode {
         ErrorCode::InviteExpired,
         ErrorCode::InviteRoomMismatch,
         ErrorCode::ResumeFailed,
+        ErrorCode::HostPresent,
     ];
 }
 
@@ -654,6 +677,8 @@ pub enum Event {
         participants: usize,
         /// Media id.
         media_id: Option<String>,
+        /// The room's content id, when it has one that is not its media id.
+        content: Option<String>,
         /// The instant the clock was read.
         server_ts: UnixMillis,
         /// The recipient joined (true) or created (false) the room.
@@ -854,7 +879,7 @@ impl ErrorCode {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Commands handled, by `Command::NAMES`.
-    pub commands: [u64; 18],
+    pub commands: [u64; 20],
     /// Seats taken back with a resume token.
     pub resumes: u64,
     /// Seats taken back by authenticating as their subject.

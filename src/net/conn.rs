@@ -29,8 +29,8 @@ pub(super) enum Phase<S> {
     Respond {
         /// The socket.
         stream: S,
-        /// The whole response.
-        bytes: Vec<u8>,
+        /// The whole response (the party page's is shared, never copied).
+        bytes: std::borrow::Cow<'static, [u8]>,
         /// How much of it is written.
         written: usize,
         /// What follows.

@@ -3,7 +3,7 @@
 //!
 //! Routes, as the original: `GET /ws` and `/ws/...` upgrade to WebSocket (query ignored);
 //! `GET /health` (and `/health/...`) answers JSON (`HEAD` the same headers without the
-//! body); anything else is 404. The request target may be in origin form (`/ws`) or absolute
+//! body); `GET /` (and `/index.html`) the built-in party page; anything else is 404. The request target may be in origin form (`/ws`) or absolute
 //! form (`http://host:3000/ws`, RFC 9112 §3.2.2). Every refusal is a real HTTP response with
 //! `Connection: close`.
 
@@ -46,6 +46,13 @@ pub enum Route {
         bearer: Option<String>,
         /// The client address a proxy named (`X-Forwarded-For`, last entry), if any.
         forwarded_for: Option<IpAddr>,
+    },
+    /// `GET /` (or `HEAD`): the built-in party page.
+    Page {
+        /// `HEAD`: the headers only.
+        head: bool,
+        /// `If-None-Match` names the page's current ETag: 304.
+        etag_matches: bool,
     },
     /// Refused with this status.
     Refuse(Status),
@@ -249,6 +256,18 @@ fn route(
             head: request.method == Some("HEAD"),
             bearer,
             forwarded_for: forwarded_for(request),
+        };
+    }
+    if path == "/" || path == "/index.html" {
+        if request.method != Some("GET") && request.method != Some("HEAD") {
+            return Route::Refuse(Status::MethodNotAllowed);
+        }
+        let etag = crate::page::etag();
+        let etag_matches = header("If-None-Match")
+            .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+        return Route::Page {
+            head: request.method == Some("HEAD"),
+            etag_matches,
         };
     }
     if !serves(path) {

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::core::room::valid_position;
+use crate::core::room::{valid_content, valid_position};
 use crate::core::types::{
     Command, Control, ControlAction, Credential, DecodeError, Json, Pass, PlayState, Relay, Report,
 };
@@ -63,6 +63,10 @@ struct Fields<'a> {
     reported_latency: Option<&'a RawValue>,
     #[serde(borrow)]
     target_position: Option<&'a RawValue>,
+    #[serde(borrow)]
+    media_url: Option<&'a RawValue>,
+    #[serde(borrow)]
+    client_id: Option<&'a RawValue>,
 }
 
 /// `create_room`'s `options`.
@@ -158,6 +162,7 @@ pub fn decode(text: &str) -> Result<Command, DecodeError> {
                 .filter(|p| valid_position(*p))
                 .unwrap_or(0.0),
             media_id: media_id(fields.media_id),
+            content: string(fields.media_url).filter(|c| valid_content(c)),
             private: fields
                 .options
                 .filter(|o| is_object(o))
@@ -187,6 +192,17 @@ pub fn decode(text: &str) -> Result<Command, DecodeError> {
                 .filter(|s| *s >= 1.0 && *s <= 1e12)
                 .map(|s| s as u64),
         },
+        "set_media" => Command::SetContent {
+            room: room.ok_or(DecodeError::Invalid)?,
+            content_id: string(fields.media_url)
+                .filter(|c| valid_content(c))
+                .ok_or(DecodeError::Invalid)?,
+        },
+        "transfer_host" => Command::TransferHost {
+            room,
+            to: string(fields.client_id).ok_or(DecodeError::Invalid)?,
+        },
+        "claim_host" => Command::ClaimHost { room },
         "leave_room" => Command::LeaveRoom,
         "ready" => Command::Ready { room },
         "player_event" => Command::Control {
@@ -339,7 +355,7 @@ mod tests {
     #[test]
     fn create_room_validation() {
         let command = decode(
-            "{\"type\":\"create_room\",\"payload\":{\"start_pos\":-4,\"media_id\":\"abc\",\"name\":7}}",
+            "{\"type\":\"create_room\",\"payload\":{\"start_pos\":-4,\"media_id\":\"abc\",\"name\":7,\"media_url\":\"\"}}",
         );
         assert_eq!(
             command,
@@ -348,6 +364,7 @@ mod tests {
                 user_name: None,
                 start_position: 0.0,
                 media_id: None,
+                content: None,
                 private: false,
                 credential: None,
             })

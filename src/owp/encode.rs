@@ -112,6 +112,9 @@ struct RoomStatePayload<'a> {
     state: StateShape<'a>,
     participant_count: usize,
     media_id: Option<&'a str>,
+    /// The room's free-form content (seed 003's `media_url`), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    media_url: Option<&'a str>,
     participants: Vec<Participant<'a>>,
 }
 
@@ -348,6 +351,7 @@ fn room_state(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> String {
         clock,
         participants,
         media_id,
+        content,
         server_ts,
         joiner,
         presence,
@@ -371,6 +375,7 @@ fn room_state(event: &Event, now: UnixMillis, sync_lead_ms: u64) -> String {
         },
         participant_count: *participants,
         media_id: media_id.as_deref(),
+        media_url: content.as_deref(),
         participants: self::participants(presence),
     };
     render(
@@ -520,11 +525,13 @@ fn command_parts<'a>(
             user_name,
             start_position,
             media_id,
+            content,
             private,
             credential,
         } => {
             let payload = json!({ "name": name, "user_name": user_name,
                                   "start_pos": start_position, "media_id": media_id,
+                                  "media_url": content,
                                   "options": { "private": private },
                                   "auth_token": token(credential) });
             ("create_room", room, without_nulls(payload))
@@ -597,9 +604,18 @@ fn command_parts<'a>(
             without_nulls(json!({ "text": text })),
         ),
         // OpenWatchParty has no WebRTC signalling: the nearest is a debug line.
-        Command::Signal { .. } | Command::SetContent { .. } => {
-            ("client_log", None, without_nulls(json!({})))
-        }
+        Command::SetContent { room, content_id } => (
+            "set_media",
+            Some(room.as_str()),
+            without_nulls(json!({ "media_url": content_id })),
+        ),
+        Command::TransferHost { room, to } => (
+            "transfer_host",
+            room.as_deref(),
+            without_nulls(json!({ "client_id": to })),
+        ),
+        Command::ClaimHost { room } => ("claim_host", room.as_deref(), without_nulls(json!({}))),
+        Command::Signal { .. } => ("client_log", None, without_nulls(json!({}))),
         Command::ClientLog { category, message } => (
             "client_log",
             None,
@@ -631,6 +647,7 @@ pub fn error_message(code: ErrorCode) -> &'static str {
         ErrorCode::InviteExpired => "Invite expired",
         ErrorCode::InviteRoomMismatch => "Invite is for another room",
         ErrorCode::ResumeFailed => "Resume token invalid or expired",
+        ErrorCode::HostPresent => "The host is here: ask them to hand over",
     }
 }
 
@@ -671,6 +688,7 @@ mod tests {
             },
             participants: 2,
             media_id: None,
+            content: None,
             server_ts: UnixMillis(5_000),
             joiner: true,
             refresh: false,

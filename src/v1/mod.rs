@@ -339,7 +339,8 @@ pub fn error_code(code: ErrorCode) -> &'static str {
         | ErrorCode::InviteInvalid
         | ErrorCode::InviteExpired
         | ErrorCode::InviteRoomMismatch
-        | ErrorCode::ResumeFailed => "unauthorized",
+        | ErrorCode::ResumeFailed
+        | ErrorCode::HostPresent => "unauthorized",
         ErrorCode::NotInRoom => "not_in_room",
         ErrorCode::RoomNotFound => "room_not_found",
         ErrorCode::PeerNotFound => "peer_not_found",

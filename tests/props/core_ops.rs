@@ -304,6 +304,7 @@ pub fn build_command(input: &mut Bytes<'_>, rooms: &[String]) -> Command {
             user_name: maybe_text(input),
             start_position: input.pick(&[0.0, 12.5, 86_400.0]),
             media_id: input.flag().then(|| MEDIA_ID.to_string()),
+            content: input.flag().then(|| "file:clip.webm#1024".to_string()),
             private: input.flag(),
             credential: credential(input),
         },
@@ -368,6 +369,14 @@ pub fn build_command(input: &mut Bytes<'_>, rooms: &[String]) -> Command {
         13 if input.flag() => Command::ForceResync {
             room: room(input),
             position: input.pick(&[0.0, 42.5]),
+        },
+        13 if input.flag() => Command::ClaimHost { room: room(input) },
+        13 if input.flag() => Command::TransferHost {
+            room: room(input),
+            to: input.pick(&[
+                "0f8fad5b-d9cb-469f-a165-70867728950e".to_string(),
+                "x".to_string(),
+            ]),
         },
         13 => Command::SetContent {
             room: room(input).unwrap_or_default(),

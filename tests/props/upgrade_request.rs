@@ -130,6 +130,15 @@ fn check_route(head: &[u8], route: &Route, head_max: usize, allowed: Option<&[St
         Route::Metrics { bearer, .. } => {
             assert!(bearer.as_ref().is_none_or(|b| !b.contains(['\r', '\n'])));
         }
+        Route::Page { .. } => {
+            // Only the page's own paths, by GET or HEAD.
+            let text = String::from_utf8_lossy(head);
+            let line = text.trim_start_matches(['\r', '\n']);
+            assert!(
+                line.starts_with("GET ") || line.starts_with("HEAD "),
+                "page for {line:?}"
+            );
+        }
         Route::Health { origin: None, .. } | Route::Refuse(_) => {}
     }
 }
@@ -144,6 +153,7 @@ fn check_origin_policy(data: &[u8], head_max: usize, origins: &[String]) {
     match (&any, &listed) {
         (None, None) => {}
         (Some(Route::Health { .. }), Some(Route::Health { .. })) => {}
+        (Some(Route::Page { .. }), Some(Route::Page { .. })) => {}
         (
             Some(
                 Route::WebSocket { .. }

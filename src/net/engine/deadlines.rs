@@ -30,7 +30,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
                 let bytes = upgrade::refusal(Status::RequestTimeout);
                 conn.phase = Phase::Respond {
                     stream,
-                    bytes,
+                    bytes: bytes.into(),
                     written: 0,
                     then: AfterResponse::Close,
                 };

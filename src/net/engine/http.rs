@@ -64,7 +64,33 @@ impl<S: Stream, A: Service> Engine<S, A> {
     }
 
     /// The response to a complete request, and what follows it.
-    fn answer(&mut self, id: ConnId, route: Route, leftover: Vec<u8>) -> (Vec<u8>, AfterResponse) {
+    fn answer(
+        &mut self,
+        id: ConnId,
+        route: Route,
+        leftover: Vec<u8>,
+    ) -> (std::borrow::Cow<'static, [u8]>, AfterResponse) {
+        if let Route::Page { head, etag_matches } = route {
+            let refusal = self.conns.get(id.index as usize).and_then(|c| c.refusal);
+            if self.config.net.party_page && refusal.is_none() {
+                let page = crate::page::response(head, etag_matches);
+                return (page.into(), AfterResponse::Close);
+            }
+            let status = refusal.unwrap_or(Status::NotFound);
+            self.count_refusal(status);
+            return (upgrade::refusal(status).into(), AfterResponse::Close);
+        }
+        let (bytes, then) = self.answer_vec(id, route, leftover);
+        (bytes.into(), then)
+    }
+
+    /// Every other response, made for this request.
+    fn answer_vec(
+        &mut self,
+        id: ConnId,
+        route: Route,
+        leftover: Vec<u8>,
+    ) -> (Vec<u8>, AfterResponse) {
         let refusal = self.conns.get(id.index as usize).and_then(|c| c.refusal);
         let peer = self.conns.get(id.index as usize).and_then(|c| c.peer);
         match route {
@@ -125,7 +151,11 @@ impl<S: Stream, A: Service> Engine<S, A> {
                     (upgrade::refusal(status), AfterResponse::Close)
                 }
             },
-            Route::Refuse(status) => {
+            Route::Page { .. } | Route::Refuse(_) => {
+                let status = match route {
+                    Route::Refuse(status) => status,
+                    _ => Status::NotFound,
+                };
                 self.count_refusal(status);
                 log!(
                     Debug,
@@ -143,7 +173,7 @@ impl<S: Stream, A: Service> Engine<S, A> {
             Route::WebSocket { forwarded_for, .. }
             | Route::Health { forwarded_for, .. }
             | Route::Metrics { forwarded_for, .. } => *forwarded_for,
-            Route::Refuse(_) => None,
+            Route::Page { .. } | Route::Refuse(_) => None,
         };
         let Some(conn) = self.conns.get_mut(id.index as usize) else {
             return;
