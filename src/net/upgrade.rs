@@ -214,9 +214,32 @@ fn origin_policy<'a>(
         (None, _) => true,
         (Some(None), _) => false,
         (Some(Some(_)), None) => true,
-        (Some(Some(origin)), Some(list)) => list.iter().any(|allowed| allowed == origin),
+        (Some(Some(origin)), Some(list)) => {
+            list.iter().any(|allowed| allowed == origin) || same_origin(request, origin)
+        }
     };
     (origin.flatten(), allowed)
+}
+
+/// The page that asks is one this server served (the party page): its `Origin` is `http://`
+/// or `https://` followed by exactly the request's one `Host` (behind a TLS proxy that
+/// passes `Host` on, the browser's `https://` origin names the same host).
+fn same_origin(request: &httparse::Request<'_, '_>, origin: &str) -> bool {
+    let mut hosts = request
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("Host"));
+    let (Some(host), None) = (hosts.next(), hosts.next()) else {
+        return false;
+    };
+    let Ok(host) = std::str::from_utf8(host.value) else {
+        return false;
+    };
+    let host = host.trim();
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    !host.is_empty() && authority.is_some_and(|a| a.eq_ignore_ascii_case(host))
 }
 
 fn route(
@@ -481,8 +504,21 @@ mod tests {
                 forwarded_for: Some([203, 0, 113, 9].into())
             }
         );
+        let page = |head, etag_matches| Route::Page { head, etag_matches };
+        assert_eq!(route_of("GET / HTTP/1.1\r\n\r\n"), page(false, false));
+        assert_eq!(route_of("HEAD /index.html HTTP/1.1\r\n\r\n"), page(true, false));
+        let revalidate = format!("GET / HTTP/1.1\r\nIf-None-Match: \"x\", {}\r\n\r\n", crate::page::etag());
+        assert_eq!(route_of(&revalidate), page(false, true));
         assert_eq!(
-            route_of("GET / HTTP/1.1\r\n\r\n"),
+            route_of("GET / HTTP/1.1\r\nIf-None-Match: \"stale\"\r\n\r\n"),
+            page(false, false)
+        );
+        assert_eq!(
+            route_of("POST / HTTP/1.1\r\n\r\n"),
+            Route::Refuse(Status::MethodNotAllowed)
+        );
+        assert_eq!(
+            route_of("GET /page HTTP/1.1\r\n\r\n"),
             Route::Refuse(Status::NotFound)
         );
     }
@@ -518,6 +554,32 @@ mod tests {
             "Origin: http://localhost:8096\r\nOrigin: http://evil\r\n",
         );
         assert_eq!(route_of(&two), Route::Refuse(Status::Forbidden));
+        // The server's own page: an Origin naming exactly the request's Host, http or https.
+        let own = |host: &str, origin: &str| {
+            upgrade("/ws", &format!("Origin: {origin}\r\n")).replace("Host: x", &format!("Host: {host}"))
+        };
+        for (host, origin) in [
+            ("nas.lan:3000", "http://nas.lan:3000"),
+            ("party.example", "https://party.example"),
+            ("NAS.lan:3000", "http://nas.LAN:3000"),
+        ] {
+            assert!(matches!(route_of(&own(host, origin)), Route::WebSocket { .. }), "{origin}");
+        }
+        for (host, origin) in [
+            ("nas.lan:3000", "http://nas.lan:3001"),
+            ("nas.lan", "http://nas.lan.evil"),
+            ("nas.lan", "ftp://nas.lan"),
+            ("nas.lan", "http://evil@nas.lan"),
+            ("", "http://"),
+        ] {
+            assert_eq!(
+                route_of(&own(host, origin)),
+                Route::Refuse(Status::Forbidden),
+                "{host} {origin}"
+            );
+        }
+        let two_hosts = own("a", "http://a").replace("Host: a\r\n", "Host: a\r\nHost: b\r\n");
+        assert_eq!(route_of(&two_hosts), Route::Refuse(Status::Forbidden));
     }
 
     /// A plain GET of /ws is 426; a bad key is 400; a huge head is 431; partial is None.
