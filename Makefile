@@ -3,7 +3,7 @@ CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := upgrade_request decode_owp decode_v1 conn_bytes core_ops tokens
 
-.PHONY: run build release static test-static test-proxy cross test lint fmt bench fuzz fuzz-smoke conformance clean
+.PHONY: run build release static test-static test-proxy e2e bench-sync cross test lint fmt bench fuzz fuzz-smoke conformance clean
 
 run:
 	$(CARGO) run --release --bin tandem
@@ -32,6 +32,18 @@ test-static: static
 test-proxy:
 	$(CARGO) build --release --bin tandem
 	bash tests/proxy/run.sh
+
+# The party page in real Chromium (headless, playwright-core) against a release Tandem: two
+# pages play a generated clip in step; pause, seek, drift correction, a mid-play join, a full
+# room, a private room, a reload, host handover and a restart. Installs chromium, ffmpeg and
+# playwright-core when missing. Screenshots and the figures: target/e2e/.
+e2e:
+	bash tests/e2e/run.sh
+
+# The sync error of two Chromium pages playing together, measured over E2E_SYNC_SECONDS (60).
+E2E_SYNC_SECONDS ?= 60
+bench-sync:
+	E2E_SYNC_SECONDS=$(E2E_SYNC_SECONDS) bash tests/e2e/run.sh --bench
 
 # Cross-build a static release binary for another machine (docs/install.md):
 #   make cross TARGET=aarch64-unknown-linux-musl LINKER=rust-lld

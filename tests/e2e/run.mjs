@@ -24,7 +24,7 @@ const SYNC_SECONDS = Number(process.env.E2E_SYNC_SECONDS || 10);
 // Loose enough for a busy CI machine; the report has the real figures.
 const LIMITS = { playMs: 100, pauseWithinMs: 500, pausePosMs: 100, seekMs: 200, joinMs: 200, joinWithinMs: 3000 };
 
-const report = { sync: null, pause: null, seek: null, seekPlaying: null, join: null, reload: null };
+const report = { sync: null, shove: null, jump: null, pause: null, seek: null, seekPlaying: null, join: null, reload: null, restart: null };
 const failures = [];
 const children = [];
 let browser = null;
@@ -36,10 +36,12 @@ function check(ok, what) {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // ----- Tandem and a media server -----
-function startTandem() {
+// Three members per room, so that a fourth page meets a full room; rooms kept in a state
+// file, so that a restart is survived.
+function startTandem(port) {
   return new Promise((resolve, reject) => {
     const proc = spawn(BIN, [], {
-      env: { ...process.env, HOST: "127.0.0.1", PORT: "0", STATE_FILE: "", LOG_LEVEL: "info" },
+      env: { ...process.env, HOST: "127.0.0.1", PORT: String(port || 0), STATE_FILE: path.join(OUT, "state.json"), ROOM_MEMBERS_MAX: "3", LOG_LEVEL: "info" },
       stdio: ["ignore", "pipe", "pipe"],
     });
     children.push(proc);
@@ -53,6 +55,7 @@ function startTandem() {
     proc.stdout.on("data", onData);
     proc.stderr.on("data", onData);
     proc.on("exit", (code) => reject(new Error(`tandem exited ${code}: ${seen.slice(-2000)}`)));
+    proc.exited = new Promise((r) => proc.on("exit", r));
   });
 }
 
@@ -191,6 +194,27 @@ async function main() {
   await host.screenshot({ path: path.join(OUT, "host.png") });
   await guest.screenshot({ path: path.join(OUT, "guest.png") });
 
+  // The instrument sees an error, and the page corrects it: pushed 300 ms ahead, the guest
+  // slows down (no jump) until it is back; pushed 3 s ahead, it jumps back in step.
+  const shove = (p, s) => p.evaluate((x) => { document.getElementById("video").currentTime += x; }, s);
+  const rate = (p) => p.evaluate(() => document.getElementById("video").playbackRate);
+  await shove(guest, 0.3);
+  await waitFor(guest, () => !document.getElementById("video").seeking, null, 2000, "the shove lands");
+  await sleep(150);
+  const seen = await syncOver(host, guest, 0.3);
+  const slowed = await rate(guest);
+  check(seen.medianMs > 200 && seen.medianMs < 400, `the measurement sees a 300 ms shove (${seen.medianMs} ms)`);
+  check(slowed < 1 && slowed >= 0.95, `a small drift is corrected with the playback rate (${slowed})`);
+  await waitFor(guest, () => document.getElementById("video").playbackRate > 0.995, null, 15000, "the rate returns to 1");
+  report.shove = await syncOver(host, guest, 1);
+  console.log(`  after a 300 ms shove and the rate correction: median ${report.shove.medianMs} ms, max ${report.shove.maxMs} ms`);
+  check(report.shove.maxMs < 40, "the rate correction brings the guest back within 40 ms");
+  await shove(guest, 3);
+  await sleep(2500);
+  report.jump = await syncOver(host, guest, 1);
+  console.log(`  2.5 s after a 3 s shove (a jump in step): median ${report.jump.medianMs} ms, max ${report.jump.maxMs} ms`);
+  check(report.jump.maxMs < 40, "a large drift is corrected by a jump, back within 40 ms");
+
   // Pause: both stop on the same instant, at the same position.
   const clicked = await wall(host);
   await host.keyboard.press("Space");
@@ -240,6 +264,13 @@ async function main() {
   console.log(`  third page, from ${LIMITS.joinWithinMs / 1000} s after its join click: median ${report.join.medianMs} ms, max ${report.join.maxMs} ms`);
   check(report.join.n > 0 && report.join.maxMs < LIMITS.joinMs, `a page joining mid-play is within ${LIMITS.joinMs} ms within ${LIMITS.joinWithinMs / 1000} s`);
 
+  // A fourth page meets a full room (ROOM_MEMBERS_MAX=3), and is told so.
+  const fourth = await open(link, "fourth");
+  await fourth.getByLabel("Your name").fill("Finn");
+  await fourth.getByRole("button", { name: "Join the party" }).click();
+  await waitFor(fourth, () => /full/.test(document.getElementById("banner").textContent) && !document.getElementById("banner").hidden, null, 5000, "a full room is shown as full");
+  await fourth.context().close();
+
   // The guest reloads: same seat (no second entry, nobody left away), back in step.
   const people = await names(host);
   await guest.reload();
@@ -265,6 +296,56 @@ async function main() {
   check(external.length === 0, `the page made no outside request (${external.join(" ") || "none"})`);
   await host.screenshot({ path: path.join(OUT, "host.png") });
   await guest.screenshot({ path: path.join(OUT, "guest.png") });
+
+  // A private party: its link carries an invite; the bare room link is refused, visibly.
+  const owner = await open(tandem.url + "/", "owner");
+  await owner.getByLabel("Your name").fill("Olga");
+  await owner.getByLabel(/Private/).check();
+  await owner.getByRole("button", { name: "Start a party" }).click();
+  await waitFor(owner, () => /&invite=/.test(document.getElementById("link").value), null, 5000, "a private party's link carries an invite");
+  const privateLink = await owner.inputValue("#link");
+  const stranger = await open(privateLink.replace(/&invite=.*/, ""), "stranger");
+  await stranger.getByLabel("Your name").fill("Stan");
+  await stranger.getByRole("button", { name: "Join the party" }).click();
+  await waitFor(stranger, () => /private/.test(document.getElementById("banner").textContent), null, 5000, "a private party without an invite says so");
+  const invited = await open(privateLink, "invited");
+  await invited.getByLabel("Your name").fill("Ivy");
+  await invited.getByRole("button", { name: "Join the party" }).click();
+  await invited.locator("#party").waitFor({ state: "visible", timeout: 5000 });
+  check(true, "the invite link lets a guest into the private party");
+  for (const p of [owner, stranger, invited]) await p.context().close();
+
+  // Hand over: the host makes Gus the host; Gus's controls work for everyone.
+  await host.getByRole("button", { name: "Make Gus the host" }).click();
+  await waitFor(guest, () => !document.getElementById("play").disabled, null, 5000, "Gus gets the controls");
+  check(await host.locator("#play").isDisabled(), "the former host's controls are off");
+  await guest.locator("#play").click();
+  for (const p of [guest, host, third]) await waitFor(p, () => document.getElementById("video").paused, null, 3000, "the new host's pause reaches everyone");
+
+  // A restart: every page sees the connection go and come back, in its seat.
+  await guest.locator("#play").click();
+  await waitPlaying(host, 5000);
+  const port = Number(new URL(tandem.url).port);
+  tandem.proc.kill("SIGTERM");
+  await tandem.proc.exited;
+  await waitFor(host, () => /Connection lost/.test(document.getElementById("banner").textContent), null, 5000, "a lost connection is shown");
+  const again = await startTandem(port);
+  for (const p of [host, guest, third]) await waitFor(p, () => /Reconnected/.test(document.getElementById("banner").textContent), null, 15000, "the page says it is back in its seat");
+  const restored = await names(host);
+  check(JSON.stringify(restored) === JSON.stringify(people), `after the restart the party has the same people (${restored.join(", ")}; banner: ${await host.textContent("#banner")})`);
+  check(!(await host.locator("#play").isEnabled()) && (await guest.locator("#play").isEnabled()), "after the restart Gus is still the host");
+  await sleep(3000);
+  report.restart = await syncOver(host, guest, 1);
+  console.log(`  after a restart: median ${report.restart.medianMs} ms, max ${report.restart.maxMs} ms`);
+  check(report.restart.maxMs < LIMITS.joinMs, `after a restart the pages are back in step within ${LIMITS.joinMs} ms`);
+
+  // The host's page goes away: the others see it away and one of them takes over.
+  await guest.context().close();
+  await waitFor(host, () => !document.getElementById("claim-row").hidden, null, 5000, "“Become host” appears when the host is away");
+  await host.getByRole("button", { name: "Become host" }).click();
+  await waitFor(host, () => !document.getElementById("play").disabled, null, 5000, "the member who asked becomes host");
+  await host.screenshot({ path: path.join(OUT, "host-after.png") });
+  again.proc.kill("SIGTERM");
 }
 
 const watchdog = setTimeout(() => { console.error("e2e: FAIL: over 5 minutes"); cleanup(); process.exit(1); }, 300000);
