@@ -786,7 +786,15 @@ impl Core {
             }
             self.join_room(conn, &room.to_string(), user_name, invite, out);
         } else if self.may_create(conn, out) {
-            self.create_room_as(conn, Some(room), Some(alias), user_name, 0.0, (None, None), out);
+            self.create_room_as(
+                conn,
+                Some(room),
+                Some(alias),
+                user_name,
+                0.0,
+                (None, None),
+                out,
+            );
         }
         if self.outcome != Outcome::Accepted {
             self.restore_user_id(mine, previous);

@@ -488,9 +488,13 @@ mod tests {
                 forwarded_for: None
             }
         );
+        // Absolute form without a path is `/`: the page.
         assert_eq!(
             route_of("GET http://h HTTP/1.1\r\n\r\n"),
-            Route::Refuse(Status::NotFound)
+            Route::Page {
+                head: false,
+                etag_matches: false
+            }
         );
         assert_eq!(
             route_of(&upgrade("/wsx", "")),
@@ -506,8 +510,14 @@ mod tests {
         );
         let page = |head, etag_matches| Route::Page { head, etag_matches };
         assert_eq!(route_of("GET / HTTP/1.1\r\n\r\n"), page(false, false));
-        assert_eq!(route_of("HEAD /index.html HTTP/1.1\r\n\r\n"), page(true, false));
-        let revalidate = format!("GET / HTTP/1.1\r\nIf-None-Match: \"x\", {}\r\n\r\n", crate::page::etag());
+        assert_eq!(
+            route_of("HEAD /index.html HTTP/1.1\r\n\r\n"),
+            page(true, false)
+        );
+        let revalidate = format!(
+            "GET / HTTP/1.1\r\nIf-None-Match: \"x\", {}\r\n\r\n",
+            crate::page::etag()
+        );
         assert_eq!(route_of(&revalidate), page(false, true));
         assert_eq!(
             route_of("GET / HTTP/1.1\r\nIf-None-Match: \"stale\"\r\n\r\n"),
@@ -556,14 +566,18 @@ mod tests {
         assert_eq!(route_of(&two), Route::Refuse(Status::Forbidden));
         // The server's own page: an Origin naming exactly the request's Host, http or https.
         let own = |host: &str, origin: &str| {
-            upgrade("/ws", &format!("Origin: {origin}\r\n")).replace("Host: x", &format!("Host: {host}"))
+            upgrade("/ws", &format!("Origin: {origin}\r\n"))
+                .replace("Host: x", &format!("Host: {host}"))
         };
         for (host, origin) in [
             ("nas.lan:3000", "http://nas.lan:3000"),
             ("party.example", "https://party.example"),
             ("NAS.lan:3000", "http://nas.LAN:3000"),
         ] {
-            assert!(matches!(route_of(&own(host, origin)), Route::WebSocket { .. }), "{origin}");
+            assert!(
+                matches!(route_of(&own(host, origin)), Route::WebSocket { .. }),
+                "{origin}"
+            );
         }
         for (host, origin) in [
             ("nas.lan:3000", "http://nas.lan:3001"),

@@ -114,7 +114,9 @@ pub fn inline_bodies<'a>(page: &'a str, tag: &str) -> Vec<&'a str> {
     let mut bodies = Vec::new();
     let mut rest = page;
     while let Some(at) = rest.find(&open) {
-        let after = rest.get(at.saturating_add(open.len())..).unwrap_or_default();
+        let after = rest
+            .get(at.saturating_add(open.len())..)
+            .unwrap_or_default();
         // `<scripts` or `<style-x` are other tags.
         if !after.starts_with(['>', ' ', '\n', '\t']) {
             rest = after;
@@ -133,9 +135,8 @@ pub fn inline_bodies<'a>(page: &'a str, tag: &str) -> Vec<&'a str> {
 
 /// Standard base64 with padding (RFC 4648 §4).
 fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3).saturating_mul(4));
     for chunk in bytes.chunks(3) {
         let b = [
             chunk.first().copied().unwrap_or(0),
@@ -177,7 +178,8 @@ mod tests {
 
     #[test]
     fn inline_bodies_found() {
-        let page = "<style>a{}</style><script>1</script><scripts>x</scripts><script type=x>2</script>";
+        let page =
+            "<style>a{}</style><script>1</script><scripts>x</scripts><script type=x>2</script>";
         assert_eq!(inline_bodies(page, "style"), ["a{}"]);
         assert_eq!(inline_bodies(page, "script"), ["1", "2"]);
     }

@@ -81,8 +81,9 @@ function startMedia() {
 }
 
 // ----- pages -----
-async function open(url, name) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+async function open(url, name, phone) {
+  const size = phone ? { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true } : { viewport: { width: 1280, height: 800 } };
+  const context = await browser.newContext(size);
   const page = await context.newPage();
   page.on("pageerror", (e) => failures.push(`${name}: page error: ${e.message}`));
   page.on("console", (m) => { if (m.type() === "error") console.log(`  [${name} console] ${m.text()}`); });
@@ -172,6 +173,13 @@ async function main() {
   const link = await host.inputValue("#link");
   check(/#room=[0-9a-f-]{36}$/.test(link), `the share link names the room (${link})`);
 
+  // Every control has a name a screen reader can say.
+  const unnamed = await host.evaluate(() => [...document.querySelectorAll("input, button")].filter((el) => {
+    const label = el.id && document.querySelector(`label[for="${el.id}"]`);
+    return !(label && label.textContent.trim()) && !el.getAttribute("aria-label") && !(el.tagName === "BUTTON" && el.textContent.trim()) && !el.closest("label");
+  }).map((el) => el.id || el.outerHTML));
+  check(unnamed.length === 0, `every input and button has a label (${unnamed.join(" ") || "all do"})`);
+
   // Guest: open the link, name, join.
   const guest = await open(link, "guest");
   await guest.getByLabel("Your name").fill("Gus");
@@ -252,12 +260,13 @@ async function main() {
   check(report.seekPlaying.maxMs < LIMITS.seekMs, `after a seek while playing, the guest is within ${LIMITS.seekMs} ms of the host`);
 
   // A third page joins mid-play and lands on the room within 3 s.
-  const third = await open(link, "third");
+  const third = await open(link, "third", true);
   await third.getByLabel("Your name").fill("Tess");
   const joinedAt = await wall(host);
   await third.getByRole("button", { name: "Join the party" }).click();
   await third.locator("#party").waitFor({ state: "visible", timeout: 10000 });
   await sample(third);
+  check(await third.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), "on a phone-sized window the page needs no sideways scrolling");
   const elapsed = (await wall(host)) - joinedAt;
   await sleep(Math.max(0, LIMITS.joinWithinMs - elapsed));
   report.join = await syncOver(host, third, 1);
@@ -345,6 +354,7 @@ async function main() {
   await host.getByRole("button", { name: "Become host" }).click();
   await waitFor(host, () => !document.getElementById("play").disabled, null, 5000, "the member who asked becomes host");
   await host.screenshot({ path: path.join(OUT, "host-after.png") });
+  await third.screenshot({ path: path.join(OUT, "phone.png") });
   again.proc.kill("SIGTERM");
 }
 
