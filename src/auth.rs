@@ -13,6 +13,7 @@
 
 use std::fmt;
 
+use jsonwebtoken::crypto::{CryptoProvider, JwkUtils, JwtSigner, JwtVerifier};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -157,6 +158,7 @@ impl Auth {
     /// The auth step for `config`; `fallback_key` signs invites when no secret is set (the
     /// server passes fresh OS randomness).
     pub fn new(config: &AuthConfig, fallback_key: [u8; 32]) -> Auth {
+        install_crypto();
         let user = config
             .jwt_secret
             .as_ref()
@@ -277,6 +279,7 @@ impl ResumeMinter {
     /// A minter keyed by `secret` (fresh OS randomness in the server), under a key of its
     /// own: HMAC(secret, "resume"), so it shares nothing usable with the invite key.
     pub fn new(secret: &[u8; 32]) -> ResumeMinter {
+        install_crypto();
         let key = jsonwebtoken::crypto::sign(
             b"tandem resume key",
             &EncodingKey::from_secret(secret),
@@ -305,8 +308,140 @@ pub fn resume_digest(token: &str) -> Option<String> {
     if token.is_empty() || token.len() > RESUME_TOKEN_BYTES_MAX {
         return None;
     }
+    install_crypto();
     let key = EncodingKey::from_secret(b"tandem resume token digest");
     jsonwebtoken::crypto::sign(token.as_bytes(), &key, Algorithm::HS256).ok()
+}
+
+/// jsonwebtoken's cryptography, HMAC only: every token and invite Tandem reads is HS256, so
+/// the RSA, ECDSA and EdDSA code of jsonwebtoken's `rust_crypto` provider (about 400 KB of
+/// the static binary) is not built at all. Installed once per process, before any token is
+/// signed or checked (the constructors here and `resume_digest` see to it; a test that signs
+/// with jsonwebtoken before starting a server calls it itself). HS384 and HS512 are here so
+/// that tests can make such tokens: the validation rules accept HS256 only, and reject any
+/// other `alg` before a verifier is asked for.
+pub fn install_crypto() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Only this module installs a provider; a second call cannot happen under `Once`.
+        let _ = HMAC_ONLY.install_default();
+    });
+}
+
+static HMAC_ONLY: CryptoProvider = CryptoProvider {
+    signer_factory: hmac_signer,
+    verifier_factory: hmac_verifier,
+    jwk_utils: JwkUtils::new_unimplemented(),
+};
+
+/// One HMAC key for one algorithm of the family.
+enum HmacKey {
+    Sha256(hmac::Hmac<sha2::Sha256>),
+    Sha384(hmac::Hmac<sha2::Sha384>),
+    Sha512(hmac::Hmac<sha2::Sha512>),
+}
+
+impl HmacKey {
+    fn new(algorithm: Algorithm, secret: &[u8]) -> jsonwebtoken::errors::Result<HmacKey> {
+        use hmac::Mac;
+        let bad = |_| jsonwebtoken::errors::Error::from(ErrorKind::InvalidKeyFormat);
+        Ok(match algorithm {
+            Algorithm::HS256 => HmacKey::Sha256(Mac::new_from_slice(secret).map_err(bad)?),
+            Algorithm::HS384 => HmacKey::Sha384(Mac::new_from_slice(secret).map_err(bad)?),
+            Algorithm::HS512 => HmacKey::Sha512(Mac::new_from_slice(secret).map_err(bad)?),
+            _ => return Err(ErrorKind::InvalidAlgorithm.into()),
+        })
+    }
+
+    fn algorithm(&self) -> Algorithm {
+        match self {
+            HmacKey::Sha256(_) => Algorithm::HS256,
+            HmacKey::Sha384(_) => Algorithm::HS384,
+            HmacKey::Sha512(_) => Algorithm::HS512,
+        }
+    }
+
+    fn tag(&self, message: &[u8]) -> Vec<u8> {
+        use hmac::Mac;
+        match self {
+            HmacKey::Sha256(mac) => mac
+                .clone()
+                .chain_update(message)
+                .finalize()
+                .into_bytes()
+                .to_vec(),
+            HmacKey::Sha384(mac) => mac
+                .clone()
+                .chain_update(message)
+                .finalize()
+                .into_bytes()
+                .to_vec(),
+            HmacKey::Sha512(mac) => mac
+                .clone()
+                .chain_update(message)
+                .finalize()
+                .into_bytes()
+                .to_vec(),
+        }
+    }
+
+    /// Constant-time comparison (the `hmac` crate's).
+    fn check(&self, message: &[u8], tag: &[u8]) -> bool {
+        use hmac::Mac;
+        match self {
+            HmacKey::Sha256(mac) => mac.clone().chain_update(message).verify_slice(tag).is_ok(),
+            HmacKey::Sha384(mac) => mac.clone().chain_update(message).verify_slice(tag).is_ok(),
+            HmacKey::Sha512(mac) => mac.clone().chain_update(message).verify_slice(tag).is_ok(),
+        }
+    }
+}
+
+impl signature::Signer<Vec<u8>> for HmacKey {
+    fn try_sign(&self, message: &[u8]) -> Result<Vec<u8>, signature::Error> {
+        Ok(self.tag(message))
+    }
+}
+
+impl JwtSigner for HmacKey {
+    fn algorithm(&self) -> Algorithm {
+        HmacKey::algorithm(self)
+    }
+}
+
+impl signature::Verifier<Vec<u8>> for HmacKey {
+    fn verify(&self, message: &[u8], tag: &Vec<u8>) -> Result<(), signature::Error> {
+        if self.check(message, tag) {
+            Ok(())
+        } else {
+            Err(signature::Error::new())
+        }
+    }
+}
+
+impl JwtVerifier for HmacKey {
+    fn algorithm(&self) -> Algorithm {
+        HmacKey::algorithm(self)
+    }
+}
+
+fn hmac_signer(
+    algorithm: &Algorithm,
+    key: &EncodingKey,
+) -> jsonwebtoken::errors::Result<Box<dyn JwtSigner>> {
+    Ok(Box::new(HmacKey::new(
+        *algorithm,
+        key.try_get_hmac_secret()?,
+    )?))
+}
+
+fn hmac_verifier(
+    algorithm: &Algorithm,
+    key: &DecodingKey,
+) -> jsonwebtoken::errors::Result<Box<dyn JwtVerifier>> {
+    Ok(Box::new(HmacKey::new(
+        *algorithm,
+        key.try_get_hmac_secret()?,
+    )?))
 }
 
 #[cfg(test)]
@@ -334,6 +469,7 @@ mod tests {
     }
 
     fn sign(claims: &Claims<'_>, alg: Algorithm, key: &[u8]) -> String {
+        install_crypto();
         jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(key))
             .expect("sign")
     }

@@ -37,6 +37,9 @@ fn plugin_claims(sub: &str, name: &str) -> Value {
 }
 
 fn sign_with(claims: &Value, alg: Algorithm, key: &str) -> String {
+    // jsonwebtoken's cryptography is Tandem's HMAC-only provider, installed by the server or
+    // here, whichever comes first.
+    tandem::auth::install_crypto();
     jsonwebtoken::encode(
         &Header::new(alg),
         claims,

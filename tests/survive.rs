@@ -250,6 +250,7 @@ fn auth_reclaims_a_seat() {
     let mut config = config();
     config.auth.jwt_secret = Some(tandem::auth::Secret(SECRET.as_bytes().to_vec()));
     let addr = start(config);
+    tandem::auth::install_crypto();
     let token = |sub: &str| {
         let claims = json!({"sub": sub, "name": sub.to_uppercase(), "aud": ["OpenWatchParty"],
                             "iss": "Jellyfin", "exp": now_ms() / 1_000 + 600});
