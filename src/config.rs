@@ -133,6 +133,11 @@ pub struct CoreConfig {
     pub presence_interval_ms: u64,
     /// Bytes of chat (text and names) a room keeps at most; older messages go first.
     pub chat_history_bytes_max: usize,
+    /// Least spacing of room-wide changes a host makes (content, handover), each of which
+    /// sends every member a fresh `room_state`; one sooner is refused `rate_limited`.
+    pub room_refresh_interval_ms: u64,
+    /// How long the host must have been away before a member may claim the room.
+    pub host_claim_after_ms: u64,
 }
 
 impl Default for NetConfig {
@@ -184,6 +189,8 @@ impl Default for CoreConfig {
             room_close_on_host_leave: false,
             chat_history_max: 50,
             presence_interval_ms: 500,
+            room_refresh_interval_ms: 500,
+            host_claim_after_ms: 5_000,
             chat_history_bytes_max: 16 << 10,
         }
     }
@@ -517,6 +524,18 @@ pub const SETTINGS: &[Setting] = &[
         help: "least spacing of presence updates per room (changes in between go together)",
         default: "500",
         apply: number!(core.presence_interval_ms),
+    },
+    Setting {
+        env: "ROOM_REFRESH_INTERVAL_MS",
+        help: "least spacing of a room's content changes and handovers (sooner: rate_limited)",
+        default: "500",
+        apply: number!(core.room_refresh_interval_ms),
+    },
+    Setting {
+        env: "HOST_CLAIM_AFTER_MS",
+        help: "how long the host must be away before a member may claim the room",
+        default: "5000",
+        apply: number!(core.host_claim_after_ms),
     },
     Setting {
         env: "CHAT_HISTORY_BYTES_MAX",

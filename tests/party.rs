@@ -157,6 +157,29 @@ fn the_page_origin_may_connect() {
     assert_eq!(upgrade(&format!("http://{host}.evil.example")), 403);
 }
 
+/// DNS rebinding: a stranger's page under a public name that resolves to this server sends
+/// `Host` and `Origin` that agree; that is not the server's own page.
+#[test]
+fn a_rebound_public_name_is_not_the_page() {
+    let mut config = config();
+    config.allowed_origins = Some(vec!["http://localhost:8096".into()]);
+    let addr = start(config);
+    for (host, allowed) in [("evil.example:3000", false), ("nas.lan:3000", true)] {
+        let request = format!(
+            "GET /ws HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        );
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
+        let mut buf = [0u8; 512];
+        let n = std::io::Read::read(&mut stream, &mut buf).unwrap();
+        let got = status(&String::from_utf8_lossy(&buf[..n]));
+        assert_eq!(got, if allowed { 101 } else { 403 }, "{host}");
+    }
+}
+
 /// `media_url` at creation and `set_media` later: every member's `room_state` carries it;
 /// only the host may change it; an empty or oversize one is not a media URL.
 #[test]
@@ -249,13 +272,14 @@ fn transfer_host() {
 }
 
 /// `claim_host`: refused while the host is connected (`host_present`); once the host's
-/// connection is gone (its seat away in grace), the member who asks becomes host at once,
-/// without waiting for the host's grace.
+/// connection has been gone for `HOST_CLAIM_AFTER_MS` (0 here), the member who asks becomes
+/// host at once, without waiting for the host's grace.
 #[test]
 fn claim_host_when_the_host_is_away() {
     let mut config = config();
     config.core.host_grace_ms = 600_000;
     config.core.resume_grace_ms = 600_000;
+    config.core.host_claim_after_ms = 0;
     let addr = start(config);
     let mut host = Client::connect(addr);
     let room = host.create_room(json!({}));
@@ -272,14 +296,112 @@ fn claim_host_when_the_host_is_away() {
     drop(host);
     let away = guest.recv_type("participants_update");
     assert_eq!(away["payload"]["participants"][0]["away"], true, "{away}");
+    // A stranger naming the room does not get in by claiming it.
+    let mut stranger = Client::connect(addr);
+    stranger.send(json!({"type": "claim_host", "room": room}));
+    assert!(stranger.drain().is_empty());
     guest.send(json!({"type": "claim_host", "room": room}));
     let change = guest.recv_type("host_change");
     assert_eq!(change["payload"]["host_id"], guest.id.as_str());
     let state = guest.recv_type("room_state");
     assert_eq!(state["payload"]["host_id"], guest.id.as_str());
+    assert_eq!(state["payload"]["participant_count"], 2, "{state}");
     // The new host's claim again changes nothing and is not refused.
     guest.send(json!({"type": "claim_host", "room": room}));
     assert!(guest.drain().is_empty());
+}
+
+/// A host whose connection just blipped keeps its room: a claim before
+/// `HOST_CLAIM_AFTER_MS` has passed is refused `host_present`.
+#[test]
+fn no_claim_while_the_host_may_be_back_soon() {
+    let mut config = config();
+    config.core.host_grace_ms = 600_000;
+    config.core.resume_grace_ms = 600_000;
+    config.core.host_claim_after_ms = 600_000;
+    let addr = start(config);
+    let mut host = Client::connect(addr);
+    let room = host.create_room(json!({}));
+    let mut guest = Client::connect(addr);
+    guest.join(&room);
+    host.recv_type("participants_update");
+    drop(host);
+    guest.recv_type("participants_update");
+    guest.send(json!({"type": "claim_host", "room": room}));
+    assert_error(
+        &guest.recv(),
+        "The host is here: ask them to hand over",
+        "host_present",
+    );
+}
+
+/// Handing over goes to a member who is connected: an away member is `peer_not_found`.
+#[test]
+fn no_transfer_to_an_away_member() {
+    let mut config = config();
+    config.core.resume_grace_ms = 600_000;
+    let addr = start(config);
+    let mut host = Client::connect(addr);
+    let room = host.create_room(json!({}));
+    let mut guest = Client::connect(addr);
+    guest.join(&room);
+    host.recv_type("participants_update");
+    let id = guest.id.clone();
+    drop(guest);
+    host.recv_type("participants_update");
+    host.send(json!({"type": "transfer_host", "room": room, "payload": {"client_id": id}}));
+    assert_error(&host.recv(), "Peer not found", "peer_not_found");
+}
+
+/// Each content change or handover sends every member a `room_state`: at most one per
+/// `ROOM_REFRESH_INTERVAL_MS` per room (a second sooner is `rate_limited`, and two members
+/// passing the host role back and forth are limited together); a content that does not
+/// change is not told again.
+#[test]
+fn room_wide_changes_are_spaced() {
+    let mut config = config();
+    config.core.room_refresh_interval_ms = 600_000;
+    let addr = start(config);
+    let mut host = Client::connect(addr);
+    let room = host.create_room(json!({"media_url": "http://nas.lan/a.webm"}));
+    let mut guest = Client::connect(addr);
+    guest.join(&room);
+    host.recv_type("participants_update");
+    // The same content again: nothing to tell.
+    host.send(json!({"type": "set_media", "room": room, "payload": {"media_url": "http://nas.lan/a.webm"}}));
+    assert!(host.drain().is_empty());
+    host.send(json!({"type": "set_media", "room": room, "payload": {"media_url": "http://nas.lan/b.webm"}}));
+    assert_eq!(host.recv_type("room_state")["payload"]["media_url"], "http://nas.lan/b.webm");
+    guest.recv_type("room_state");
+    host.send(json!({"type": "set_media", "room": room, "payload": {"media_url": "http://nas.lan/c.webm"}}));
+    assert_error(&host.recv(), "Rate limit exceeded", "rate_limited");
+    host.send(json!({"type": "transfer_host", "room": room, "payload": {"client_id": guest.id}}));
+    assert_error(&host.recv(), "Rate limit exceeded", "rate_limited");
+    assert!(guest.drain().is_empty());
+}
+
+/// The content rule holds for every dialect: a v1 host's content with a control character is
+/// refused like an OpenWatchParty one.
+#[test]
+fn v1_content_follows_the_same_rule() {
+    let addr = start(config());
+    let mut v1 = Client::connect_raw(addr, "/v1/ws", &[]);
+    assert_eq!(v1.recv()["type"], "server/hello");
+    v1.send(json!({"v": 1, "type": "room/join", "requestId": "j",
+                   "payload": {"roomId": "den", "client": {"userId": "u1", "displayName": "U"}}}));
+    loop {
+        if v1.recv()["type"] == "ack" {
+            break;
+        }
+    }
+    v1.send(json!({"v": 1, "type": "watch/set_content", "requestId": "c",
+                   "payload": {"roomId": "den", "contentId": "https://x/\u{0}\r\nX: 1"}}));
+    let answer = v1.recv();
+    assert_eq!(answer["type"], "error", "{answer}");
+    assert_eq!(answer["payload"]["code"], "bad_request", "{answer}");
+    v1.send(json!({"v": 1, "type": "watch/set_content", "requestId": "d",
+                   "payload": {"roomId": "den", "contentId": "file:a\u{202e}b#1"}}));
+    assert_eq!(v1.recv()["payload"]["code"], "bad_request");
 }
 
 /// A joiner that follows the schedule is told the room clock exactly; the stock client's

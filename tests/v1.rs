@@ -391,7 +391,10 @@ fn webrtc_relay_to_one_peer() {
 /// joiner learns the content; a non-host is unauthorized.
 #[test]
 fn content_crosses_dialects() {
-    let addr = start(config());
+    // Content changes back to back (their spacing is tests/party.rs's).
+    let mut config = config();
+    config.core.room_refresh_interval_ms = 0;
+    let addr = start(config);
     let mut host = v1(addr);
     join(&mut host, "cinema", "1", "host");
     let room = RoomId::from_name("cinema").expect("a name").to_string();

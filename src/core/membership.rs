@@ -570,7 +570,38 @@ impl Core {
         );
     }
 
-    /// The host hands the room to another member of it, by seat id (`transfer_host`).
+    /// The room the sender is in, when it is the one named (or none is named). Never lets
+    /// anyone in: unlike the messages a stock client sends after a reconnect, these are only
+    /// for members. Otherwise refused `not_in_room`, silently.
+    fn seated_room(&mut self, conn: ConnId, name: Option<&str>) -> Option<usize> {
+        let key = self.seat_of(conn).and_then(|s| s.room);
+        let room = key.and_then(|key| self.rooms.get(key));
+        let named = |room: &Room| name.is_none_or(|n| RoomId::parse(n) == Some(room.id));
+        if room.is_some_and(named) {
+            return key;
+        }
+        self.refuse(ErrorCode::NotInRoom);
+        None
+    }
+
+    /// Whether room `key` may be changed for everyone now (content, handover): at most one
+    /// such change per `room_refresh_interval_ms`, each sending every member a `room_state`.
+    /// Refused `rate_limited` otherwise.
+    fn may_refresh(&mut self, conn: ConnId, key: usize, out: &mut Outbox) -> bool {
+        let (now, interval) = (self.now.mono, self.config.room_refresh_interval_ms);
+        let Some(room) = self.rooms.get(key) else {
+            return false;
+        };
+        let soon = room.refreshed_at.is_some_and(|at| now < at.after(interval));
+        if soon {
+            let id = room.id;
+            self.error(conn, Some(id), ErrorCode::RateLimited, out);
+        }
+        !soon
+    }
+
+    /// The host hands the room to another member of it who is connected, by seat id
+    /// (`transfer_host`).
     pub(super) fn transfer_host(
         &mut self,
         conn: ConnId,
@@ -578,30 +609,39 @@ impl Core {
         to: &str,
         out: &mut Outbox,
     ) {
-        let Some(key) = self.host_room(conn, name, out) else {
+        let Some(key) = self.seated_room(conn, name) else {
+            return;
+        };
+        let Some(key) = self.hosted(conn, key, out) else {
             return;
         };
         let Some(room) = self.rooms.get(key) else {
             return;
         };
-        let target = room.members.iter().map(|m| m.key).find(|&k| {
-            k != room.host
+        let target = room.members.iter().find(|m| {
+            m.key != room.host
+                && !m.away
                 && self
                     .seats
-                    .get(k)
+                    .get(m.key)
                     .is_some_and(|s| s.id.to_string().eq_ignore_ascii_case(to))
         });
-        match target {
-            Some(next) => self.hand_over(key, next, out),
-            None => self.error(conn, Some(room.id), ErrorCode::PeerNotFound, out),
+        let Some(next) = target.map(|m| m.key) else {
+            let id = room.id;
+            self.error(conn, Some(id), ErrorCode::PeerNotFound, out);
+            return;
+        };
+        if self.may_refresh(conn, key, out) {
+            self.hand_over(key, next, out);
         }
     }
 
-    /// A member takes the host role while the host's connection is gone (`claim_host`),
-    /// rather than waiting for the host's grace to end. Refused `host_present` while the
-    /// host is connected; the host's own claim changes nothing.
+    /// A member takes the host role once the host's connection has been gone for
+    /// `host_claim_after_ms` (`claim_host`), rather than waiting for the host's grace to
+    /// end. Refused `host_present` while the host is connected or only just gone; the host's
+    /// own claim changes nothing.
     pub(super) fn claim_host(&mut self, conn: ConnId, name: Option<&str>, out: &mut Outbox) {
-        let Some(key) = self.named_room(conn, name, out) else {
+        let Some(key) = self.seated_room(conn, name) else {
             return;
         };
         let (Some(seat), Some(room)) = (self.seat_key(conn), self.rooms.get(key)) else {
@@ -610,6 +650,11 @@ impl Core {
         if room.host == seat {
             return;
         }
+        let now = self.now.mono;
+        let gone_long_enough = self.conn_of(room.host).is_none()
+            && room
+                .host_away_since
+                .is_some_and(|since| now >= since.after(self.config.host_claim_after_ms));
         // With authentication on, a guest admitted by invite does not take over from
         // members who have an identity (the handover's own order).
         let guest_behind_members = self.config.auth_enabled
@@ -617,12 +662,14 @@ impl Core {
             && room.members.iter().any(|m| {
                 m.key != seat && m.key != room.host && !m.away && self.subject(m.key).is_some()
             });
-        if self.conn_of(room.host).is_some() || guest_behind_members {
+        if !gone_long_enough || guest_behind_members {
             let id = room.id;
             self.error(conn, Some(id), ErrorCode::HostPresent, out);
             return;
         }
-        self.hand_over(key, seat, out);
+        if self.may_refresh(conn, key, out) {
+            self.hand_over(key, seat, out);
+        }
     }
 
     /// The host sets what the room watches: every member is told (v1: `watch/content`;
@@ -638,6 +685,23 @@ impl Core {
         let Some(key) = self.host_room(conn, Some(name), out) else {
             return;
         };
+        // The same rule for every dialect (the OpenWatchParty decoder checks it first).
+        if !room::valid_content(&content_id) {
+            let id = self.rooms.get(key).map(|r| r.id);
+            self.error(conn, id, ErrorCode::InvalidMessage, out);
+            return;
+        }
+        // Nothing changes: nobody is told again.
+        if self
+            .rooms
+            .get(key)
+            .is_some_and(|r| r.content_id.as_ref() == Some(&content_id))
+        {
+            return;
+        }
+        if !self.may_refresh(conn, key, out) {
+            return;
+        }
         let media_id = (content_id.len() == 32
             && content_id.bytes().all(|b| b.is_ascii_hexdigit()))
         .then(|| content_id.clone());
@@ -646,6 +710,7 @@ impl Core {
         };
         room.content_id = Some(content_id);
         room.media_id = media_id;
+        room.refreshed_at = Some(self.now.mono);
         let members: Vec<usize> = room.members.iter().map(|m| m.key).collect();
         let (room_id, content_id, host) = (
             room.id,

@@ -27,14 +27,15 @@ impl Core {
             holder.grace = Some(serial);
             holder.chat_seen = chat_seen;
         }
-        if let Some(member) = self
-            .rooms
-            .get_mut(key)
-            .and_then(|room| room.members.iter_mut().find(|m| m.key == seat))
-        {
-            member.away = true;
-        }
         let now = self.now.mono;
+        if let Some(room) = self.rooms.get_mut(key) {
+            if is_host {
+                room.host_away_since = Some(now);
+            }
+            if let Some(member) = room.members.iter_mut().find(|m| m.key == seat) {
+                member.away = true;
+            }
+        }
         self.timers
             .insert(now.after(grace), CoreTimer::SeatGrace { seat, serial });
         if is_host {
@@ -104,6 +105,11 @@ impl Core {
             return;
         };
         room.host = next;
+        room.refreshed_at = Some(self.now.mono);
+        room.host_away_since = match self.seats.get(next).and_then(|s| s.conn) {
+            Some(_) => None,
+            None => Some(self.now.mono),
+        };
         self.counters.handovers = self.counters.handovers.saturating_add(1);
         // A play waiting for members was the old host's: it stands, the new host can
         // change it. Commands held for stock members stay on their way.
@@ -285,6 +291,9 @@ impl Core {
         let mut host = false;
         if let Some(room) = self.rooms.get_mut(key) {
             host = room.host == target;
+            if host {
+                room.host_away_since = None;
+            }
             if let Some(member) = room.members.iter_mut().find(|m| m.key == target) {
                 member.away = false;
             }

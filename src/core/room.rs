@@ -253,6 +253,10 @@ pub struct Room {
     /// When presence was last told to the members, and whether a change waits to be.
     pub presence_at: Option<Millis>,
     pub presence_pending: bool,
+    /// When the host last changed the room for everyone (content, handover).
+    pub refreshed_at: Option<Millis>,
+    /// Since when the host's connection has been gone (`None` while it is connected).
+    pub host_away_since: Option<Millis>,
 }
 
 /// A chat message as kept by its room.
@@ -289,11 +293,14 @@ fn relay_bytes(relay: &Relay) -> usize {
 /// Longest content id kept.
 pub const CONTENT_ID_BYTES_MAX: usize = 512;
 
-/// A content id a room may hold: 1 to `CONTENT_ID_BYTES_MAX` bytes, no control characters.
+/// A content id a room may hold: 1 to `CONTENT_ID_BYTES_MAX` bytes, no control or format
+/// characters (bidi overrides, zero-width: a file name shown to members cannot be disguised).
 pub fn valid_content(content: &str) -> bool {
     !content.is_empty()
         && content.len() <= CONTENT_ID_BYTES_MAX
-        && !content.chars().any(char::is_control)
+        && !content
+            .chars()
+            .any(|c| c.is_control() || crate::text::is_format(c))
 }
 
 /// The most heap a relayed field set holds: three type-checked values (see `owp::decode`).
@@ -336,6 +343,8 @@ impl Room {
             chat_bytes: 0,
             presence_at: None,
             presence_pending: false,
+            refreshed_at: None,
+            host_away_since: None,
         }
     }
 

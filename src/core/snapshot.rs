@@ -346,6 +346,8 @@ impl Core {
             room.keep_chat(entry, keep, self.config.chat_history_bytes_max);
         }
         room.chat_seq = snap.chat_seq;
+        // Every seat comes back away, the host's too.
+        room.host_away_since = Some(now);
         let key = self.rooms.insert(room);
         self.room_index.insert(id, key);
         for &(seat, ..) in &keys {

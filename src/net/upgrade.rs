@@ -155,7 +155,14 @@ fn target_path(target: &str) -> &str {
         Some((scheme, rest))
             if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") =>
         {
-            rest.find('/').and_then(|i| rest.get(i..)).unwrap_or("/")
+            // The authority ends at the first `/`, `?` or `#` (RFC 3986 §3.2): a `/` inside
+            // the query of `http://h?/health` is not the path.
+            match rest.find(['/', '?', '#']) {
+                Some(i) if rest.get(i..).is_some_and(|p| p.starts_with('/')) => {
+                    rest.get(i..).unwrap_or("/")
+                }
+                _ => "/",
+            }
         }
         _ => target,
     };
@@ -223,7 +230,11 @@ fn origin_policy<'a>(
 
 /// The page that asks is one this server served (the party page): its `Origin` is `http://`
 /// or `https://` followed by exactly the request's one `Host` (behind a TLS proxy that
-/// passes `Host` on, the browser's `https://` origin names the same host).
+/// passes `Host` on, the browser's `https://` origin names the same host), and that host is
+/// a name no outsider can point at this server (`local_host`). A public name is not enough:
+/// with DNS rebinding, a stranger's page at `evil.example` can make a browser on the LAN send
+/// exactly `Host: evil.example` and `Origin: http://evil.example` here. Such names go in
+/// `ALLOWED_ORIGINS`.
 fn same_origin(request: &httparse::Request<'_, '_>, origin: &str) -> bool {
     let mut hosts = request
         .headers
@@ -239,7 +250,36 @@ fn same_origin(request: &httparse::Request<'_, '_>, origin: &str) -> bool {
     let authority = origin
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"));
-    !host.is_empty() && authority.is_some_and(|a| a.eq_ignore_ascii_case(host))
+    !host.is_empty() && authority.is_some_and(|a| a.eq_ignore_ascii_case(host)) && local_host(host)
+}
+
+/// A `Host` (with or without a port) that only this network can resolve, so no page from
+/// elsewhere can be served under it: an IP address, `localhost`, a name without a dot (the
+/// local search domain), or a name under `.local` (mDNS), `.lan`, `.home.arpa`, `.internal`
+/// or `.localhost`.
+fn local_host(host: &str) -> bool {
+    if let Some(bracketed) = host.strip_prefix('[') {
+        let Some((address, rest)) = bracketed.split_once(']') else {
+            return false;
+        };
+        let port = rest.strip_prefix(':').unwrap_or(rest);
+        return address.parse::<std::net::Ipv6Addr>().is_ok()
+            && (rest.is_empty() || (!port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())));
+    }
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        Some(_) => return false,
+        None => host,
+    };
+    if name.is_empty() || name.ends_with('.') {
+        return false;
+    }
+    let name = name.to_ascii_lowercase();
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || !name.contains('.')
+        || [".local", ".lan", ".home.arpa", ".internal", ".localhost"]
+            .iter()
+            .any(|suffix| name.ends_with(suffix))
 }
 
 fn route(
@@ -285,9 +325,16 @@ fn route(
         if request.method != Some("GET") && request.method != Some("HEAD") {
             return Route::Refuse(Status::MethodNotAllowed);
         }
+        // Weak comparison (RFC 9110 §13.1.2): `W/"x"` matches `"x"`; every header counts.
         let etag = crate::page::etag();
-        let etag_matches = header("If-None-Match")
-            .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+        let etag_matches = request
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("If-None-Match"))
+            .filter_map(|h| std::str::from_utf8(h.value).ok())
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim())
+            .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag);
         return Route::Page {
             head: request.method == Some("HEAD"),
             etag_matches,
@@ -531,6 +578,32 @@ mod tests {
             route_of("GET /page HTTP/1.1\r\n\r\n"),
             Route::Refuse(Status::NotFound)
         );
+        let weak = format!(
+            "GET / HTTP/1.1\r\nIf-None-Match: \"a\"\r\nIf-None-Match: W/{}\r\n\r\n",
+            crate::page::etag()
+        );
+        assert_eq!(route_of(&weak), page(false, true));
+        // A `/` in the query or fragment of an absolute-form target is not its path.
+        for target in [
+            "http://h?/health",
+            "http://h#/health",
+            "http://h?/metrics",
+            "http://h?x=/ws",
+        ] {
+            assert_eq!(
+                route_of(&format!("GET {target} HTTP/1.1\r\n\r\n")),
+                page(false, false),
+                "{target}"
+            );
+        }
+        assert_eq!(
+            route_of("GET http://h/health?/ws HTTP/1.1\r\n\r\n"),
+            Route::Health {
+                origin: None,
+                head: false,
+                forwarded_for: None
+            }
+        );
     }
 
     /// Origin: absent allowed, listed allowed, other 403; `*` (None) allows any.
@@ -571,8 +644,12 @@ mod tests {
         };
         for (host, origin) in [
             ("nas.lan:3000", "http://nas.lan:3000"),
-            ("party.example", "https://party.example"),
             ("NAS.lan:3000", "http://nas.LAN:3000"),
+            ("192.168.1.5:3000", "http://192.168.1.5:3000"),
+            ("[fd00::1]:3000", "https://[fd00::1]:3000"),
+            ("nas:3000", "http://nas:3000"),
+            ("localhost:3000", "http://localhost:3000"),
+            ("tv.home.arpa", "https://tv.home.arpa"),
         ] {
             assert!(
                 matches!(route_of(&own(host, origin)), Route::WebSocket { .. }),
@@ -585,6 +662,11 @@ mod tests {
             ("nas.lan", "ftp://nas.lan"),
             ("nas.lan", "http://evil@nas.lan"),
             ("", "http://"),
+            // A public name: DNS rebinding could put a stranger's page under it.
+            ("party.example", "https://party.example"),
+            ("evil.example:3000", "http://evil.example:3000"),
+            ("nas.lan.", "http://nas.lan."),
+            ("[fd00::1", "http://[fd00::1"),
         ] {
             assert_eq!(
                 route_of(&own(host, origin)),

@@ -10,7 +10,10 @@ distinct loopback source addresses:
   3. While it is open, a second upgrade from 127.0.0.2 gets 429 (Tandem counts the client,
      not the proxy), and one from 127.0.0.3 claiming X-Forwarded-For: 127.0.0.2 gets 101
      (the spoofed header is not believed).
-  4. The session closes cleanly (1000).
+  4. The party page through the proxy: GET / from 127.0.0.5 is 200 HTML with its
+     Content-Security-Policy, and the page's own WebSocket (Origin https://<name>:<port>,
+     not on ALLOWED_ORIGINS) from 127.0.0.5 is 101: nginx passes the browser's Host on.
+  5. The session closes cleanly (1000).
 Exits 0 on success; otherwise prints what failed and exits 1.
 """
 
@@ -55,7 +58,7 @@ def tls_connect(args, source):
 
 
 class WebSocket:
-    def __init__(self, args, source, path="/ws", extra_headers=()):
+    def __init__(self, args, source, path="/ws", extra_headers=(), origin=None):
         self.sock = tls_connect(args, source)
         self.buf = b""
         key = base64.b64encode(os.urandom(16))
@@ -66,7 +69,7 @@ class WebSocket:
             "Connection: Upgrade",
             f"Sec-WebSocket-Key: {key.decode()}",
             "Sec-WebSocket-Version: 13",
-            f"Origin: {args.origin}",
+            f"Origin: {origin or args.origin}",
             *extra_headers,
         ]
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
@@ -182,6 +185,31 @@ def health(args):
     print(f"proxy-client: GET https://{args.name}:{args.port}/health -> 200 {body.decode()}")
 
 
+def party_page(args):
+    sock = tls_connect(args, "127.0.0.5")
+    request = f"GET / HTTP/1.1\r\nHost: {args.name}:{args.port}\r\nConnection: close\r\n\r\n"
+    sock.sendall(request.encode())
+    response = b""
+    while chunk := sock.recv(65536):
+        response += chunk
+    sock.close()
+    head, _, body = response.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    status = int(status_line.split()[1])
+    headers = {n.strip().lower(): v.strip() for n, _, v in (h.partition(":") for h in header_lines)}
+    check(status == 200, f"GET / answered {status}")
+    check(headers.get("content-type", "").startswith("text/html"), f"GET / headers {headers}")
+    check("script-src 'sha256-" in headers.get("content-security-policy", ""), f"GET / headers {headers}")
+    check(body.startswith(b"<!doctype html>"), f"GET / body {body[:80]!r}")
+    print(f"proxy-client: GET https://{args.name}:{args.port}/ -> 200 the party page ({len(body)} bytes)")
+    own = f"https://{args.name}:{args.port}"
+    ws = WebSocket(args, "127.0.0.5", origin=own)
+    check(ws.status == 101, f"the page's own WebSocket (Origin {own}) got {ws.status}, not 101")
+    ws.recv_json_of("client_hello")
+    ws.close()
+    print(f"proxy-client: the page's WebSocket, Origin {own} -> 101")
+
+
 def session(args):
     ws = WebSocket(args, "127.0.0.2")
     check(ws.status == 101, f"upgrade answered {ws.status}")
@@ -238,6 +266,7 @@ def main():
         health(args)
         ws = session(args)
         attribution(args)
+        party_page(args)
         ws.close()
         print("proxy-client: session closed 1000")
     except (Failure, OSError, ValueError, ssl.SSLError) as error:
