@@ -371,7 +371,10 @@ fn room_wide_changes_are_spaced() {
     host.send(json!({"type": "set_media", "room": room, "payload": {"media_url": "http://nas.lan/a.webm"}}));
     assert!(host.drain().is_empty());
     host.send(json!({"type": "set_media", "room": room, "payload": {"media_url": "http://nas.lan/b.webm"}}));
-    assert_eq!(host.recv_type("room_state")["payload"]["media_url"], "http://nas.lan/b.webm");
+    assert_eq!(
+        host.recv_type("room_state")["payload"]["media_url"],
+        "http://nas.lan/b.webm"
+    );
     guest.recv_type("room_state");
     host.send(json!({"type": "set_media", "room": room, "payload": {"media_url": "http://nas.lan/c.webm"}}));
     assert_error(&host.recv(), "Rate limit exceeded", "rate_limited");
@@ -394,13 +397,17 @@ fn v1_content_follows_the_same_rule() {
             break;
         }
     }
-    v1.send(json!({"v": 1, "type": "watch/set_content", "requestId": "c",
-                   "payload": {"roomId": "den", "contentId": "https://x/\u{0}\r\nX: 1"}}));
+    v1.send(
+        json!({"v": 1, "type": "watch/set_content", "requestId": "c",
+                   "payload": {"roomId": "den", "contentId": "https://x/\u{0}\r\nX: 1"}}),
+    );
     let answer = v1.recv();
     assert_eq!(answer["type"], "error", "{answer}");
     assert_eq!(answer["payload"]["code"], "bad_request", "{answer}");
-    v1.send(json!({"v": 1, "type": "watch/set_content", "requestId": "d",
-                   "payload": {"roomId": "den", "contentId": "file:a\u{202e}b#1"}}));
+    v1.send(
+        json!({"v": 1, "type": "watch/set_content", "requestId": "d",
+                   "payload": {"roomId": "den", "contentId": "file:a\u{202e}b#1"}}),
+    );
     assert_eq!(v1.recv()["payload"]["code"], "bad_request");
 }
 

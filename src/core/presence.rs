@@ -429,7 +429,8 @@ impl Core {
             self.presence_changed(key, out);
             self.check_barrier(key, out);
         }
-        let said = latency_ms.is_some() || buffering == Some(true);
+        // A member's own news: a latency, a stall, or the end of its stall.
+        let said = latency_ms.is_some() || buffering == Some(true) || changed;
         !is_host && said
     }
 

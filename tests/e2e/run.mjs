@@ -251,6 +251,23 @@ async function main() {
     check(Math.max(report.seek.hostMs, report.seek.guestMs) < LIMITS.seekMs, `after seek, both are within ${LIMITS.seekMs} ms of the target`);
   }
 
+  // Quick presses: two ← in a row add up (each counts from the last one, not from where
+  // the room was before it); play and, during its lead, pause again: the pause wins, on
+  // every page, as on the server (a page opened afterwards would agree).
+  const base3 = (await videoState(host)).t;
+  const back = Math.max(0, base3 - 20);
+  for (let i = 0; i < 2; i++) { await host.keyboard.press("ArrowLeft"); await sleep(80); }
+  const landed = (p) => waitFor(p, (x) => { const v = document.getElementById("video"); return !v.seeking && Math.abs(v.currentTime - x) < 0.2; }, back, 3000, "two quick seeks add up");
+  await landed(host); await landed(guest);
+  const stamp = await wall(host);
+  await host.keyboard.press("Space");
+  await sleep(150);
+  await host.keyboard.press("Space");
+  // The play's instant (1 s lead) is well past once the server's clock says so: wait for it.
+  await waitFor(host, (t) => performance.timeOrigin + performance.now() > t + 1600, stamp, 5000, "the play's instant passes");
+  const [qh, qg] = [await videoState(host), await videoState(guest)];
+  check(qh.paused && qg.paused && Math.abs(qh.t - qg.t) < 0.1 && Math.abs(qh.t - back) < 0.2, `a pause during a play's lead cancels the play everywhere (host ${qh.paused ? "paused" : "playing"} at ${qh.t.toFixed(2)}, guest ${qg.paused ? "paused" : "playing"} at ${qg.t.toFixed(2)})`);
+
   // Play again, then seek back while playing: together again.
   await host.keyboard.press("Space");
   await waitPlaying(host, 5000); await waitPlaying(guest, 5000);
