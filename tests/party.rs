@@ -130,52 +130,49 @@ fn the_page_is_served() {
     assert_eq!(status(&http(addr, b"GET / HTTP/1.1\r\n\r\n")), 404);
 }
 
+/// The status of a WebSocket upgrade of `/ws` with this `Host` and `Origin`.
+fn upgrade_status(addr: std::net::SocketAddr, host: &str, origin: &str) -> u16 {
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
+    let mut buf = [0u8; 512];
+    let n = std::io::Read::read(&mut stream, &mut buf).unwrap();
+    status(&String::from_utf8_lossy(&buf[..n]))
+}
+
+fn strict_origins() -> tandem::config::Config {
+    let mut config = config();
+    config.allowed_origins = Some(vec!["http://localhost:8096".into()]);
+    config
+}
+
 /// The page opens its WebSocket from its own origin: allowed whatever ALLOWED_ORIGINS says;
 /// another origin is still refused.
 #[test]
 fn the_page_origin_may_connect() {
-    let mut config = config();
-    config.allowed_origins = Some(vec!["http://localhost:8096".into()]);
-    let addr = start(config);
+    let addr = start(strict_origins());
     let host = addr.to_string();
-    let upgrade = |origin: &str| {
-        let request = format!(
-            "GET /ws HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nUpgrade: websocket\r\n\
-             Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-        );
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(WAIT)).unwrap();
-        std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
-        let mut buf = [0u8; 512];
-        let n = std::io::Read::read(&mut stream, &mut buf).unwrap();
-        status(&String::from_utf8_lossy(&buf[..n]))
-    };
-    assert_eq!(upgrade(&format!("http://{host}")), 101);
-    assert_eq!(upgrade("http://localhost:8096"), 101);
-    assert_eq!(upgrade("http://evil.example"), 403);
-    assert_eq!(upgrade(&format!("http://{host}.evil.example")), 403);
+    assert_eq!(upgrade_status(addr, &host, &format!("http://{host}")), 101);
+    assert_eq!(upgrade_status(addr, &host, "http://localhost:8096"), 101);
+    assert_eq!(upgrade_status(addr, &host, "http://evil.example"), 403);
+    assert_eq!(
+        upgrade_status(addr, &host, &format!("http://{host}.evil.example")),
+        403
+    );
 }
 
 /// DNS rebinding: a stranger's page under a public name that resolves to this server sends
 /// `Host` and `Origin` that agree; that is not the server's own page.
 #[test]
 fn a_rebound_public_name_is_not_the_page() {
-    let mut config = config();
-    config.allowed_origins = Some(vec!["http://localhost:8096".into()]);
-    let addr = start(config);
+    let addr = start(strict_origins());
     for (host, allowed) in [("evil.example:3000", false), ("nas.lan:3000", true)] {
-        let request = format!(
-            "GET /ws HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nUpgrade: websocket\r\n\
-             Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-        );
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(WAIT)).unwrap();
-        std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
-        let mut buf = [0u8; 512];
-        let n = std::io::Read::read(&mut stream, &mut buf).unwrap();
-        let got = status(&String::from_utf8_lossy(&buf[..n]));
+        let got = upgrade_status(addr, host, &format!("http://{host}"));
         assert_eq!(got, if allowed { 101 } else { 403 }, "{host}");
     }
 }
@@ -271,21 +268,27 @@ fn transfer_host() {
     assert_eq!(host.recv_type("player_event")["payload"]["position"], 3.0);
 }
 
-/// `claim_host`: refused while the host is connected (`host_present`); once the host's
-/// connection has been gone for `HOST_CLAIM_AFTER_MS` (0 here), the member who asks becomes
-/// host at once, without waiting for the host's grace.
-#[test]
-fn claim_host_when_the_host_is_away() {
+/// A host and a guest in a room whose graces are long, with `HOST_CLAIM_AFTER_MS` as given.
+fn claim_party(claim_after_ms: u64) -> (std::net::SocketAddr, Client, Client, String) {
     let mut config = config();
     config.core.host_grace_ms = 600_000;
     config.core.resume_grace_ms = 600_000;
-    config.core.host_claim_after_ms = 0;
+    config.core.host_claim_after_ms = claim_after_ms;
     let addr = start(config);
     let mut host = Client::connect(addr);
     let room = host.create_room(json!({}));
     let mut guest = Client::connect(addr);
     guest.join(&room);
     host.recv_type("participants_update");
+    (addr, host, guest, room)
+}
+
+/// `claim_host`: refused while the host is connected (`host_present`); once the host's
+/// connection has been gone for `HOST_CLAIM_AFTER_MS` (0 here), the member who asks becomes
+/// host at once, without waiting for the host's grace.
+#[test]
+fn claim_host_when_the_host_is_away() {
+    let (addr, host, mut guest, room) = claim_party(0);
 
     guest.send(json!({"type": "claim_host", "room": room}));
     assert_error(
@@ -315,16 +318,7 @@ fn claim_host_when_the_host_is_away() {
 /// `HOST_CLAIM_AFTER_MS` has passed is refused `host_present`.
 #[test]
 fn no_claim_while_the_host_may_be_back_soon() {
-    let mut config = config();
-    config.core.host_grace_ms = 600_000;
-    config.core.resume_grace_ms = 600_000;
-    config.core.host_claim_after_ms = 600_000;
-    let addr = start(config);
-    let mut host = Client::connect(addr);
-    let room = host.create_room(json!({}));
-    let mut guest = Client::connect(addr);
-    guest.join(&room);
-    host.recv_type("participants_update");
+    let (_, host, mut guest, room) = claim_party(600_000);
     drop(host);
     guest.recv_type("participants_update");
     guest.send(json!({"type": "claim_host", "room": room}));

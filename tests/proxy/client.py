@@ -165,9 +165,10 @@ class WebSocket:
         self.sock.close()
 
 
-def health(args):
-    sock = tls_connect(args, "127.0.0.4")
-    request = f"GET /health HTTP/1.1\r\nHost: {args.name}:{args.port}\r\nConnection: close\r\n\r\n"
+def https_get(args, source, path):
+    """One GET through the proxy from `source`: (status, lower-case headers, body)."""
+    sock = tls_connect(args, source)
+    request = f"GET {path} HTTP/1.1\r\nHost: {args.name}:{args.port}\r\nConnection: close\r\n\r\n"
     sock.sendall(request.encode())
     response = b""
     while chunk := sock.recv(65536):
@@ -175,8 +176,12 @@ def health(args):
     sock.close()
     head, _, body = response.partition(b"\r\n\r\n")
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    status = int(status_line.split()[1])
     headers = {n.strip().lower(): v.strip() for n, _, v in (h.partition(":") for h in header_lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+def health(args):
+    status, headers, body = https_get(args, "127.0.0.4", "/health")
     check(status == 200, f"/health answered {status}: {body!r}")
     ctype = headers.get("content-type", "")
     check("json" in ctype, f"/health Content-Type {ctype!r}")
@@ -186,17 +191,7 @@ def health(args):
 
 
 def party_page(args):
-    sock = tls_connect(args, "127.0.0.5")
-    request = f"GET / HTTP/1.1\r\nHost: {args.name}:{args.port}\r\nConnection: close\r\n\r\n"
-    sock.sendall(request.encode())
-    response = b""
-    while chunk := sock.recv(65536):
-        response += chunk
-    sock.close()
-    head, _, body = response.partition(b"\r\n\r\n")
-    status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    status = int(status_line.split()[1])
-    headers = {n.strip().lower(): v.strip() for n, _, v in (h.partition(":") for h in header_lines)}
+    status, headers, body = https_get(args, "127.0.0.5", "/")
     check(status == 200, f"GET / answered {status}")
     check(headers.get("content-type", "").startswith("text/html"), f"GET / headers {headers}")
     check("script-src 'sha256-" in headers.get("content-security-policy", ""), f"GET / headers {headers}")
