@@ -138,6 +138,9 @@ pub struct CoreConfig {
     pub room_refresh_interval_ms: u64,
     /// How long the host must have been away before a member may claim the room.
     pub host_claim_after_ms: u64,
+    /// Joins per room per second whose `participants_update` carries the whole member list;
+    /// later ones carry the count, and the list follows with the next presence update.
+    pub join_lists_per_second: u32,
 }
 
 impl Default for NetConfig {
@@ -191,6 +194,7 @@ impl Default for CoreConfig {
             presence_interval_ms: 500,
             room_refresh_interval_ms: 500,
             host_claim_after_ms: 5_000,
+            join_lists_per_second: 4,
             chat_history_bytes_max: 16 << 10,
         }
     }
@@ -536,6 +540,12 @@ pub const SETTINGS: &[Setting] = &[
         help: "how long the host must be away before a member may claim the room",
         default: "5000",
         apply: number!(core.host_claim_after_ms),
+    },
+    Setting {
+        env: "JOIN_LISTS_PER_SEC",
+        help: "joins per room per second told with the whole member list (later: the count)",
+        default: "4",
+        apply: number!(core.join_lists_per_second),
     },
     Setting {
         env: "CHAT_HISTORY_BYTES_MAX",

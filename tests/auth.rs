@@ -911,3 +911,52 @@ fn no_tokens_or_secrets_in_logs() {
     let signature = good.rsplit('.').next().unwrap();
     assert!(!log.contains(signature));
 }
+
+/// Found by an attack run: a guest admitted by invite could claim the room once every member
+/// with an identity had blipped, although a handover would still have preferred them. A
+/// guest's claim waits while the room has another member with an identity, connected or not.
+#[test]
+fn a_guest_does_not_claim_over_an_away_member() {
+    let mut config = config();
+    config.auth.jwt_secret = Some(tandem::auth::Secret(SECRET.as_bytes().to_vec()));
+    config.core.host_claim_after_ms = 0;
+    config.core.resume_grace_ms = 600_000;
+    config.core.host_grace_ms = 600_000;
+    let addr = start(config);
+    let mut host = Client::connect(addr);
+    host.send(json!({"type": "auth", "payload": {"token": token("u-host", "Host")}}));
+    host.recv_type("auth_success");
+    let room = host.create_room(json!({}));
+    let mut member = Client::connect(addr);
+    member.send(json!({"type": "auth", "payload": {"token": token("u-member", "Member")}}));
+    member.recv_type("auth_success");
+    member.join(&room);
+    host.send(json!({"type": "create_invite", "room": room}));
+    let invite = host.recv_type("invite_created")["payload"]["invite_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut guest = Client::connect(addr);
+    guest.send(json!({"type": "join_room", "room": room,
+                      "payload": {"user_name": "G", "invite_token": invite}}));
+    guest.recv_type("room_state");
+    drop(host);
+    drop(member);
+    // Both away now (two presence changes: wait for the one that shows them both).
+    loop {
+        let update = guest.recv_type("participants_update");
+        let people = update["payload"]["participants"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if people.iter().filter(|p| p["away"] == true).count() == 2 {
+            break;
+        }
+    }
+    guest.send(json!({"type": "claim_host", "room": room}));
+    assert_error(
+        &guest.recv(),
+        "The host is here: ask them to hand over",
+        "host_present",
+    );
+}

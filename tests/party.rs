@@ -68,6 +68,11 @@ fn the_page_is_served() {
     assert!(html.starts_with("<!doctype html>"));
     assert_eq!(header(&page, "Cache-Control"), Some("no-cache"));
     assert_eq!(header(&page, "X-Content-Type-Options"), Some("nosniff"));
+    // A page that opened the party's tab cannot reach into it (or steer its address).
+    assert_eq!(
+        header(&page, "Cross-Origin-Opener-Policy"),
+        Some("same-origin")
+    );
     // Nothing from elsewhere: no external script, style, font or image, no CDN.
     for pattern in [
         "src=\"http",
@@ -419,4 +424,81 @@ fn a_scheduling_joiner_gets_the_exact_clock() {
     page.declare_scheduled();
     let state = page.join(&room);
     assert_eq!(num(&state["payload"]["state"]["position"]), 42.5);
+}
+
+/// Found by an attack run: someone joining and leaving in a loop made every member receive
+/// the whole member list each time. Past `JOIN_LISTS_PER_SEC` joins in a room's second, a
+/// join carries the count only; the list follows once, with the next presence update.
+#[test]
+fn join_churn_does_not_resend_the_list() {
+    let mut config = config();
+    config.core.presence_interval_ms = 200;
+    config.core.join_lists_per_second = 2;
+    let addr = start(config);
+    let mut host = Client::connect(addr);
+    let room = host.create_room(json!({}));
+    let mut churner = Client::connect(addr);
+    for _ in 0..6 {
+        churner.join(&room);
+        churner.send(json!({"type": "leave_room"}));
+        churner.recv_type("room_list");
+    }
+    let told: Vec<_> = host
+        .drain()
+        .into_iter()
+        .filter(|m| m["type"] == "participants_update")
+        .collect();
+    assert_eq!(told.len(), 6, "every join is told: {told:?}");
+    assert!(told.iter().all(|m| m["payload"]["participant_count"] == 2));
+    let listed = told
+        .iter()
+        .filter(|m| m["payload"].get("participants").is_some())
+        .count();
+    assert_eq!(listed, 2, "{told:?}");
+    // The list follows, once, and it is the room as it is now.
+    let follow = host.recv_type("participants_update");
+    assert_eq!(follow["payload"]["participant_count"], 1, "{follow}");
+    assert_eq!(
+        follow["payload"]["participants"].as_array().map(Vec::len),
+        Some(1)
+    );
+}
+
+/// Found by an attack run: hosts leaving one after another made every member receive a
+/// fresh `room_state` per handover. Within `ROOM_REFRESH_INTERVAL_MS` of the last one, a
+/// handover tells everyone `host_change` and only the new host its `room_state`.
+#[test]
+fn handovers_in_a_row_refresh_only_the_new_host() {
+    let mut config = config();
+    config.core.room_refresh_interval_ms = 600_000;
+    let addr = start(config);
+    let mut first = Client::connect(addr);
+    let room = first.create_room(json!({}));
+    let mut second = Client::connect(addr);
+    second.join(&room);
+    let mut third = Client::connect(addr);
+    third.join(&room);
+    let mut watcher = Client::connect(addr);
+    watcher.join(&room);
+    for client in [&mut second, &mut third, &mut watcher] {
+        client.drain();
+    }
+    first.send(json!({"type": "leave_room"}));
+    let told = watcher.drain();
+    let kinds: Vec<_> = told.iter().map(|m| m["type"].as_str().unwrap()).collect();
+    assert!(
+        kinds.contains(&"host_change") && kinds.contains(&"room_state"),
+        "{kinds:?}"
+    );
+    let state = second.recv_type("room_state");
+    assert_eq!(state["payload"]["host_id"], second.id.as_str());
+    third.drain();
+    // The new host leaves at once: the next member is host, and only it gets a room_state.
+    second.send(json!({"type": "leave_room"}));
+    let state = third.recv_type("room_state");
+    assert_eq!(state["payload"]["host_id"], third.id.as_str());
+    let told = watcher.drain();
+    let kinds: Vec<_> = told.iter().map(|m| m["type"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"host_change"), "{kinds:?}");
+    assert!(!kinds.contains(&"room_state"), "{kinds:?}");
 }

@@ -255,15 +255,35 @@ impl Core {
         let count = room.members.len();
         let room_id = room.id;
         let joined = self.peer(seat);
+        let name = joined.name.clone();
+        // The whole list goes with at most `join_lists_per_second` joins per room per second;
+        // joins past that carry the count, and the list follows with the room's next presence
+        // update (someone joining and leaving in a loop cannot make every member receive the
+        // whole list each time).
+        let now = self.now.mono;
+        let listed = self.rooms.get_mut(key).is_some_and(|room| {
+            let (start, count) = room.join_lists;
+            let (start, count) = if now.since(start) >= 1_000 {
+                (now, 0)
+            } else {
+                (start, count)
+            };
+            let listed = count < self.config.join_lists_per_second;
+            room.join_lists = (start, count.saturating_add(u32::from(listed)));
+            listed
+        });
+        let presence = listed.then(|| self.presence(key));
+        if !listed {
+            self.presence_later(key);
+        }
         let Some(room) = self.rooms.get(key) else {
             return;
         };
-        let name = joined.name.clone();
         let index = out.event(Event::Participants {
             room: room_id,
             count,
             joined,
-            presence: self.presence(key),
+            presence,
         });
         let hello = out.event(Event::ClientJoined {
             room: room_id,
@@ -655,13 +675,14 @@ impl Core {
             && room
                 .host_away_since
                 .is_some_and(|since| now >= since.after(self.config.host_claim_after_ms));
-        // With authentication on, a guest admitted by invite does not take over from
-        // members who have an identity (the handover's own order).
+        // With authentication on, a guest admitted by invite does not take over while the
+        // room has another member with an identity, away or not (the handover's own order).
         let guest_behind_members = self.config.auth_enabled
             && self.subject(seat).is_none()
-            && room.members.iter().any(|m| {
-                m.key != seat && m.key != room.host && !m.away && self.subject(m.key).is_some()
-            });
+            && room
+                .members
+                .iter()
+                .any(|m| m.key != seat && m.key != room.host && self.subject(m.key).is_some());
         if !gone_long_enough || guest_behind_members {
             let id = room.id;
             self.error(conn, Some(id), ErrorCode::HostPresent, out);

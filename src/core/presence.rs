@@ -99,13 +99,20 @@ impl Core {
     }
 
     /// `next` becomes host of room `key`: every member is told (`host_change`) and gets a
-    /// fresh room state (the stock client learns it is host only from `room_state`).
+    /// fresh room state (the stock client learns it is host only from `room_state`); within
+    /// `room_refresh_interval_ms` of the room's last such change, only the new host does.
     pub(super) fn hand_over(&mut self, key: usize, next: usize, out: &mut Outbox) {
         let Some(room) = self.rooms.get_mut(key) else {
             return;
         };
         room.host = next;
-        room.refreshed_at = Some(self.now.mono);
+        // Handovers that come faster than `room_refresh_interval_ms` (a host leaving right
+        // after it became host, in a loop) tell everyone `host_change`, and only the new host
+        // its fresh `room_state`.
+        let now = self.now.mono;
+        let interval = self.config.room_refresh_interval_ms;
+        let soon = room.refreshed_at.is_some_and(|at| now < at.after(interval));
+        room.refreshed_at = Some(now);
         room.host_away_since = match self.seats.get(next).and_then(|s| s.conn) {
             Some(_) => None,
             None => Some(self.now.mono),
@@ -124,7 +131,7 @@ impl Core {
         for &member in &members {
             self.send_seat(member, index, out);
         }
-        for member in members {
+        for member in members.into_iter().filter(|&m| !soon || m == next) {
             if let Some((conn, state)) = self.room_state(key, member, false, true) {
                 out.unicast(conn, state);
             }
@@ -379,6 +386,26 @@ impl Core {
         for member in members.into_iter().filter(|&m| Some(m) != except) {
             self.send_seat(member, index, out);
         }
+    }
+
+    /// The room's members are told its presence (the whole list) one presence interval from
+    /// now, or from its last update if that is sooner, unless an update is already due.
+    pub(super) fn presence_later(&mut self, key: usize) {
+        let (now, interval) = (self.now.mono, self.config.presence_interval_ms);
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        if room.presence_pending {
+            return;
+        }
+        let at = match room.presence_at {
+            Some(at) if now.since(at) < interval => at.after(interval),
+            _ => now.after(interval),
+        };
+        room.presence_pending = true;
+        let serial = room.serial;
+        self.timers
+            .insert(at, CoreTimer::PresenceDue { room: key, serial });
     }
 
     /// A room's delayed presence update is due (if the room is still the one it was for).

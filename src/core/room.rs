@@ -257,6 +257,9 @@ pub struct Room {
     pub refreshed_at: Option<Millis>,
     /// Since when the host's connection has been gone (`None` while it is connected).
     pub host_away_since: Option<Millis>,
+    /// Joins that carried the whole member list in the current one-second window: (its
+    /// start, how many).
+    pub join_lists: (Millis, u32),
 }
 
 /// A chat message as kept by its room.
@@ -345,6 +348,7 @@ impl Room {
             presence_pending: false,
             refreshed_at: None,
             host_away_since: None,
+            join_lists: (Millis(0), 0),
         }
     }
 

@@ -698,8 +698,9 @@ pub enum Event {
         count: usize,
         /// Who joined.
         joined: Peer,
-        /// Every member, in join order.
-        presence: Vec<Presence>,
+        /// Every member, in join order; `None` for a join soon after the last list (the
+        /// list follows as a `Presence` when the room's presence interval is over).
+        presence: Option<Vec<Presence>>,
     },
     /// Someone joined (`client_joined {name}`, to the others).
     ClientJoined {

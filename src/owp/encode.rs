@@ -238,7 +238,20 @@ fn encode_notice(event: &Event, now: UnixMillis) -> Option<String> {
         Event::Participants {
             room,
             count,
-            presence,
+            presence: None,
+            ..
+        } => one(render(
+            "participants_update",
+            Some(IdText::new(room.0).as_str()),
+            None,
+            Some(json!({ "participant_count": count })),
+            now,
+            now,
+        )),
+        Event::Participants {
+            room,
+            count,
+            presence: Some(presence),
             ..
         }
         | Event::Presence {

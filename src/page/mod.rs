@@ -43,6 +43,7 @@ fn built() -> &'static Built {
                 "Cache-Control: no-cache\r\nETag: {etag}\r\n\
                  Content-Security-Policy: {csp}\r\nX-Content-Type-Options: nosniff\r\n\
                  Referrer-Policy: no-referrer\r\nX-Frame-Options: DENY\r\n\
+                 Cross-Origin-Opener-Policy: same-origin\r\n\
                  Connection: close\r\n\r\n"
             );
             text.into_bytes()
