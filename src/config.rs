@@ -509,11 +509,7 @@ pub const SETTINGS: &[Setting] = &[
         help: "true: the room closes when its host leaves or disconnects (the original's rule)",
         default: "false",
         apply: |c, t| {
-            c.core.room_close_on_host_leave = match t.trim() {
-                "true" | "1" | "yes" => true,
-                "false" | "0" | "no" | "" => false,
-                _ => return Err(format!("not true or false: {t:?}")),
-            };
+            c.core.room_close_on_host_leave = boolean(t, false)?;
             Ok(())
         },
     },
@@ -558,11 +554,7 @@ pub const SETTINGS: &[Setting] = &[
         help: "true: GET / serves the built-in party page; false: 404",
         default: "true",
         apply: |c, t| {
-            c.net.party_page = match t.trim() {
-                "true" | "1" | "yes" | "" => true,
-                "false" | "0" | "no" => false,
-                _ => return Err(format!("not true or false: {t:?}")),
-            };
+            c.net.party_page = boolean(t, true)?;
             Ok(())
         },
     },
@@ -792,6 +784,16 @@ impl Config {
     }
 }
 
+/// A yes/no setting: `true`, `1`, `yes` or `false`, `0`, `no`; empty is `empty`.
+fn boolean(text: &str, empty: bool) -> Result<bool, String> {
+    match text.trim() {
+        "" => Ok(empty),
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(format!("not true or false: {text:?}")),
+    }
+}
+
 /// `ALLOWED_ORIGINS` as a list; `*` anywhere in it allows any origin.
 pub fn parse_origins(text: &str) -> Option<Vec<String>> {
     let entries: Vec<String> = text
@@ -905,6 +907,23 @@ mod tests {
         assert_eq!(parse_origins(" a , ,b"), Some(vec!["a".into(), "b".into()]));
         assert!(matches!(
             parse(&[("PORT", "x")], &[]),
+            Err(ConfigError::Invalid { .. })
+        ));
+        // Yes/no settings: each word both ways, empty is the setting's default.
+        assert!(!run(parse(&[("PARTY_PAGE", "no")], &[])).net.party_page);
+        assert!(run(parse(&[("PARTY_PAGE", "")], &[])).net.party_page);
+        assert!(
+            run(parse(&[("ROOM_CLOSE_ON_HOST_LEAVE", "yes")], &[]))
+                .core
+                .room_close_on_host_leave
+        );
+        assert!(
+            !run(parse(&[("ROOM_CLOSE_ON_HOST_LEAVE", "")], &[]))
+                .core
+                .room_close_on_host_leave
+        );
+        assert!(matches!(
+            parse(&[("PARTY_PAGE", "maybe")], &[]),
             Err(ConfigError::Invalid { .. })
         ));
         assert!(matches!(
