@@ -233,11 +233,7 @@ fn media_url_and_set_media() {
 #[test]
 fn transfer_host() {
     let addr = start(config());
-    let mut host = Client::connect(addr);
-    let room = host.create_room(json!({}));
-    let mut guest = Client::connect(addr);
-    guest.join(&room);
-    host.recv_type("participants_update");
+    let (mut host, mut guest, room) = host_and_guest(addr);
 
     guest.send(json!({"type": "transfer_host", "room": room,
                       "payload": {"client_id": guest.id}}));
@@ -280,11 +276,7 @@ fn claim_party(claim_after_ms: u64) -> (std::net::SocketAddr, Client, Client, St
     config.core.resume_grace_ms = 600_000;
     config.core.host_claim_after_ms = claim_after_ms;
     let addr = start(config);
-    let mut host = Client::connect(addr);
-    let room = host.create_room(json!({}));
-    let mut guest = Client::connect(addr);
-    guest.join(&room);
-    host.recv_type("participants_update");
+    let (host, guest, room) = host_and_guest(addr);
     (addr, host, guest, room)
 }
 
@@ -340,11 +332,7 @@ fn no_transfer_to_an_away_member() {
     let mut config = config();
     config.core.resume_grace_ms = 600_000;
     let addr = start(config);
-    let mut host = Client::connect(addr);
-    let room = host.create_room(json!({}));
-    let mut guest = Client::connect(addr);
-    guest.join(&room);
-    host.recv_type("participants_update");
+    let (mut host, guest, room) = host_and_guest(addr);
     let id = guest.id.clone();
     drop(guest);
     host.recv_type("participants_update");

@@ -7,16 +7,6 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 
-/// Host, guest and room; returns them with the guest's resume token.
-fn party(addr: std::net::SocketAddr) -> (Client, Client, String) {
-    let mut host = Client::connect(addr);
-    let room = host.create_room(json!({"name": "Film"}));
-    let mut guest = Client::connect(addr);
-    guest.join(&room);
-    assert_eq!(host.recv()["type"], "participants_update");
-    (host, guest, room)
-}
-
 /// Connects and returns the client with the resume token of its `client_hello`.
 fn connect_with_token(addr: std::net::SocketAddr) -> (Client, String) {
     let mut client = Client::connect_raw(addr, "/ws", &[]);
@@ -172,7 +162,7 @@ fn host_handover_after_grace() {
     config.core.host_grace_ms = 200;
     config.core.resume_grace_ms = 1_000;
     let addr = start(config);
-    let (host, mut first, room) = party(addr);
+    let (host, mut first, room) = host_and_guest(addr);
     let mut second = Client::connect(addr);
     second.join(&room);
     first.recv_type("participants_update");
@@ -209,7 +199,7 @@ fn stock_client_reconnects() {
     let mut config = config();
     config.core.host_grace_ms = 100;
     let addr = start(config);
-    let (host, mut guest, room) = party(addr);
+    let (host, mut guest, room) = host_and_guest(addr);
     // The host's Wi-Fi blips; the room goes on under the guest.
     drop(host);
     guest.recv_type("host_change");

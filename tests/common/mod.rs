@@ -168,6 +168,16 @@ impl Client {
     }
 }
 
+/// A host in a room it created and a guest who joined it (the host has read the join).
+pub fn host_and_guest(addr: SocketAddr) -> (Client, Client, String) {
+    let mut host = Client::connect(addr);
+    let room = host.create_room(json!({"name": "Film"}));
+    let mut guest = Client::connect(addr);
+    guest.join(&room);
+    assert_eq!(host.recv()["type"], "participants_update");
+    (host, guest, room)
+}
+
 /// Wall clock in ms (what a browser's Date.now() is).
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
